@@ -1,0 +1,306 @@
+"""Assemble a layered craft model into transformer weights and a runnable model."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from tracr.compiler import craft_graph_to_model
+from tracr.craft import bases
+from tracr.transformer import encoder, model
+
+Params = dict[str, dict[str, np.ndarray]]
+
+# A categorical output whose largest one-hot entry is below this decodes to None.
+NONE_THRESHOLD = 0.5
+
+
+@dataclasses.dataclass
+class AssembledTransformerModelOutput:
+    """What a forward pass returns; the reference's fields, numpy arrays, batch first."""
+
+    decoded: list[Any]  # [T], or one list per sequence from apply_batch
+    unembedded: np.ndarray  # [B, T]
+    layer_outputs: list[np.ndarray]  # [B, T, D]
+    residuals: list[np.ndarray]  # [B, T, D]
+    attn_logits: list[np.ndarray]  # [B, H, T, T]
+    transformer_output: np.ndarray  # [B, T, D]
+    input_embeddings: np.ndarray  # [B, T, D]
+
+
+@dataclasses.dataclass
+class CompiledTransformerModelOutput:
+    transformer_output: model.TransformerOutput
+    unembedded_output: np.ndarray  # [B, T]: argmax ids, or the numbers
+    output_present: np.ndarray  # [B, T] bool: False where a categorical output is None
+
+
+@dataclasses.dataclass
+class CompiledTransformerModel:
+    """The forward pass with its embedding and unembedding; callable on [B, T] ids."""
+
+    params: Params
+    config: model.TransformerConfig
+    unembed_matrix: np.ndarray  # [D, V] residual -> output space
+    use_unembed_argmax: bool
+    pad_encoding: int | None = None
+
+    def __call__(self, token_ids: np.ndarray) -> CompiledTransformerModelOutput:
+        token_ids = np.asarray(token_ids)
+        if self.pad_encoding is None:
+            key_mask = np.ones(token_ids.shape, dtype=bool)
+        else:
+            key_mask = token_ids != self.pad_encoding
+        out = model.forward(self.params, self.config, token_ids, key_mask)
+        scores = out.output @ self.unembed_matrix  # [B, T, V]
+        if self.use_unembed_argmax:
+            if scores.shape[-1] == 0:
+                unembedded = np.zeros(token_ids.shape, dtype=np.int64)
+                present = np.zeros(token_ids.shape, dtype=bool)
+            else:
+                unembedded = scores.argmax(axis=-1)
+                present = scores.max(axis=-1) >= NONE_THRESHOLD
+        else:
+            unembedded = scores[..., 0]
+            present = np.ones(token_ids.shape, dtype=bool)
+        return CompiledTransformerModelOutput(out, unembedded, present)
+
+
+@dataclasses.dataclass
+class AssembledTransformerModel:
+    """A compiled model: weights, shape, residual labels and its encoders."""
+
+    forward: Callable[[Params, np.ndarray], CompiledTransformerModelOutput]
+    get_compiled_model: Callable[[], CompiledTransformerModel]
+    params: Params
+    model_config: model.TransformerConfig
+    residual_labels: list[str]
+    input_encoder: encoder.CategoricalEncoder | None = None
+    output_encoder: encoder.Encoder | None = None
+
+    def apply(self, tokens: Sequence[Any]) -> AssembledTransformerModelOutput:
+        """Runs one sequence (BOS first); outputs carry a batch dimension of 1."""
+        ids, length = self._encode(tokens)
+        out = self.forward(self.params, np.asarray([ids]))
+        return self._output(out, [length])
+
+    def apply_batch(self, sequences: Sequence[Sequence[Any]]) -> AssembledTransformerModelOutput:
+        """Runs many sequences in one forward pass, padding them to a common length.
+
+        `decoded` is one list per sequence, cut to its own length; the arrays are padded.
+        """
+        if len(sequences) == 0:
+            raise ValueError("apply_batch needs at least one sequence")
+        encoded = [self._encode(seq) for seq in sequences]
+        width = max(len(ids) for ids, _ in encoded)
+        pad = self.input_encoder.pad_encoding
+        batch = np.full((len(encoded), width), pad, dtype=np.int64)
+        for row, (ids, _) in enumerate(encoded):
+            batch[row, : len(ids)] = ids
+        out = self.forward(self.params, batch)
+        return self._output(out, [length for _, length in encoded], batched=True)
+
+    def _encode(self, tokens: Sequence[Any]) -> tuple[list[int], int]:
+        tokens = list(tokens)
+        pad = self.input_encoder.pad_token
+        length = len(tokens)
+        while length and tokens[length - 1] == pad:
+            length -= 1
+        if pad in tokens[:length]:
+            raise ValueError(
+                f"the PAD token {pad!r} may only end a sequence, found it at position "
+                f"{tokens.index(pad)} before other tokens"
+            )
+        return self.input_encoder.encode(tokens), length
+
+    def _output(
+        self, out: CompiledTransformerModelOutput, lengths: list[int], batched: bool = False
+    ) -> AssembledTransformerModelOutput:
+        decoded_rows = []
+        for row, length in enumerate(lengths):
+            raw = out.unembedded_output[row, :length].tolist()
+            present = out.output_present[row, :length].tolist()
+            decode = self.output_encoder.decode if self.output_encoder else list
+            values = [decode([v])[0] if p else None for v, p in zip(raw, present)]
+            if self.input_encoder.bos_token is not None and values:
+                values[0] = self.input_encoder.bos_token
+            pad_tail = [self.input_encoder.pad_token] * (out.unembedded_output.shape[1] - length)
+            decoded_rows.append(values + pad_tail)
+        result = out.transformer_output
+        return AssembledTransformerModelOutput(
+            decoded=decoded_rows if batched else decoded_rows[0],
+            unembedded=out.unembedded_output,
+            layer_outputs=result.layer_outputs,
+            residuals=result.residuals,
+            attn_logits=result.attn_logits,
+            transformer_output=result.output,
+            input_embeddings=result.input_embeddings,
+        )
+
+
+def _columns(residual: bases.VectorSpaceWithBasis, space: bases.VectorSpaceWithBasis):
+    return np.asarray([residual.index(d) for d in space.basis], dtype=np.int64)
+
+
+def _linear(rows: int, cols: int, dtype) -> dict[str, np.ndarray]:
+    return {"w": np.zeros((rows, cols), dtype=dtype), "b": np.zeros((cols,), dtype=dtype)}
+
+
+def _head_factors(head, residual):
+    """W_Q, W_K [D, k] and W_V [D, v], W_O [v, D] for one head, using the narrower side."""
+    dim = residual.num_dims
+    qk, ov = head.w_qk, head.w_ov
+    left, right = _columns(residual, qk.left_space), _columns(residual, qk.right_space)
+    if len(left) <= len(right):
+        w_q = np.zeros((dim, len(left)))
+        w_q[left, np.arange(len(left))] = 1.0
+        w_k = np.zeros((dim, len(left)))
+        w_k[right] = qk.matrix.T
+    else:
+        w_q = np.zeros((dim, len(right)))
+        w_q[left] = qk.matrix
+        w_k = np.zeros((dim, len(right)))
+        w_k[right, np.arange(len(right))] = 1.0
+    src, dst = _columns(residual, ov.input_space), _columns(residual, ov.output_space)
+    if len(src) <= len(dst):
+        w_v = np.zeros((dim, len(src)))
+        w_v[src, np.arange(len(src))] = 1.0
+        w_o = np.zeros((len(src), dim))
+        w_o[:, dst] = ov.matrix
+    else:
+        w_v = np.zeros((dim, len(dst)))
+        w_v[src] = ov.matrix
+        w_o = np.zeros((len(dst), dim))
+        w_o[np.arange(len(dst)), dst] = 1.0
+    return w_q, w_k, w_v, w_o
+
+
+def assemble_craft_model(
+    craft_model: craft_graph_to_model.CraftModel,
+    *,
+    tokens_space: bases.VectorSpaceWithBasis,
+    indices_space: bases.VectorSpaceWithBasis,
+    output_space: bases.VectorSpaceWithBasis,
+    categorical_output: bool,
+    causal: bool,
+    token_constants: Mapping[bases.BasisDirection, float],
+    bos_token: Any,
+    pad_token: Any,
+    max_seq_len: int,
+    dtype=np.float32,
+) -> AssembledTransformerModel:
+    """Builds parameter arrays with the reference's names and wraps them in a model.
+
+    token_constants: directions every non-BOS token writes (the `one` direction writes 1
+    for BOS too), with their values: constant SOps live in the token embedding.
+    """
+    one = bases.BasisDirection("one")
+    uses_one = one in craft_model.residual_space
+    residual = bases.join_vector_spaces(
+        craft_model.residual_space,
+        tokens_space,
+        indices_space,
+        output_space,
+        bases.VectorSpaceWithBasis([*([one] if uses_one else []), *token_constants]),
+    )
+    dim = residual.num_dims
+    layers = craft_model.layers
+    num_heads = max([len(layer.heads) for layer in layers] + [1])
+    factors = [[_head_factors(h, residual) for h in layer.heads] for layer in layers]
+    key_size = max(
+        [f[0].shape[1] for fs in factors for f in fs]
+        + [f[2].shape[1] for fs in factors for f in fs]
+        + [1]
+    )
+    mlp_size = max([sum(m.fst.output_space.num_dims for m in layer.mlps) for layer in layers] + [1])
+    config = model.TransformerConfig(
+        num_heads=num_heads,
+        num_layers=len(layers),
+        key_size=key_size,
+        mlp_hidden_size=mlp_size,
+        causal=causal,
+    )
+
+    token_embed = np.zeros((tokens_space.num_dims, dim))
+    token_embed[np.arange(tokens_space.num_dims), _columns(residual, tokens_space)] = 1.0
+    if uses_one:
+        token_embed[:, residual.index(one)] = 1.0
+    non_bos = [i for i, d in enumerate(tokens_space.basis) if d.value != bos_token]
+    for direction, value in token_constants.items():
+        token_embed[non_bos, residual.index(direction)] = value
+    pos_embed = np.zeros((max_seq_len + 1, dim))
+    pos_embed[1 + np.arange(indices_space.num_dims), _columns(residual, indices_space)] = 1.0
+    params: Params = {
+        "token_embed": {"embeddings": token_embed},
+        "pos_embed": {"embeddings": pos_embed},
+    }
+
+    for index, (layer, layer_factors) in enumerate(zip(layers, factors)):
+        prefix = f"transformer/layer_{index}"
+        attn = {
+            name: _linear(dim, num_heads * key_size, dtype) for name in ("query", "key", "value")
+        }
+        attn["linear"] = _linear(num_heads * key_size, dim, dtype)
+        for h, (w_q, w_k, w_v, w_o) in enumerate(layer_factors):
+            start = h * key_size
+            attn["query"]["w"][:, start : start + w_q.shape[1]] = w_q
+            attn["key"]["w"][:, start : start + w_k.shape[1]] = w_k
+            attn["value"]["w"][:, start : start + w_v.shape[1]] = w_v
+            attn["linear"]["w"][start : start + w_o.shape[0]] = w_o
+        for name, value in attn.items():
+            params[f"{prefix}/attn/{name}"] = value
+        first, second = _linear(dim, mlp_size, dtype), _linear(mlp_size, dim, dtype)
+        start = 0
+        for mlp in layer.mlps:
+            hidden = mlp.fst.output_space.num_dims
+            first["w"][_columns(residual, mlp.fst.input_space), start : start + hidden] = (
+                mlp.fst.matrix
+            )
+            second["w"][start : start + hidden, _columns(residual, mlp.snd.output_space)] = (
+                mlp.snd.matrix
+            )
+            start += hidden
+        params[f"{prefix}/mlp/linear_1"] = first
+        params[f"{prefix}/mlp/linear_2"] = second
+    params = {k: {n: np.asarray(a, dtype=dtype) for n, a in v.items()} for k, v in params.items()}
+
+    unembed = np.zeros((dim, output_space.num_dims), dtype=dtype)
+    unembed[_columns(residual, output_space), np.arange(output_space.num_dims)] = 1.0
+    input_encoder = encoder.CategoricalEncoder(
+        basis=tokens_space.basis,
+        enforce_bos=True,
+        bos_token=bos_token,
+        pad_token=pad_token,
+        max_seq_len=max_seq_len + 1,
+    )
+    if categorical_output:
+        output_encoder: encoder.Encoder = encoder.CategoricalEncoder(basis=output_space.basis)
+    else:
+        output_encoder = encoder.NumericalEncoder()
+
+    def get_compiled_model() -> CompiledTransformerModel:
+        return CompiledTransformerModel(
+            params=params,
+            config=config,
+            unembed_matrix=unembed,
+            use_unembed_argmax=categorical_output,
+            pad_encoding=input_encoder.pad_encoding,
+        )
+
+    def forward(params_: Params, token_ids: np.ndarray) -> CompiledTransformerModelOutput:
+        compiled = get_compiled_model()
+        compiled.params = params_
+        return compiled(token_ids)
+
+    return AssembledTransformerModel(
+        forward=forward,
+        get_compiled_model=get_compiled_model,
+        params=params,
+        model_config=config,
+        residual_labels=[str(d) for d in residual.basis],
+        input_encoder=input_encoder,
+        output_encoder=output_encoder,
+    )

@@ -1,0 +1,119 @@
+"""Compile a RASP program into a transformer: the passes, read top to bottom."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from tracr.compiler import (
+    assemble,
+    basis_inference,
+    craft_graph_to_model,
+    expr_to_craft_graph,
+    rasp_to_graph,
+    validating,
+)
+from tracr.craft import bases
+from tracr.rasp import rasp
+
+COMPILER_BOS = "compiler_bos"
+COMPILER_PAD = "compiler_pad"
+
+
+def _check_arguments(program, vocab, max_seq_len, compiler_bos, compiler_pad, mlp_exactness):
+    if not isinstance(program, rasp.SOp):
+        raise TypeError(f"program must be a RASP SOp, got {type(program).__name__}: {program!r}")
+    if isinstance(max_seq_len, bool) or not isinstance(max_seq_len, int) or max_seq_len < 1:
+        raise ValueError(f"max_seq_len must be a positive int, got {max_seq_len!r}")
+    if not vocab:
+        raise ValueError("vocab must hold at least one token, got an empty collection")
+    if compiler_bos == compiler_pad:
+        raise ValueError(f"compiler_bos and compiler_pad must differ, both are {compiler_bos!r}")
+    for role, token in (("BOS", compiler_bos), ("PAD", compiler_pad)):
+        if token in vocab:
+            raise ValueError(f"the compiler {role} token {token!r} must not be in the vocab")
+    if isinstance(mlp_exactness, bool) or not isinstance(mlp_exactness, (int, float)):
+        raise TypeError(f"mlp_exactness must be a number, got {mlp_exactness!r}")
+    if mlp_exactness <= 0:
+        raise ValueError(f"mlp_exactness must be positive, got {mlp_exactness!r}")
+
+
+def compile_rasp_to_model(
+    program: rasp.SOp,
+    vocab: Iterable[rasp.Value],
+    max_seq_len: int,
+    causal: bool = False,
+    compiler_bos: str = COMPILER_BOS,
+    compiler_pad: str = COMPILER_PAD,
+    mlp_exactness: int = 100,
+) -> assemble.AssembledTransformerModel:
+    """Compiles `program` into a transformer that computes it exactly.
+
+    The model agrees with `rasp.evaluate` (with `causal_eval.evaluate` when `causal`) on
+    every input over `vocab` of every length up to `max_seq_len`; where that cannot be
+    guaranteed, compilation fails with `validating.UnsupportedProgramError` (a
+    NotImplementedError) naming each offending expression and the reason.
+
+    Args:
+      program: the RASP SOp to compile; it must use rasp.tokens.
+      vocab: the input tokens the model accepts.
+      max_seq_len: the longest input, BOS not counted.
+      causal: compile a causally masked model.
+      compiler_bos: the BOS token every input starts with; not in vocab.
+      compiler_pad: the token that pads batched inputs; not in vocab.
+      mlp_exactness: kept for compatibility. Every sharpness constant is derived from
+        the program's value sets, so the model is exact for any value; it must be > 0.
+    """
+    vocab = frozenset(vocab)
+    _check_arguments(program, vocab, max_seq_len, compiler_bos, compiler_pad, mlp_exactness)
+
+    unsupported = validating.static_validate(program)
+    if unsupported:
+        raise validating.UnsupportedProgramError(unsupported)
+
+    extracted = rasp_to_graph.extract_rasp_graph(program)
+    if rasp.tokens.label not in extracted.graph:
+        raise ValueError(
+            "the program does not use rasp.tokens; a compiled model reads its input "
+            "through tokens, so a program must depend on it"
+        )
+    value_sets = basis_inference.infer_bases(extracted, vocab=vocab, max_seq_len=max_seq_len)
+
+    unsupported = validating.validate_value_sets(
+        program, value_sets, max_seq_len=max_seq_len, causal=causal
+    )
+    if unsupported:
+        raise validating.UnsupportedProgramError(unsupported)
+
+    lowered = expr_to_craft_graph.add_craft_components_to_rasp_graph(
+        extracted,
+        value_sets=value_sets,
+        vocab=vocab,
+        bos_dir=bases.BasisDirection(rasp.tokens.label, compiler_bos),
+        max_seq_len=max_seq_len,
+        causal=causal,
+    )
+    craft_model = craft_graph_to_model.craft_graph_to_model(extracted, lowered)
+
+    tokens_space = bases.VectorSpaceWithBasis.from_values(
+        rasp.tokens.label, sorted(vocab | {compiler_bos, compiler_pad}, key=_order)
+    )
+    indices_space = bases.VectorSpaceWithBasis.from_values(rasp.indices.label, range(max_seq_len))
+    constants = {
+        node.space.basis[0]: node.constant for node in lowered.values() if node.constant is not None
+    }
+    return assemble.assemble_craft_model(
+        craft_model,
+        tokens_space=tokens_space,
+        indices_space=indices_space,
+        output_space=lowered[program.label].space,
+        categorical_output=rasp.is_categorical(program),
+        causal=causal,
+        token_constants=constants,
+        bos_token=compiler_bos,
+        pad_token=compiler_pad,
+        max_seq_len=max_seq_len,
+    )
+
+
+def _order(value):
+    return bases.BasisDirection(rasp.tokens.label, value)

@@ -1,0 +1,212 @@
+"""Lower every SOp of a program to the craft block that computes it.
+
+Each SOp owns one labelled subspace of the residual stream (`sop_space`): categorical
+SOps one direction per value, numerical SOps one direction holding the number. A block
+reads only its inputs' subspaces (plus `one` and the BOS direction) and writes only its
+own. tokens and indices come from the embeddings; constant SOps (`Full`) are written by
+the token embedding; every other SOp gets a block from `tracr.craft.chamber`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Callable, Mapping
+
+import networkx as nx
+
+from tracr.compiler import nodes, numeric_points, rasp_to_graph, selector_logic
+from tracr.craft import bases
+from tracr.craft.chamber import categorical_attn, categorical_mlp, numerical_mlp, selector_width
+from tracr.rasp import rasp
+
+ONE = bases.BasisDirection("one")
+
+
+@dataclasses.dataclass(frozen=True)
+class LoweredSOp:
+    """An SOp's subspace and the block writing it (None when an embedding writes it)."""
+
+    expr: rasp.SOp
+    space: bases.VectorSpaceWithBasis
+    block: object | None
+    constant: float | None = None  # for Full: the value the token embedding writes
+
+
+@dataclasses.dataclass(frozen=True)
+class LoweringContext:
+    value_sets: Mapping[str, frozenset | None]
+    bos_space: bases.VectorSpaceWithBasis
+    one_space: bases.VectorSpaceWithBasis
+    max_seq_len: int
+    causal: bool
+
+
+def sop_space(expr: rasp.SOp, values: frozenset | None) -> bases.VectorSpaceWithBasis:
+    """The residual subspace of one SOp."""
+    if rasp.is_numerical(expr):
+        return bases.VectorSpaceWithBasis([bases.BasisDirection(expr.label)])
+    directions = sorted(bases.BasisDirection(expr.label, v) for v in values if v is not None)
+    return bases.VectorSpaceWithBasis(directions)
+
+
+def _quiet(f: Callable, expr: rasp.SOp) -> Callable:
+    """f, writing nothing where it raises an ArithmeticError.
+
+    On such an input `rasp.evaluate` raises too (see basis_inference), so no valid input
+    reaches it: a categorical output gets no value, a numerical one 0.
+    """
+    fallback = 0 if rasp.is_numerical(expr) else None
+
+    @functools.wraps(f)
+    def wrapped(*args):
+        try:
+            return f(*args)
+        except ArithmeticError:
+            return fallback
+
+    return wrapped
+
+
+def _hidden(expr: rasp.RASPExpr) -> str:
+    return f"_hidden_{expr.label}_"
+
+
+def _lower_map(expr: rasp.Map, space, spaces, ctx):
+    inner = expr.inner
+    f = _quiet(expr.f, expr)
+    if rasp.is_categorical(inner):
+        build = (
+            categorical_mlp.map_categorical_mlp
+            if rasp.is_categorical(expr)
+            else categorical_mlp.map_categorical_to_numerical_mlp
+        )
+        return build(spaces[inner.label], space, f, hidden_name=_hidden(expr))
+    build = (
+        numerical_mlp.map_numerical_to_categorical_mlp
+        if rasp.is_categorical(expr)
+        else numerical_mlp.map_numerical_mlp
+    )
+    return build(
+        f,
+        spaces[inner.label],
+        space,
+        numeric_points.representatives(ctx.value_sets[inner.label]),
+        ctx.one_space,
+        ctx.bos_space,
+        hidden_name=_hidden(expr),
+    )
+
+
+def _lower_sequence_map(expr: rasp.SequenceMap, space, spaces, ctx):
+    if rasp.is_numerical(expr.fst) and rasp.is_numerical(expr.snd):
+        return numerical_mlp.linear_sequence_map_numerical_mlp(
+            spaces[expr.fst.label].basis[0],
+            spaces[expr.snd.label].basis[0],
+            space.basis[0],
+            expr.fst_fac,
+            expr.snd_fac,
+            hidden_name=_hidden(expr),
+        )
+    return categorical_mlp.sequence_map_categorical_mlp(
+        spaces[expr.fst.label],
+        spaces[expr.snd.label],
+        space,
+        _quiet(expr.f, expr),
+        ctx.one_space,
+        hidden_name=_hidden(expr),
+    )
+
+
+def _attn_fn(flat: selector_logic.FlatSelector) -> Callable[[object, object], bool]:
+    """The chamber's (query, key) order; a raising predicate selects nothing."""
+
+    def attn_fn(query, key) -> bool:
+        try:
+            return bool(flat.predicate(key, query))
+        except Exception:  # noqa: BLE001 - evaluate raises there too: no valid input
+            return False
+
+    return attn_fn
+
+
+def _lower_aggregate(expr: rasp.Aggregate, space, spaces, ctx):
+    flat = selector_logic.flatten_selector(expr.selector)
+    return categorical_attn.categorical_attn(
+        spaces[flat.queries.label],
+        spaces[flat.keys.label],
+        spaces[expr.sop.label],
+        space,
+        ctx.bos_space,
+        ctx.one_space,
+        _attn_fn(flat),
+        max_seq_len=ctx.max_seq_len,
+        causal=ctx.causal,
+    )
+
+
+def _lower_width(expr: rasp.SOp, flat, space, spaces, ctx):
+    return selector_width.selector_width(
+        spaces[flat.queries.label],
+        spaces[flat.keys.label],
+        space,
+        ctx.bos_space,
+        ctx.one_space,
+        _attn_fn(flat),
+        ctx.value_sets[expr.label],
+        rasp.is_categorical(expr),
+        max_seq_len=ctx.max_seq_len,
+        causal=ctx.causal,
+        hidden_name=_hidden(expr),
+    )
+
+
+def add_craft_components_to_rasp_graph(
+    extracted: rasp_to_graph.ExtractRaspGraphOutput,
+    *,
+    value_sets: Mapping[str, frozenset | None],
+    vocab: frozenset,
+    bos_dir: bases.BasisDirection,
+    max_seq_len: int,
+    causal: bool = False,
+) -> dict[str, LoweredSOp]:
+    """Returns, for every SOp label, its subspace and the block that computes it."""
+    ctx = LoweringContext(
+        value_sets=value_sets,
+        bos_space=bases.VectorSpaceWithBasis([bos_dir]),
+        one_space=bases.VectorSpaceWithBasis([ONE]),
+        max_seq_len=max_seq_len,
+        causal=causal,
+    )
+    tokens_space = sop_space(rasp.tokens, vocab)
+    graph = extracted.graph
+    spaces: dict[str, bases.VectorSpaceWithBasis] = {}
+    lowered: dict[str, LoweredSOp] = {}
+    for label in nx.topological_sort(graph):
+        expr = graph.nodes[label][nodes.EXPR]
+        if not isinstance(expr, rasp.SOp):
+            continue
+        space = sop_space(expr, value_sets[label])
+        spaces[label] = space
+        block, constant = None, None
+        if isinstance(expr, (rasp.TokensType, rasp.IndicesType)):
+            pass
+        elif isinstance(expr, rasp.Full):
+            constant = 1.0 if rasp.is_categorical(expr) else float(expr.fill)
+        elif isinstance(expr, rasp.LengthType):
+            # length is the width of a selector that selects every token.
+            flat = selector_logic.FlatSelector(rasp.tokens, rasp.tokens, lambda k, q: True)
+            block = _lower_width(expr, flat, space, {rasp.tokens.label: tokens_space}, ctx)
+        elif isinstance(expr, rasp.Map):
+            block = _lower_map(expr, space, spaces, ctx)
+        elif isinstance(expr, rasp.SequenceMap):
+            block = _lower_sequence_map(expr, space, spaces, ctx)
+        elif isinstance(expr, rasp.Aggregate):
+            block = _lower_aggregate(expr, space, spaces, ctx)
+        elif isinstance(expr, rasp.SelectorWidth):
+            flat = selector_logic.flatten_selector(expr.selector)
+            block = _lower_width(expr, flat, space, spaces, ctx)
+        else:
+            raise NotImplementedError(f"no lowering for {type(expr).__name__} {label!r}")
+        lowered[label] = LoweredSOp(expr=expr, space=space, block=block, constant=constant)
+    return lowered

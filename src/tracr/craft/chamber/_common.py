@@ -1,0 +1,101 @@
+"""Argument checks and lookups shared by the block builders."""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Callable, Hashable
+
+import numpy as np
+
+from tracr.craft import bases
+
+#: Total attention weight a head may leak outside the positions it is meant to attend
+#: to (see categorical_attn and selector_width for how coldness follows from it).
+ATTENTION_LEAKAGE = 1e-9
+
+
+def single_direction(space: bases.VectorSpaceWithBasis, what: str) -> bases.BasisDirection:
+    """The one direction of a 1-d space; ValueError otherwise."""
+    bases.ensure_dims(space, 1, what)
+    return space.basis[0]
+
+
+def value_index(space: bases.VectorSpaceWithBasis, what: str) -> dict[Hashable, int]:
+    """value -> index for a categorical space whose directions share one name."""
+    names = {d.name for d in space.basis}
+    if len(names) > 1:
+        raise ValueError(
+            f"{what} must hold one SOp (one name), got names {sorted(map(str, names))}"
+        )
+    index = {d.value: i for i, d in enumerate(space.basis)}
+    if len(index) != space.num_dims:  # e.g. values 1 and 1.0, or a None value
+        raise ValueError(f"{what} has directions with equal values: {list(map(str, space.basis))}")
+    return index
+
+
+def output_index(
+    index: dict[Hashable, int], result: Hashable, what: str, origin: object
+) -> int | None:
+    """Index of the output direction for `result` (None for the None value)."""
+    if result is None:
+        return None
+    try:
+        return index[result]
+    except (KeyError, TypeError):
+        raise ValueError(
+            f"{what}: value {result!r} (from input {origin!r}) is not in the output space "
+            f"(values {sorted(map(repr, index))})"
+        ) from None
+
+
+def as_number(result: object, what: str, origin: object) -> float:
+    """A finite real number for a numerical output; ValueError otherwise."""
+    if not isinstance(result, numbers.Real) or not math.isfinite(result):
+        raise ValueError(
+            f"{what}: got {result!r} for input {origin!r}; a numerical output needs a finite "
+            "number (a numerical SOp has no encoding for None)"
+        )
+    return float(result)
+
+
+def check_aux_spaces(
+    bos_space: bases.VectorSpaceWithBasis,
+    one_space: bases.VectorSpaceWithBasis,
+    *spaces: bases.VectorSpaceWithBasis,
+) -> tuple[bases.BasisDirection, bases.BasisDirection]:
+    """The bos and one directions; ValueError if a data space contains either."""
+    bos = single_direction(bos_space, "bos_space")
+    one = single_direction(one_space, "one_space")
+    if bos == one:
+        raise ValueError(f"bos and one must be different directions, both are {bos}")
+    for space in spaces:
+        if bos in space or one in space:
+            raise ValueError(f"the bos/one directions {bos}, {one} must not be in an SOp space")
+    return bos, one
+
+
+def check_max_seq_len(max_seq_len: int) -> int:
+    if isinstance(max_seq_len, bool) or not isinstance(max_seq_len, numbers.Integral):
+        raise TypeError(f"max_seq_len must be an int, got {max_seq_len!r}")
+    if max_seq_len < 1:
+        raise ValueError(f"max_seq_len must be >= 1, got {max_seq_len}")
+    return int(max_seq_len)
+
+
+def selected_pairs(
+    query_space: bases.VectorSpaceWithBasis,
+    key_space: bases.VectorSpaceWithBasis,
+    attn_fn: Callable[[Hashable, Hashable], bool],
+) -> tuple[np.ndarray, np.ndarray]:
+    """(query indices, key indices) of the value pairs with attn_fn(query, key) true."""
+    pairs = [
+        (i, j)
+        for i, q in enumerate(query_space.basis)
+        for j, k in enumerate(key_space.basis)
+        if attn_fn(q.value, k.value)
+    ]
+    if not pairs:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    q_idx, k_idx = np.asarray(pairs, dtype=np.int64).T
+    return q_idx, k_idx

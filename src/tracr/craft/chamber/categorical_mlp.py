@@ -1,0 +1,184 @@
+"""MLPs for Map and SequenceMap on categorical (one-hot) inputs.
+
+A categorical SOp with value v is the one-hot vector e_(name, v); None is the zero vector,
+and so is every SOp at the BOS position. All blocks here are lookup tables with 0/1
+hidden units, so they are exact for every one-hot input and write zero at BOS without
+any gating.
+
+Functions (`operation`) act on VALUES, not on basis directions. A categorical result of
+None writes nothing (the zero vector, i.e. the value None). A numerical result must be a
+finite number; None there raises ValueError, since a numerical SOp cannot encode None.
+
+A numerical output space is one direction with value None, (name, None); categorical
+spaces never contain a None-valued direction, so `map_categorical_mlp` and
+`sequence_map_categorical_mlp` recognise a numerical output_space and write the number
+(the `..._to_numerical_mlp` siblings say so explicitly).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable
+
+import numpy as np
+
+from tracr.craft import bases, transformers, vectorspace_fns
+from tracr.craft.chamber import _common
+
+
+def _lookup_snd(
+    hidden: bases.VectorSpaceWithBasis,
+    output_space: bases.VectorSpaceWithBasis,
+    results: list,
+    origins: list,
+    numerical: bool,
+    what: str,
+) -> vectorspace_fns.Linear:
+    """Second layer writing results[h] for hidden unit h (one-hot, or a number)."""
+    if numerical:
+        _common.single_direction(output_space, "output_space")
+        values = [_common.as_number(r, what, o) for r, o in zip(results, origins)]
+        return vectorspace_fns.Linear.from_index_arrays(
+            hidden, output_space, np.arange(len(values)), np.zeros(len(values), int), values
+        )
+    index = _common.value_index(output_space, "output_space")
+    cols = [_common.output_index(index, r, what, o) for r, o in zip(results, origins)]
+    rows = [h for h, c in enumerate(cols) if c is not None]
+    cols = [c for c in cols if c is not None]
+    return vectorspace_fns.Linear.from_index_arrays(hidden, output_space, rows, cols, 1.0)
+
+
+def is_numerical_space(space: bases.VectorSpaceWithBasis) -> bool:
+    """True for the space of a numerical SOp: a single direction with value None."""
+    return space.num_dims == 1 and space.basis[0].value is None
+
+
+def _map_mlp(input_space, output_space, operation, hidden_name, numerical) -> transformers.MLP:
+    values = [d.value for d in input_space.basis]
+    hidden = bases.VectorSpaceWithBasis.from_values(hidden_name, values)
+    n = len(values)
+    fst = vectorspace_fns.Linear.from_index_arrays(
+        input_space, hidden, np.arange(n), np.arange(n), 1.0
+    )
+    results = [operation(v) for v in values]
+    snd = _lookup_snd(hidden, output_space, results, values, numerical, "Map")
+    return transformers.MLP(fst, snd)
+
+
+def map_categorical_mlp(
+    input_space: bases.VectorSpaceWithBasis,
+    output_space: bases.VectorSpaceWithBasis,
+    operation: Callable[[Hashable], Hashable],
+    hidden_name: bases.Name,
+) -> transformers.MLP:
+    """MLP computing y = operation(x) from one-hot x to one-hot y.
+
+    Construction: one hidden unit per input value v, h_v = relu(x_v) (= 1 iff x = v);
+    output = sum_v h_v e_(out, operation(v)), with nothing written when operation(v) is
+    None. For a one-hot input every h is exactly 0 or 1, so the output is exactly the
+    one-hot of operation(x); the zero input (None, or BOS) gives zero.
+
+    Hidden directions: (hidden_name, v) for each input value v. A numerical
+    output_space ((name, None)) gets the number operation(x) instead.
+    Raises ValueError naming the value when a result is not in output_space.
+    """
+    numerical = is_numerical_space(output_space)
+    return _map_mlp(input_space, output_space, operation, hidden_name, numerical)
+
+
+def map_categorical_to_numerical_mlp(
+    input_space: bases.VectorSpaceWithBasis,
+    output_space: bases.VectorSpaceWithBasis,
+    operation: Callable[[Hashable], float],
+    hidden_name: bases.Name,
+) -> transformers.MLP:
+    """MLP writing the number operation(x) for one-hot x into the 1-d output_space.
+
+    Construction: h_v = relu(x_v) per input value v; output = sum_v operation(v) h_v.
+    Exact for one-hot inputs; zero for the zero input (BOS).
+    Hidden directions: (hidden_name, v).
+    """
+    return _map_mlp(input_space, output_space, operation, hidden_name, numerical=True)
+
+
+def _pair_layer(input1_space, input2_space, one_space, hidden_name):
+    """First layer with h_(x, y) = relu(a_x + b_y - one) over all value pairs.
+
+    When both inputs are the same space only the diagonal pairs (x, x) can fire
+    (a_x + a_y - 1 = 0 for x != y), so only those units are built.
+    Returns (fst, list of (x value, y value) per hidden unit).
+    """
+    one = _common.single_direction(one_space, "one_space")
+    same = input1_space == input2_space
+    if not same and not set(input1_space.basis).isdisjoint(input2_space.basis):
+        raise ValueError("SequenceMap inputs must be the same space or disjoint spaces")
+    if one in input1_space or one in input2_space:
+        raise ValueError(f"the one direction {one} must not be an input of SequenceMap")
+    input_space = bases.join_vector_spaces(input1_space, input2_space, one_space)
+    idx1 = input_space.indices(input1_space.basis)
+    idx2 = input_space.indices(input2_space.basis)
+    n1, n2 = len(idx1), len(idx2)
+    if same:
+        rows1, rows2 = idx1, idx1
+        pairs = [(d.value, d.value) for d in input1_space.basis]
+    else:
+        rows1, rows2 = np.repeat(idx1, n2), np.tile(idx2, n1)
+        pairs = [(d1.value, d2.value) for d1 in input1_space.basis for d2 in input2_space.basis]
+    num_hidden = len(pairs)
+    hidden = bases.VectorSpaceWithBasis.from_values(hidden_name, pairs)
+    units = np.arange(num_hidden)
+    rows = np.concatenate([rows1, rows2, np.full(num_hidden, input_space.index(one))])
+    cols = np.concatenate([units, units, units])
+    vals = np.concatenate([np.ones(2 * num_hidden), -np.ones(num_hidden)])
+    fst = vectorspace_fns.Linear.from_index_arrays(input_space, hidden, rows, cols, vals)
+    return fst, pairs
+
+
+def _sequence_map(
+    input1_space, input2_space, output_space, operation, one_space, hidden_name, numerical
+) -> transformers.MLP:
+    fst, pairs = _pair_layer(input1_space, input2_space, one_space, hidden_name)
+    results = [operation(x, y) for x, y in pairs]
+    snd = _lookup_snd(fst.output_space, output_space, results, pairs, numerical, "SequenceMap")
+    return transformers.MLP(fst, snd)
+
+
+def sequence_map_categorical_mlp(
+    input1_space: bases.VectorSpaceWithBasis,
+    input2_space: bases.VectorSpaceWithBasis,
+    output_space: bases.VectorSpaceWithBasis,
+    operation: Callable[[Hashable, Hashable], Hashable],
+    one_space: bases.VectorSpaceWithBasis,
+    hidden_name: bases.Name,
+) -> transformers.MLP:
+    """MLP computing z = operation(x, y) from one-hot x, y to one-hot z.
+
+    Construction: one hidden unit per value pair, h_(x, y) = relu(a_x + b_y - one), which
+    is exactly 1 when the inputs are (x, y) and exactly 0 otherwise, including at BOS
+    (a = b = 0, one = 1) and when either input is None. Output = sum h_(x, y)
+    e_(out, operation(x, y)); a None result writes nothing.
+
+    input1_space == input2_space (SequenceMap(f, s, s)) is supported: then only the units
+    (x, x) exist, with weight 2 on a_x (h = relu(2 a_x - 1)), and the block computes
+    operation(x, x). Hidden directions: (hidden_name, (x, y)).
+    A numerical output_space ((name, None)) gets the number operation(x, y) instead, as
+    `sequence_map_categorical_to_numerical_mlp` does.
+    """
+    numerical = is_numerical_space(output_space)
+    return _sequence_map(
+        input1_space, input2_space, output_space, operation, one_space, hidden_name, numerical
+    )
+
+
+def sequence_map_categorical_to_numerical_mlp(
+    input1_space: bases.VectorSpaceWithBasis,
+    input2_space: bases.VectorSpaceWithBasis,
+    output_space: bases.VectorSpaceWithBasis,
+    operation: Callable[[Hashable, Hashable], float],
+    one_space: bases.VectorSpaceWithBasis,
+    hidden_name: bases.Name,
+) -> transformers.MLP:
+    """As `sequence_map_categorical_mlp`, writing the number operation(x, y) into the
+    1-d output_space: output = sum h_(x, y) operation(x, y). Exact; zero at BOS."""
+    return _sequence_map(
+        input1_space, input2_space, output_space, operation, one_space, hidden_name, numerical=True
+    )

@@ -1,0 +1,217 @@
+"""MLPs for Map on a numerical input with a finite value set, and for linear SequenceMap.
+
+The discretising construction
+-----------------------------
+Let s_1 < ... < s_n be the input values, g_k = s_(k+1) - s_k the gaps, m_k their
+midpoints and X = max_i |s_i|. For every gap k there is a step made of two ReLUs that
+read the input x, `one` and `bos` (sigma_k = +1 for a rising step, -1 for a falling one):
+
+    a_k = relu(sigma_k L_k x + c_k     - M_k bos)
+    b_k = relu(sigma_k L_k x + c_k - 1 - M_k bos)
+    a_k - b_k = clip(sigma_k L_k x + c_k, 0, 1)
+
+with slope L_k = 2 / g_k (rounded to float32) and c_k placing the ramp, of width 1/L_k =
+g_k / 2, in the middle half of the gap: a_k - b_k is exactly constant on [s_k, lo_k] and
+on [hi_k, s_(k+1)], where lo_k, hi_k = m_k -+ g_k / 4. A rising step is 0 below the ramp
+and 1 above it; a falling step is the reverse. One more unit is the gated constant
+h_0 = relu(one - bos). With the output rows y_1 .. y_n (a number, or a one-hot) and
+Delta_k = y_(k+1) - y_k, the output is
+
+    out = y_P h_0 + sum_(rising k) Delta_k (a_k - b_k) - sum_(falling k) Delta_k (a_k - b_k)
+
+where the first P steps fall and the rest rise (P, the pivot, is discussed below). At
+x = s_j the sum telescopes to y_j EXACTLY (every step is saturated), and stays y_j for
+any x within `input_tolerance` of s_j: the min over k of the margins lo_k - s_k and
+s_(k+1) - hi_k, a quarter of the smallest gap (less a float32 rounding shift of at most
+g_k / 16, usually zero). Outside [s_1, s_n] the output is y_1 or y_n.
+
+Floating point. Each unit is active on a half-line, so a saturated step k far from x
+still carries activations ~ L_k |x - m_k| that cancel in a_k - b_k; rounding then
+leaves an error of about eps |Delta_k| (a_k + b_k). Summed over the steps active at
+s_j, this first-order estimate is `output_error_estimate` (for numerical outputs) and
+`_discretising.error_estimate`. Three choices keep it small:
+* Steps point away from the pivot: the steps between the pivot and x are the only ones
+  active at x, so the output is exact-to-rounding AT the pivot. P is chosen among
+  (up to 256) candidates to minimise the worst estimated float32 error, relative to
+  max(1e-5 |y_j|, 1e-6) for numerical outputs (so small outputs get small errors),
+  absolute for one-hot outputs. Without outputs: rise above the centre of the range.
+* c_k is rounded so that c_k and c_k - 1 are exact float32 numbers (when that moves
+  the ramp by at most g_k / 16); L_k is rounded to float32 and its ramp re-centred.
+  Then the float32 weights are the float64 ones, the two pre-activations of a step
+  differ by exactly 1, and a_k - b_k is exactly 1 whenever both lie in one binade
+  below 2^24 (integer-valued inputs and outputs come out exact).
+* No fixed large numbers: every constant follows from the gaps and the range.
+
+BOS gate: M_k = |c_k| + L_k X + 1, so at BOS (bos = 1) every step pre-activation is
+<= -1 for any |x| <= X, and h_0 = 0: the output at BOS is exactly zero even if the
+input there is not (the selector-width head writes ~1 at BOS). At other positions
+bos = 0 and the gate term is an exact zero.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+
+import numpy as np
+
+from tracr.craft import bases, transformers, vectorspace_fns
+from tracr.craft.chamber import _common, _discretising
+
+Discretisation = _discretising.Discretisation
+discretise = _discretising.discretise
+input_tolerance = _discretising.input_tolerance
+
+
+def output_error_estimate(
+    f: Callable[[float], float],
+    input_value_set: Iterable[float],
+    eps: float = float(np.finfo(np.float32).eps),
+) -> tuple[np.ndarray, np.ndarray]:
+    """(sorted points, estimated absolute output error at each) of `map_numerical_mlp`
+    in arithmetic with unit roundoff eps (float32 by default), for inputs near the points.
+
+    A first-order estimate (module docstring), not a proof; compare it with the output
+    budget, e.g. max(1e-5 |f(x)|, 1e-6).
+    """
+    points, originals = _discretising.sorted_points(input_value_set)
+    outputs = np.array([[_common.as_number(f(v), "numerical Map", v)] for v in originals])
+    disc = discretise(points, outputs, relative=True)
+    return disc.points, _discretising.error_estimate(disc, outputs, eps)
+
+
+def discretising_mlp(
+    input_space: bases.VectorSpaceWithBasis,
+    output_space: bases.VectorSpaceWithBasis,
+    points: Sequence[float],
+    outputs: np.ndarray,
+    one_space: bases.VectorSpaceWithBasis,
+    bos_space: bases.VectorSpaceWithBasis,
+    hidden_name: bases.Name,
+) -> transformers.MLP:
+    """MLP writing the row outputs[i] ([len(points), output dims]) when x = points[i].
+
+    The construction of the module docstring. Hidden directions: (hidden_name, "const")
+    and (hidden_name, (k, 0)), (hidden_name, (k, 1)) for the two units of gap k.
+    """
+    bos, one = _common.check_aux_spaces(bos_space, one_space, input_space, output_space)
+    x_dir = _common.single_direction(input_space, "input_space")
+    floats = np.asarray(points, dtype=np.float64)
+    outputs = np.asarray(outputs, dtype=np.float64).reshape(len(floats), output_space.num_dims)
+    if len(np.unique(floats)) != len(floats):
+        raise ValueError("points must be distinct")
+    rows_out = outputs[np.argsort(floats, kind="stable")]  # [n, out]
+    numerical = output_space.num_dims == 1 and output_space.basis[0].value is None
+    disc = discretise(floats, rows_out, relative=numerical)
+    n_gaps = len(disc.points) - 1
+
+    hidden = bases.VectorSpaceWithBasis(
+        [bases.BasisDirection(hidden_name, "const")]
+        + [bases.BasisDirection(hidden_name, (k, u)) for k in range(n_gaps) for u in (0, 1)]
+    )
+    in_space = bases.join_vector_spaces(input_space, one_space, bos_space)
+    ix, ione, ibos = in_space.index(x_dir), in_space.index(one), in_space.index(bos)
+    fst = np.zeros((in_space.num_dims, hidden.num_dims))
+    fst[ione, 0], fst[ibos, 0] = 1.0, -1.0
+    a_cols, b_cols = 1 + 2 * np.arange(n_gaps), 2 + 2 * np.arange(n_gaps)
+    fst[ix, a_cols] = fst[ix, b_cols] = disc.signs * disc.slopes
+    fst[ione, a_cols], fst[ione, b_cols] = disc.biases, disc.biases - 1.0
+    fst[ibos, a_cols] = fst[ibos, b_cols] = -disc.gates
+
+    snd = np.zeros((hidden.num_dims, output_space.num_dims))
+    snd[0] = rows_out[disc.num_falling]
+    deltas = (rows_out[1:] - rows_out[:-1]) * disc.signs[:, None]  # [n - 1, out]
+    snd[a_cols], snd[b_cols] = deltas, -deltas
+    return transformers.MLP(
+        vectorspace_fns.Linear(in_space, hidden, fst),
+        vectorspace_fns.Linear(hidden, output_space, snd),
+    )
+
+
+def map_numerical_mlp(
+    f: Callable[[float], float],
+    input_space: bases.VectorSpaceWithBasis,
+    output_space: bases.VectorSpaceWithBasis,
+    input_value_set: Iterable[float],
+    one_space: bases.VectorSpaceWithBasis,
+    bos_space: bases.VectorSpaceWithBasis,
+    hidden_name: bases.Name,
+) -> transformers.MLP:
+    """MLP writing the number f(x) for a numerical x in a finite value set.
+
+    The discretising construction (module docstring): exact at every value, and for
+    inputs within `input_tolerance(input_value_set)` of a value; exactly 0 at BOS.
+    f is called on the original values of the set; a result that is not a finite number
+    (e.g. None) raises ValueError naming the input. 1 + 2 (n - 1) hidden units.
+    """
+    _common.single_direction(output_space, "output_space")
+    points, originals = _discretising.sorted_points(input_value_set)
+    outputs = [[_common.as_number(f(v), "numerical Map", v)] for v in originals]
+    return discretising_mlp(
+        input_space, output_space, points, np.array(outputs), one_space, bos_space, hidden_name
+    )
+
+
+def map_numerical_to_categorical_mlp(
+    f: Callable[[float], object],
+    input_space: bases.VectorSpaceWithBasis,
+    output_space: bases.VectorSpaceWithBasis,
+    input_value_set: Iterable[float],
+    one_space: bases.VectorSpaceWithBasis,
+    bos_space: bases.VectorSpaceWithBasis,
+    hidden_name: bases.Name,
+) -> transformers.MLP:
+    """MLP writing the one-hot of f(x) for a numerical x in a finite value set.
+
+    The discretising construction with one-hot output rows (a None result is the zero
+    row): exact at every value and within `input_tolerance`; zero at BOS. ValueError if
+    a result is not in output_space.
+    """
+    index = _common.value_index(output_space, "output_space")
+    points, originals = _discretising.sorted_points(input_value_set)
+    outputs = np.zeros((len(points), output_space.num_dims))
+    for i, v in enumerate(originals):
+        col = _common.output_index(index, f(v), "numerical-to-categorical Map", v)
+        if col is not None:
+            outputs[i, col] = 1.0
+    return discretising_mlp(
+        input_space, output_space, points, outputs, one_space, bos_space, hidden_name
+    )
+
+
+def linear_sequence_map_numerical_mlp(
+    input1_basis_direction: bases.BasisDirection,
+    input2_basis_direction: bases.BasisDirection,
+    output_basis_direction: bases.BasisDirection,
+    input1_factor: float,
+    input2_factor: float,
+    hidden_name: bases.Name,
+) -> transformers.MLP:
+    """MLP writing input1_factor * a + input2_factor * b for numerical a, b.
+
+    Construction: units relu(a), relu(-a), relu(b), relu(-b); output =
+    c1 (relu(a) - relu(-a)) + c2 (relu(b) - relu(-b)) = c1 a + c2 b, exact for every real
+    input (one unit of each pair is exactly 0) and zero at BOS (a = b = 0). When both
+    inputs are the same direction, two units carry (c1 + c2) a.
+    Hidden directions: (hidden_name, (i, +1)), (hidden_name, (i, -1)) for input i.
+    """
+    if input1_basis_direction == input2_basis_direction:
+        inputs = [input1_basis_direction]
+        factors = [float(input1_factor) + float(input2_factor)]
+    else:
+        inputs = [input1_basis_direction, input2_basis_direction]
+        factors = [float(input1_factor), float(input2_factor)]
+    if output_basis_direction in inputs:
+        raise ValueError(f"output {output_basis_direction} must differ from the inputs")
+    in_space = bases.VectorSpaceWithBasis(inputs)
+    out_space = bases.VectorSpaceWithBasis([output_basis_direction])
+    hidden = bases.VectorSpaceWithBasis(
+        [bases.BasisDirection(hidden_name, (i, s)) for i in range(len(inputs)) for s in (1, -1)]
+    )
+    rows = np.repeat(np.arange(len(inputs)), 2)
+    signs = np.tile([1.0, -1.0], len(inputs))
+    units = np.arange(hidden.num_dims)
+    fst = vectorspace_fns.Linear.from_index_arrays(in_space, hidden, rows, units, signs)
+    snd = vectorspace_fns.Linear.from_index_arrays(
+        hidden, out_space, units, np.zeros_like(units), signs * np.repeat(factors, 2)
+    )
+    return transformers.MLP(fst, snd)

@@ -1,0 +1,138 @@
+"""SelectorWidth: an attention head that measures 1/(w+1), then an MLP that reads w.
+
+Head. With N = max_seq_len and c = ln(N / delta), delta = ATTENTION_LEAKAGE = 1e-9:
+
+    W_qk(x_q, x_k) = c [attn_fn(q, k)] + c one_q bos_k + c bos_q bos_k,
+    W_ov: bos -> t    (t = the direction (hidden_name + "selector_width_attn_output"))
+
+A non-BOS query with w selected and u <= N unselected visible keys gives the BOS key
+the same score c as each selected key, so, as only the BOS position has bos = 1,
+
+    t = e^c / ((w + 1) e^c + u) = 1 / (w + 1 + u e^(-c)),
+    0 <= 1/(w+1) - t <= u e^(-c) / (w+1)^2 <= delta / (w+1)^2.
+
+The BOS query scores 2c on BOS and 0 elsewhere, so t ~ 1 there.
+
+MLP. The discretiser of numerical_mlp on the points 1/(w+1), w = 0..N, writing w (the
+number, or the one-hot of w) for widths in out_value_set and nothing for other widths.
+Its input tolerance at 1/(w+1) is at least 3/16 of the smaller adjacent gap,
+3 / (16 (w+1)(w+2)) >= 3 / (32 (w+1)^2), so the head's error delta/(w+1)^2 (plus a
+float32 rounding of a few eps/(w+1)) is far inside it: delta = 1e-9 << 3/32, and
+float32 suffices while N < ~10^5. `selector_width` checks this inequality for every w
+and raises ValueError if it fails. The discretiser's gate makes the output exactly 0 at
+BOS, and one extra unit relu(bos) subtracts 1 from t there, so the BOS position is clean.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Hashable, Iterable
+
+import numpy as np
+
+from tracr.craft import bases, transformers, vectorspace_fns
+from tracr.craft.chamber import _common, categorical_attn, numerical_mlp
+
+# Relative rounding error allowed for t in the check (a few float32 epsilons).
+_T_ROUNDING = 4 * float(np.finfo(np.float32).eps)
+
+
+def selector_width_coldness(max_seq_len: int, leakage: float = _common.ATTENTION_LEAKAGE) -> float:
+    """c = ln(max_seq_len / leakage): the score of a selected key and of BOS."""
+    return math.log(_common.check_max_seq_len(max_seq_len) / leakage)
+
+
+def attn_output_direction(hidden_name: bases.Name) -> bases.BasisDirection:
+    """The residual direction where the head writes 1/(w+1)."""
+    return bases.BasisDirection(f"{hidden_name}selector_width_attn_output")
+
+
+def _head(query_space, key_space, bos_space, one_space, attn_fn, t_space, c, causal):
+    bos, one = bos_space.basis[0], one_space.basis[0]
+    left = bases.join_vector_spaces(query_space, one_space, bos_space)
+    right = bases.join_vector_spaces(key_space, bos_space)
+    q_idx, k_idx = _common.selected_pairs(query_space, key_space, attn_fn)
+    rows = np.concatenate(
+        [left.indices(query_space.basis)[q_idx], [left.index(one), left.index(bos)]]
+    )
+    cols = np.concatenate(
+        [right.indices(key_space.basis)[k_idx], [right.index(bos), right.index(bos)]]
+    )
+    w_qk = vectorspace_fns.ScalarBilinear.from_index_arrays(left, right, rows, cols, c)
+    w_ov = vectorspace_fns.Linear(bos_space, t_space, np.ones((1, 1)))
+    return transformers.AttentionHead(w_qk, w_ov, causal=causal)
+
+
+def _output_rows(widths, out_value_set, output_space, categorical_output) -> np.ndarray:
+    wanted = set(out_value_set)
+    rows = np.zeros((len(widths), output_space.num_dims))
+    if not categorical_output:
+        _common.single_direction(output_space, "output_space")
+        rows[:, 0] = [w if w in wanted else 0 for w in widths]
+        return rows
+    index = _common.value_index(output_space, "output_space")
+    for i, w in enumerate(widths):
+        if w in wanted:
+            rows[i, _common.output_index(index, w, "SelectorWidth", w)] = 1.0
+    return rows
+
+
+def _check_tolerance(disc: numerical_mlp.Discretisation, leakage: float) -> None:
+    """Every 1/(w+1) computed by the head must lie inside its ramp-free interval."""
+    if len(disc.points) == 1:
+        return
+    lo, hi = disc.ramps()
+    pts = disc.points
+    below = np.concatenate([[math.inf], pts[1:] - hi])  # room to move down from point i
+    above = np.concatenate([lo - pts[:-1], [math.inf]])  # room to move up
+    error = leakage * pts**2 + _T_ROUNDING * pts  # pts = 1/(w+1)
+    if np.any(error >= np.minimum(below, above)):
+        raise ValueError("max_seq_len is too large for an exact SelectorWidth in float32")
+
+
+def selector_width(
+    query_space: bases.VectorSpaceWithBasis,
+    key_space: bases.VectorSpaceWithBasis,
+    output_space: bases.VectorSpaceWithBasis,
+    bos_space: bases.VectorSpaceWithBasis,
+    one_space: bases.VectorSpaceWithBasis,
+    attn_fn: categorical_attn.QueryKeyToBool,
+    out_value_set: Iterable[Hashable],
+    categorical_output: bool,
+    *,
+    max_seq_len: int,
+    causal: bool = False,
+    hidden_name: bases.Name,
+) -> transformers.SeriesWithResiduals:
+    """SeriesWithResiduals([head, mlp]) writing the number of keys each query selects.
+
+    attn_fn takes values in the order (query, key). The output is the width w (one-hot
+    in output_space when categorical_output, else the number) for widths in
+    out_value_set; other widths write nothing; zero at BOS. Exact for every selection
+    pattern of every length up to max_seq_len (proof in the module docstring).
+    Residual direction used: `attn_output_direction(hidden_name)`; MLP hidden directions
+    (hidden_name, "const"), (hidden_name, (k, 0 / 1)), (hidden_name, "bos_cleanup").
+    """
+    _common.check_aux_spaces(bos_space, one_space, query_space, key_space, output_space)
+    n = _common.check_max_seq_len(max_seq_len)
+    t_dir = attn_output_direction(hidden_name)
+    t_space = bases.VectorSpaceWithBasis([t_dir])
+    c = selector_width_coldness(n)
+    head = _head(query_space, key_space, bos_space, one_space, attn_fn, t_space, c, causal)
+
+    widths = list(range(n + 1))
+    points = [1.0 / (w + 1) for w in widths]
+    rows = _output_rows(widths, out_value_set, output_space, categorical_output)
+    _check_tolerance(numerical_mlp.discretise(points), _common.ATTENTION_LEAKAGE)
+    read = numerical_mlp.discretising_mlp(
+        t_space, output_space, points, rows, one_space, bos_space, hidden_name
+    )
+    cleanup_dir = bases.BasisDirection(hidden_name, "bos_cleanup")
+    cleanup_space = bases.VectorSpaceWithBasis([cleanup_dir])
+    cleanup = transformers.MLP(
+        vectorspace_fns.Linear(bos_space, cleanup_space, np.ones((1, 1))),
+        vectorspace_fns.Linear(cleanup_space, t_space, -np.ones((1, 1))),
+    )
+    return transformers.SeriesWithResiduals(
+        [head, transformers.MLP.combine_in_parallel([read, cleanup])]
+    )

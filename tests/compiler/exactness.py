@@ -1,0 +1,58 @@
+"""Compare a compiled model with the RASP evaluator on many inputs at once."""
+
+from __future__ import annotations
+
+import itertools
+import random
+from collections.abc import Iterable, Sequence
+
+from tests import cases
+from tracr.rasp import causal_eval, rasp
+
+BOS = "BOS"
+
+
+def all_sequences(vocab: Iterable, max_len: int) -> list[list]:
+    """Every sequence over `vocab` of every length 1..max_len."""
+    symbols = sorted(vocab, key=repr)
+    return [
+        list(seq)
+        for length in range(1, max_len + 1)
+        for seq in itertools.product(symbols, repeat=length)
+    ]
+
+
+def sampled_sequences(vocab: Iterable, max_len: int, per_length: int, seed: int = 0) -> list:
+    """`per_length` random sequences of every length 1..max_len (fixed seed)."""
+    rng = random.Random(seed)
+    symbols = sorted(vocab, key=repr)
+    return [
+        [rng.choice(symbols) for _ in range(length)]
+        for length in range(1, max_len + 1)
+        for _ in range(per_length)
+    ]
+
+
+def expected_output(program: rasp.SOp, xs: Sequence, causal: bool):
+    """The evaluator's output, or None when the input is not valid for the program."""
+    evaluate = causal_eval.evaluate if causal else rasp.evaluate
+    try:
+        return evaluate(program, list(xs))
+    except (ValueError, TypeError, ArithmeticError):
+        return None
+
+
+def mismatches(model, program, sequences, *, causal=False, batch=512) -> list:
+    """(input, model output, evaluator output) for every input where they differ."""
+    bad = []
+    for start in range(0, len(sequences), batch):
+        chunk = sequences[start : start + batch]
+        decoded = model.apply_batch([[BOS, *xs] for xs in chunk]).decoded
+        for xs, row in zip(chunk, decoded):
+            want = expected_output(program, xs, causal)
+            if want is None:
+                continue
+            got = row[1 : 1 + len(xs)]
+            if not cases.outputs_match(got, want):
+                bad.append((xs, got, want))
+    return bad

@@ -1,0 +1,123 @@
+"""End-to-end: compiled models agree with the evaluator (the exactness promise)."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests import cases
+from tests.compiler import exactness
+from tracr.compiler import compiling, lib
+from tracr.rasp import rasp
+
+
+def test_quick_start_reverse():
+    program = lib.make_reverse(rasp.tokens)
+    model = compiling.compile_rasp_to_model(
+        program, vocab={1, 2, 3}, max_seq_len=5, compiler_bos="BOS"
+    )
+    assert model.apply(["BOS", 1, 2, 3]).decoded == ["BOS", 3, 2, 1]
+
+
+@pytest.mark.parametrize("case", cases.CASES, ids=lambda c: c.name)
+def test_shared_case_table(case):
+    program = case.make_program()
+    model = compiling.compile_rasp_to_model(
+        program, vocab=case.vocab, max_seq_len=case.max_seq_len, compiler_bos="BOS"
+    )
+    for xs, want in zip(case.inputs, case.expected):
+        got = model.apply(["BOS", *xs]).decoded
+        assert got[0] == "BOS"
+        assert cases.outputs_match(got[1:], want), (xs, got, want)
+
+
+@pytest.mark.parametrize("case", cases.CASES, ids=lambda c: c.name)
+def test_shared_cases_exhaustively_small(case):
+    """Every input up to a small length, not only the table's hand-picked ones."""
+    program = case.make_program()
+    model = compiling.compile_rasp_to_model(
+        program, vocab=case.vocab, max_seq_len=case.max_seq_len, compiler_bos="BOS"
+    )
+    max_len = case.max_seq_len
+    while len(case.vocab) ** max_len > 6000:
+        max_len -= 1
+    sequences = exactness.all_sequences(case.vocab, max_len)
+    assert exactness.mismatches(model, program, sequences) == []
+
+
+def test_apply_output_fields_have_reference_shapes():
+    model = compiling.compile_rasp_to_model(
+        lib.make_hist(), vocab={"a", "b"}, max_seq_len=4, compiler_bos="BOS"
+    )
+    out = model.apply(["BOS", "a", "b", "a"])
+    d_model = len(model.residual_labels)
+    layers = model.model_config.num_layers
+    assert out.decoded == ["BOS", 2, 1, 2]
+    assert out.unembedded.shape == (1, 4)
+    assert out.input_embeddings.shape == (1, 4, d_model)
+    assert out.transformer_output.shape == (1, 4, d_model)
+    assert len(out.residuals) == len(out.layer_outputs) == 2 * layers
+    assert [r.shape for r in out.residuals] == [(1, 4, d_model)] * (2 * layers)
+    heads = model.model_config.num_heads
+    assert [a.shape for a in out.attn_logits] == [(1, heads, 4, 4)] * layers
+
+
+def test_residual_stream_holds_every_intermediate_value():
+    """The subspace named after an SOp holds its value: one-hot for categorical SOps."""
+    program = lib.make_reverse(rasp.tokens)
+    model = compiling.compile_rasp_to_model(
+        program, vocab={1, 2, 3}, max_seq_len=5, compiler_bos="BOS"
+    )
+    out = model.apply(["BOS", 3, 1, 2])
+    final = out.transformer_output[0]
+    labels = model.residual_labels
+    # "opp_idx-1" = length - indices - 1 is 2, 1, 0 on a length-3 input.
+    for position, want in zip((1, 2, 3), (2, 1, 0)):
+        row = {
+            lab: final[position, i] for i, lab in enumerate(labels) if lab.startswith("opp_idx-1_")
+        }
+        hot = [lab for lab, value in row.items() if value > 0.5]
+        assert [lab.split(":")[1] for lab in hot] == [str(want)]
+    assert "one" in labels and "tokens:BOS" in labels and "indices:0" in labels
+
+
+def test_numerical_output_decodes_to_floats():
+    model = compiling.compile_rasp_to_model(
+        lib.make_frac_prevs(rasp.tokens == "a"), vocab={"a", "b"}, max_seq_len=4, compiler_bos="BOS"
+    )
+    decoded = model.apply(["BOS", "a", "b", "a", "a"]).decoded
+    assert decoded[0] == "BOS"
+    assert decoded[1:] == pytest.approx([1.0, 0.5, 2 / 3, 0.75], rel=1e-5)
+
+
+def test_none_output_decodes_to_none():
+    program = rasp.Aggregate(
+        rasp.Select(rasp.indices, rasp.indices, lambda k, q: k == q + 1), rasp.tokens
+    )
+    model = compiling.compile_rasp_to_model(program, vocab={"x", "y"}, max_seq_len=4)
+    decoded = model.apply(["compiler_bos", "x", "y", "y"]).decoded
+    assert decoded == ["compiler_bos", "y", "y", None]
+
+
+def test_batched_apply_equals_single_apply_and_pads():
+    model = compiling.compile_rasp_to_model(
+        lib.make_sort_unique(rasp.tokens, rasp.tokens),
+        vocab={1, 2, 3, 4},
+        max_seq_len=4,
+        compiler_bos="BOS",
+    )
+    batch = [["BOS", 3, 1], ["BOS", 4, 2, 3, 1], ["BOS", 2]]
+    out = model.apply_batch(batch)
+    assert out.decoded == [
+        ["BOS", 1, 3, "compiler_pad", "compiler_pad"],
+        ["BOS", 1, 2, 3, 4],
+        ["BOS", 2, "compiler_pad", "compiler_pad", "compiler_pad"],
+    ]
+    for seq, row in zip(batch, out.decoded):
+        assert model.apply(seq).decoded == row[: len(seq)]
+
+
+def test_trailing_padding_in_apply_is_masked():
+    model = compiling.compile_rasp_to_model(
+        lib.make_length(), vocab={"a"}, max_seq_len=4, compiler_bos="BOS"
+    )
+    assert model.apply(["BOS", "a", "a", "compiler_pad"]).decoded == ["BOS", 2, 2, "compiler_pad"]

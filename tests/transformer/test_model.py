@@ -1,0 +1,112 @@
+"""The numpy forward pass and the encoders, on weights written by hand."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tracr.craft import bases
+from tracr.transformer import encoder, model
+
+
+def _zero_layer(d_model, d_attn, d_mlp):
+    def linear(rows, cols):
+        return {"w": np.zeros((rows, cols)), "b": np.zeros(cols)}
+
+    return {
+        "transformer/layer_0/attn/query": linear(d_model, d_attn),
+        "transformer/layer_0/attn/key": linear(d_model, d_attn),
+        "transformer/layer_0/attn/value": linear(d_model, d_attn),
+        "transformer/layer_0/attn/linear": linear(d_attn, d_model),
+        "transformer/layer_0/mlp/linear_1": linear(d_model, d_mlp),
+        "transformer/layer_0/mlp/linear_2": linear(d_mlp, d_model),
+    }
+
+
+def _averaging_model(causal):
+    """Residual [x, mean]: the head attends uniformly and copies x into `mean`."""
+    params = {
+        "token_embed": {"embeddings": np.array([[1.0, 0.0], [3.0, 0.0], [8.0, 0.0]])},
+        "pos_embed": {"embeddings": np.zeros((4, 2))},
+        **_zero_layer(2, 1, 1),
+    }
+    params["transformer/layer_0/attn/value"]["w"][0, 0] = 1.0
+    params["transformer/layer_0/attn/linear"]["w"][0, 1] = 1.0
+    config = model.TransformerConfig(
+        num_heads=1, num_layers=1, key_size=1, mlp_hidden_size=1, causal=causal
+    )
+    return params, config
+
+
+def test_uniform_attention_takes_the_mean():
+    params, config = _averaging_model(causal=False)
+    out = model.forward(params, config, np.array([[0, 1, 2]]))
+    np.testing.assert_allclose(out.output[0, :, 1], [4.0, 4.0, 4.0])
+    assert [a.shape for a in out.attn_logits] == [(1, 1, 3, 3)]
+    assert len(out.residuals) == len(out.layer_outputs) == 2
+
+
+def test_causal_mask_averages_the_prefix():
+    params, config = _averaging_model(causal=True)
+    out = model.forward(params, config, np.array([[0, 1, 2]]))
+    np.testing.assert_allclose(out.output[0, :, 1], [1.0, 2.0, 4.0])
+
+
+def test_key_mask_hides_padding():
+    params, config = _averaging_model(causal=False)
+    out = model.forward(params, config, np.array([[0, 1, 2]]), np.array([[True, True, False]]))
+    np.testing.assert_allclose(out.output[0, :, 1], [2.0, 2.0, 2.0])
+
+
+def test_mlp_applies_relu():
+    params, config = _averaging_model(causal=False)
+    params["transformer/layer_0/attn/value"]["w"][:] = 0.0
+    params["transformer/layer_0/mlp/linear_1"]["w"][0, 0] = 1.0
+    params["transformer/layer_0/mlp/linear_1"]["b"][0] = -2.0
+    params["transformer/layer_0/mlp/linear_2"]["w"][0, 1] = 1.0
+    out = model.forward(params, config, np.array([[0, 1, 2]]))
+    np.testing.assert_allclose(out.output[0, :, 1], [0.0, 1.0, 6.0])
+
+
+def test_config_transformerlens_aliases():
+    config = model.TransformerConfig(num_heads=2, num_layers=3, key_size=4, mlp_hidden_size=5)
+    assert (config.n_heads, config.n_layers, config.d_head, config.d_mlp) == (2, 3, 4, 5)
+
+
+def _encoder():
+    basis = [bases.BasisDirection("tokens", v) for v in ["BOS", "PAD", "a", "b"]]
+    return encoder.CategoricalEncoder(
+        basis, enforce_bos=True, bos_token="BOS", pad_token="PAD", max_seq_len=3
+    )
+
+
+def test_categorical_encoder_round_trip():
+    enc = _encoder()
+    assert enc.encode(["BOS", "b", "a"]) == [0, 3, 2]
+    assert enc.decode([0, 3, 2]) == ["BOS", "b", "a"]
+    assert (enc.bos_encoding, enc.pad_encoding, enc.vocab_size) == (0, 1, 4)
+
+
+@pytest.mark.parametrize(
+    "tokens,message",
+    [
+        (["a"], "first token must be the BOS token 'BOS', got 'a'"),
+        ([], "got an empty sequence"),
+        (["BOS", "a", "b", "a"], "4 tokens .* more than the 3"),
+        (["BOS", "z"], r"tokens \['z'\] are not in the vocab \['a', 'b'\]"),
+        (["BOS", ["a"]], r"not in the vocab"),
+    ],
+)
+def test_categorical_encoder_errors(tokens, message):
+    with pytest.raises(ValueError, match=message):
+        _encoder().encode(tokens)
+
+
+def test_decode_unknown_id():
+    with pytest.raises(ValueError, match=r"ids \[9\] are not in 0..3"):
+        _encoder().decode([9])
+
+
+def test_numerical_encoder_is_identity():
+    enc = encoder.NumericalEncoder()
+    assert enc.encode([1.5, 2]) == [1.5, 2] and enc.decode([0.25]) == [0.25]
