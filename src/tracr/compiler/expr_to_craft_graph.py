@@ -10,7 +10,6 @@ the token embedding; every other SOp gets a block from `tracr.craft.chamber`.
 from __future__ import annotations
 
 import dataclasses
-import functools
 from collections.abc import Callable, Mapping
 
 import networkx as nx
@@ -51,21 +50,8 @@ def sop_space(expr: rasp.SOp, values: frozenset | None) -> bases.VectorSpaceWith
 
 
 def _quiet(f: Callable, expr: rasp.SOp) -> Callable:
-    """f, writing nothing where it raises an ArithmeticError.
-
-    On such an input `rasp.evaluate` raises too (see basis_inference), so no valid input
-    reaches it: a categorical output gets no value, a numerical one 0.
-    """
-    fallback = 0 if rasp.is_numerical(expr) else None
-
-    @functools.wraps(f)
-    def wrapped(*args):
-        try:
-            return f(*args)
-        except ArithmeticError:
-            return fallback
-
-    return wrapped
+    """f, writing no value (categorical) or 0 (numerical) where it raises arithmetically."""
+    return numeric_points.quiet(f, 0 if rasp.is_numerical(expr) else None)
 
 
 def _hidden(expr: rasp.RASPExpr) -> str:
@@ -91,7 +77,7 @@ def _lower_map(expr: rasp.Map, space, spaces, ctx):
         f,
         spaces[inner.label],
         space,
-        numeric_points.representatives(ctx.value_sets[inner.label]),
+        numeric_points.map_points(expr.f, ctx.value_sets[inner.label])[0],
         ctx.one_space,
         ctx.bos_space,
         hidden_name=_hidden(expr),

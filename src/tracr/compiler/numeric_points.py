@@ -8,7 +8,7 @@ values within `RELATIVE_TOLERANCE` of their neighbour, relative to the set's sca
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 RELATIVE_TOLERANCE = 1e-9
 
@@ -31,3 +31,47 @@ def clusters(values: Iterable[float]) -> list[list[float]]:
 def representatives(values: Iterable[float]) -> list[float]:
     """One value per group (its first)."""
     return [group[0] for group in clusters(values)]
+
+
+def run_endpoints(points: list[float], outputs: list) -> list[int]:
+    """Indices of the points an MLP must separate: the ends of each run of equal outputs.
+
+    A numerical MLP needs a step only where its output changes, so points inside a run of
+    equal outputs can be dropped; the run's two ends keep its extent.
+    """
+    keep = []
+    for i in range(len(points)):
+        first = i == 0 or outputs[i - 1] != outputs[i]
+        last = i == len(points) - 1 or outputs[i + 1] != outputs[i]
+        if first or last:
+            keep.append(i)
+    return keep
+
+
+def map_points(f: Callable, values: Iterable) -> tuple[list[float], list]:
+    """The input points a numerical-input Map's MLP must separate, and f at each.
+
+    Rounding duplicates are merged and runs of equal outputs reduced to their ends. A
+    point where f raises an ArithmeticError is no valid input (see basis_inference) and
+    gets the output None.
+    """
+    points = representatives(float(v) for v in values if v is not None)
+    outputs = [quiet(f)(p) for p in points]
+    keep = run_endpoints(points, outputs)
+    return [points[i] for i in keep], [outputs[i] for i in keep]
+
+
+def quiet(f: Callable, fallback=None) -> Callable:
+    """f, returning `fallback` where it raises an ArithmeticError.
+
+    On such an input `rasp.evaluate` raises too (see basis_inference), so no valid input
+    reaches it and any output will do.
+    """
+
+    def wrapped(*args):
+        try:
+            return f(*args)
+        except ArithmeticError:
+            return fallback
+
+    return wrapped

@@ -21,11 +21,12 @@ import numbers
 from collections.abc import Iterable, Mapping, Sequence
 
 from tracr.compiler import numeric_points, selector_logic
+from tracr.craft.chamber import numerical_mlp
 from tracr.rasp import rasp
 
-# Relative resolution the numerical MLPs need: two input values closer than this
-# (relative to the largest magnitude) cannot be told apart after float32 attention.
-NUMERIC_RESOLUTION = 1e-5
+# Relative input error a numerical MLP must tolerate: float32 attention and MLPs leave
+# errors of a few 1e-7 relative to the largest magnitude; this keeps a 10x margin.
+NUMERIC_RESOLUTION = 1e-6
 
 
 @dataclasses.dataclass
@@ -120,17 +121,34 @@ def _is_number(value: object) -> bool:
     return isinstance(value, numbers.Real)
 
 
-def _numeric_resolution_problem(values: Iterable) -> str | None:
-    points = numeric_points.representatives(float(v) for v in values if v is not None)
+def _numeric_resolution_problem(expr: rasp.Map, values: Iterable) -> str | None:
+    """Inputs where f changes must be far enough apart for float32 activations."""
+    points, outputs = numeric_points.map_points(expr.f, values)
     if len(points) < 2:
         return None
     scale = max(1.0, max(abs(p) for p in points))
-    gap, lo, hi = min((b - a, a, b) for a, b in itertools.pairwise(points))
+    changes = [
+        (b - a, a, b) for (a, fa), (b, fb) in itertools.pairwise(zip(points, outputs)) if fa != fb
+    ]
+    if not changes:
+        return None
+    gap, lo, hi = min(changes)
     if gap / 4 < NUMERIC_RESOLUTION * scale:
         return (
-            f"its input values {lo!r} and {hi!r} are too close to tell apart in float32 "
-            f"(gap {gap:.3g}, needs at least {4 * NUMERIC_RESOLUTION * scale:.3g})"
+            f"its input values {lo!r} and {hi!r} map to different outputs but are too close "
+            f"to tell apart in float32 (gap {gap:.3g}, needs at least "
+            f"{4 * NUMERIC_RESOLUTION * scale:.3g})"
         )
+    if rasp.is_numerical(expr) and all(_is_number(o) for o in outputs):
+        estimate = numerical_mlp.output_error_estimate(numeric_points.quiet(expr.f, 0), points)[1]
+        budget = [max(1e-5 * abs(o), 1e-6) for o in outputs]
+        worst = max(range(len(points)), key=lambda i: estimate[i] / budget[i])
+        if estimate[worst] > budget[worst]:
+            return (
+                f"its MLP cannot be exact in float32: estimated error {estimate[worst]:.3g} "
+                f"at input {points[worst]!r} exceeds the budget {budget[worst]:.3g} "
+                f"({len(points)} input points)"
+            )
     return None
 
 
@@ -181,7 +199,10 @@ def _value_set_reasons(
                 f"its numerical input {expr.inner.label!r} takes too many values to enumerate"
             )
         else:
-            for problem in (_numeric_resolution_problem(inner), _rounding_problem(expr, inner)):
+            for problem in (
+                _numeric_resolution_problem(expr, inner),
+                _rounding_problem(expr, inner),
+            ):
                 if problem:
                     reasons.append(problem)
     if isinstance(expr, (rasp.Aggregate, rasp.SelectorWidth)):

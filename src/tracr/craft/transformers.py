@@ -152,6 +152,10 @@ class AttentionHead(Block):
         """The attention pattern [..., seq_q, seq_k]; rows sum to 1."""
         return _softmax(self.attn_logits(x))
 
+    def w_ov_residual(self, x: bases.VectorInBasis) -> bases.VectorInBasis:
+        """w_ov read from and written to residual_space (as in the reference Tracr)."""
+        return self.w_ov(x.project(self.w_ov.input_space)).project(self.residual_space)
+
     def apply(self, x: bases.VectorInBasis) -> bases.VectorInBasis:
         values = self.w_ov(x.project(self.w_ov.input_space)).magnitudes  # [..., seq, out]
         out = self.attn_weights(x) @ values  # [..., seq, out]

@@ -16,6 +16,7 @@ import numpy as np
 
 _F32 = np.float32
 _MAX_PIVOTS = 256  # pivot candidates scored when choosing one (all of them below this)
+_CHUNK = 1 << 20  # entries per block of the [pivots, points] error table
 
 
 def sorted_points(values: Iterable[float]) -> tuple[np.ndarray, list]:
@@ -163,9 +164,12 @@ def choose_pivot(steps: _Steps, outputs: np.ndarray, relative: bool) -> int:
     count = min(n, _MAX_PIVOTS)
     pivots = np.unique(np.concatenate([np.linspace(0, n - 1, count).round(), [geometric]]))
     pivots = pivots.astype(np.int64)
-    errors = _estimates(steps, outputs, pivots, float(np.finfo(_F32).eps))
     budget = np.maximum(1e-5 * _row_norms(outputs), 1e-6) if relative else np.ones(n)
-    worst = np.max(errors / budget[None, :], axis=1)
+    eps = float(np.finfo(_F32).eps)
+    chunks = np.array_split(pivots, len(pivots) * n // _CHUNK + 1)  # bounded memory
+    worst = np.concatenate(
+        [np.max(_estimates(steps, outputs, c, eps) / budget, axis=1) for c in chunks if len(c)]
+    )
     return int(pivots[np.argmin(worst)])
 
 
@@ -185,22 +189,29 @@ def discretise(
     falling = np.arange(len(points) - 1) < pivot
     signs = np.where(falling, -1.0, 1.0)
     biases = np.where(falling, steps.bias_fall, steps.bias_rise)
-    gates = np.abs(biases) + steps.slopes * np.max(np.abs(points)) + 1.0
+    gates = 2 * (np.abs(biases) + steps.slopes * np.max(np.abs(points))) + 1.0
     return Discretisation(points, steps.slopes, signs, biases, gates)
+
+
+def point_margins(values: Iterable[float]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(points, below, above): how far each sorted point may move down / up and keep its
+    output, for either orientation of its steps (so for every pivot); inf at the ends."""
+    points, _ = sorted_points(values)
+    steps = _steps(points)
+    below, above = np.full(len(points), math.inf), np.full(len(points), math.inf)
+    for sign, bias in ((1.0, steps.bias_rise), (-1.0, steps.bias_fall)):
+        first, second = -bias / (sign * steps.slopes), (1.0 - bias) / (sign * steps.slopes)
+        lo, hi = np.minimum(first, second), np.maximum(first, second)
+        below[1:] = np.minimum(below[1:], points[1:] - hi)
+        above[:-1] = np.minimum(above[:-1], lo - points[:-1])
+    return points, below, above
 
 
 def input_tolerance(values: Iterable[float]) -> float:
     """Lower bound, valid for every pivot, on the distance an input may stray from its
-    value: min over gaps and both orientations of the ramp margins (~ min gap / 4)."""
-    points, _ = sorted_points(values)
-    if len(points) == 1:
-        return math.inf
-    steps = _steps(points)
-    margins = []
-    for sign, bias in ((1.0, steps.bias_rise), (-1.0, steps.bias_fall)):
-        disc = Discretisation(points, steps.slopes, np.full(len(bias), sign), bias, bias)
-        margins.append(disc.tolerance)
-    return min(margins)
+    value and keep its output: the smallest ramp margin (~ a quarter of the min gap)."""
+    _, below, above = point_margins(values)
+    return float(min(np.min(below), np.min(above)))
 
 
 def error_estimate(disc: Discretisation, outputs: np.ndarray, eps: float) -> np.ndarray:

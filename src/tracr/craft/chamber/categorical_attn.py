@@ -79,20 +79,12 @@ def categorical_attn(
     selected numbers. Guarantee (module docstring): attention weight outside the intended
     keys <= 1e-9, so |output - exact mean| <= 2e-9 max|value|; zero output at BOS.
     """
-    bos, one = _common.check_aux_spaces(
+    _common.check_aux_spaces(
         bos_space, one_space, query_space, key_space, value_space, output_space
     )
     c = attention_coldness(max_seq_len)
-    left = bases.join_vector_spaces(query_space, one_space, bos_space)
-    right = bases.join_vector_spaces(key_space, bos_space)
-    q_idx, k_idx = _common.selected_pairs(query_space, key_space, attn_fn)
-    rows = np.concatenate(
-        [left.indices(query_space.basis)[q_idx], [left.index(one), left.index(bos)]]
+    w_qk = _common.selection_scores(
+        query_space, key_space, bos_space, one_space, attn_fn, selected=c, one_bos=c / 2, bos_bos=c
     )
-    cols = np.concatenate(
-        [right.indices(key_space.basis)[k_idx], [right.index(bos), right.index(bos)]]
-    )
-    vals = np.concatenate([np.full(len(q_idx), c), [c / 2, c]])
-    w_qk = vectorspace_fns.ScalarBilinear.from_index_arrays(left, right, rows, cols, vals)
     w_ov = value_to_output_map(value_space, output_space)
     return transformers.AttentionHead(w_qk, w_ov, causal=causal)

@@ -47,11 +47,6 @@ def _lookup_snd(
     return vectorspace_fns.Linear.from_index_arrays(hidden, output_space, rows, cols, 1.0)
 
 
-def is_numerical_space(space: bases.VectorSpaceWithBasis) -> bool:
-    """True for the space of a numerical SOp: a single direction with value None."""
-    return space.num_dims == 1 and space.basis[0].value is None
-
-
 def _map_mlp(input_space, output_space, operation, hidden_name, numerical) -> transformers.MLP:
     values = [d.value for d in input_space.basis]
     hidden = bases.VectorSpaceWithBasis.from_values(hidden_name, values)
@@ -81,7 +76,7 @@ def map_categorical_mlp(
     output_space ((name, None)) gets the number operation(x) instead.
     Raises ValueError naming the value when a result is not in output_space.
     """
-    numerical = is_numerical_space(output_space)
+    numerical = _common.is_numerical_space(output_space)
     return _map_mlp(input_space, output_space, operation, hidden_name, numerical)
 
 
@@ -163,7 +158,7 @@ def sequence_map_categorical_mlp(
     A numerical output_space ((name, None)) gets the number operation(x, y) instead, as
     `sequence_map_categorical_to_numerical_mlp` does.
     """
-    numerical = is_numerical_space(output_space)
+    numerical = _common.is_numerical_space(output_space)
     return _sequence_map(
         input1_space, input2_space, output_space, operation, one_space, hidden_name, numerical
     )

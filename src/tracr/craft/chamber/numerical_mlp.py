@@ -37,15 +37,16 @@ s_j, this first-order estimate is `output_error_estimate` (for numerical outputs
   absolute for one-hot outputs. Without outputs: rise above the centre of the range.
 * c_k is rounded so that c_k and c_k - 1 are exact float32 numbers (when that moves
   the ramp by at most g_k / 16); L_k is rounded to float32 and its ramp re-centred.
-  Then the float32 weights are the float64 ones, the two pre-activations of a step
+  Then the float32 slopes and biases equal the float64 ones, the two pre-activations of a step
   differ by exactly 1, and a_k - b_k is exactly 1 whenever both lie in one binade
   below 2^24 (integer-valued inputs and outputs come out exact).
 * No fixed large numbers: every constant follows from the gaps and the range.
 
-BOS gate: M_k = |c_k| + L_k X + 1, so at BOS (bos = 1) every step pre-activation is
-<= -1 for any |x| <= X, and h_0 = 0: the output at BOS is exactly zero even if the
-input there is not (the selector-width head writes ~1 at BOS). At other positions
-bos = 0 and the gate term is an exact zero.
+BOS gate: M_k = 2 (|c_k| + L_k X) + 1, so at BOS (bos = 1) every step pre-activation is
+at most -(|c_k| + L_k X + 1) <= -M_k / 2 for any |x| <= X (a margin no float rounding
+can eat), and h_0 = 0: the output at BOS is exactly zero even if the input there is not
+(the selector-width head writes ~1 at BOS). At other positions bos = 0 and the gate
+term is an exact zero.
 """
 
 from __future__ import annotations
@@ -68,7 +69,8 @@ def output_error_estimate(
     eps: float = float(np.finfo(np.float32).eps),
 ) -> tuple[np.ndarray, np.ndarray]:
     """(sorted points, estimated absolute output error at each) of `map_numerical_mlp`
-    in arithmetic with unit roundoff eps (float32 by default), for inputs near the points.
+    in arithmetic with machine epsilon eps (float32's by default), for inputs near (not
+    exactly at) the points.
 
     A first-order estimate (module docstring), not a proof; compare it with the output
     budget, e.g. max(1e-5 |f(x)|, 1e-6).
@@ -100,8 +102,7 @@ def discretising_mlp(
     if len(np.unique(floats)) != len(floats):
         raise ValueError("points must be distinct")
     rows_out = outputs[np.argsort(floats, kind="stable")]  # [n, out]
-    numerical = output_space.num_dims == 1 and output_space.basis[0].value is None
-    disc = discretise(floats, rows_out, relative=numerical)
+    disc = discretise(floats, rows_out, relative=_common.is_numerical_space(output_space))
     n_gaps = len(disc.points) - 1
 
     hidden = bases.VectorSpaceWithBasis(

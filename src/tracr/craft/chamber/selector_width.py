@@ -31,7 +31,7 @@ from collections.abc import Hashable, Iterable
 import numpy as np
 
 from tracr.craft import bases, transformers, vectorspace_fns
-from tracr.craft.chamber import _common, categorical_attn, numerical_mlp
+from tracr.craft.chamber import _common, _discretising, categorical_attn, numerical_mlp
 
 # Relative rounding error allowed for t in the check (a few float32 epsilons).
 _T_ROUNDING = 4 * float(np.finfo(np.float32).eps)
@@ -48,17 +48,9 @@ def attn_output_direction(hidden_name: bases.Name) -> bases.BasisDirection:
 
 
 def _head(query_space, key_space, bos_space, one_space, attn_fn, t_space, c, causal):
-    bos, one = bos_space.basis[0], one_space.basis[0]
-    left = bases.join_vector_spaces(query_space, one_space, bos_space)
-    right = bases.join_vector_spaces(key_space, bos_space)
-    q_idx, k_idx = _common.selected_pairs(query_space, key_space, attn_fn)
-    rows = np.concatenate(
-        [left.indices(query_space.basis)[q_idx], [left.index(one), left.index(bos)]]
+    w_qk = _common.selection_scores(
+        query_space, key_space, bos_space, one_space, attn_fn, selected=c, one_bos=c, bos_bos=c
     )
-    cols = np.concatenate(
-        [right.indices(key_space.basis)[k_idx], [right.index(bos), right.index(bos)]]
-    )
-    w_qk = vectorspace_fns.ScalarBilinear.from_index_arrays(left, right, rows, cols, c)
     w_ov = vectorspace_fns.Linear(bos_space, t_space, np.ones((1, 1)))
     return transformers.AttentionHead(w_qk, w_ov, causal=causal)
 
@@ -77,14 +69,9 @@ def _output_rows(widths, out_value_set, output_space, categorical_output) -> np.
     return rows
 
 
-def _check_tolerance(disc: numerical_mlp.Discretisation, leakage: float) -> None:
-    """Every 1/(w+1) computed by the head must lie inside its ramp-free interval."""
-    if len(disc.points) == 1:
-        return
-    lo, hi = disc.ramps()
-    pts = disc.points
-    below = np.concatenate([[math.inf], pts[1:] - hi])  # room to move down from point i
-    above = np.concatenate([lo - pts[:-1], [math.inf]])  # room to move up
+def _check_tolerance(points: list[float], leakage: float) -> None:
+    """Every 1/(w+1) computed by the head must stay where the discretiser reads w."""
+    pts, below, above = _discretising.point_margins(points)
     error = leakage * pts**2 + _T_ROUNDING * pts  # pts = 1/(w+1)
     if np.any(error >= np.minimum(below, above)):
         raise ValueError("max_seq_len is too large for an exact SelectorWidth in float32")
@@ -123,7 +110,7 @@ def selector_width(
     widths = list(range(n + 1))
     points = [1.0 / (w + 1) for w in widths]
     rows = _output_rows(widths, out_value_set, output_space, categorical_output)
-    _check_tolerance(numerical_mlp.discretise(points), _common.ATTENTION_LEAKAGE)
+    _check_tolerance(points, _common.ATTENTION_LEAKAGE)
     read = numerical_mlp.discretising_mlp(
         t_space, output_space, points, rows, one_space, bos_space, hidden_name
     )
