@@ -136,6 +136,29 @@ def _value_neighbours() -> rasp.SOp:
     return rasp.SelectorWidth(rasp.Select(rasp.tokens, rasp.tokens, lambda k, q: abs(k - q) == 1))
 
 
+def _earlier_same_token() -> rasp.SOp:
+    """How many earlier positions hold this position's token: a conjunction of selectors
+    over different SOps (indices and tokens)."""
+    earlier = rasp.Select(rasp.indices, rasp.indices, rasp.Comparison.LT)
+    same = rasp.Select(rasp.tokens, rasp.tokens, rasp.Comparison.EQ)
+    return rasp.SelectorWidth(earlier & same)
+
+
+def _previous_same_token_index() -> rasp.SOp:
+    """Index of the nearest earlier position holding the same token; None where none does.
+
+    The conjunction picks the earlier positions with the same token, of which the
+    nearest is the one with no same-token position between: aggregated as
+    "the earlier same-token position whose later same-token count is zero"."""
+    earlier = rasp.Select(rasp.indices, rasp.indices, rasp.Comparison.LT)
+    same = rasp.Select(rasp.tokens, rasp.tokens, rasp.Comparison.EQ)
+    seen = rasp.SelectorWidth(earlier & same)
+    # The previous occurrence is the same-token earlier position whose own count is one
+    # less than ours.
+    prev = rasp.Select(seen, seen, lambda k, q: k == q - 1) & same & earlier
+    return rasp.Aggregate(prev, rasp.indices)
+
+
 CASES: list[Case] = [
     # ---- lib programs ------------------------------------------------------------------------
     Case(
@@ -337,6 +360,23 @@ CASES: list[Case] = [
         max_seq_len=5,
         inputs=[[3, 1, 2], [2, 2], [4, 1, 4, 1, 3], [1]],
         expected=[[1, 1, 2], [0, 0], [1, 0, 1, 0, 2], [0]],
+    ),
+    # ---- conjunctions of selectors over different SOps --------------------------------------
+    Case(
+        name="earlier_same_token",
+        make_program=_earlier_same_token,
+        vocab={"a", "b"},
+        max_seq_len=6,
+        inputs=[["a", "b", "a", "a"], ["b"], ["a", "a", "b", "b", "a", "b"]],
+        expected=[[0, 0, 1, 2], [0], [0, 1, 0, 1, 2, 2]],
+    ),
+    Case(
+        name="previous_same_token_index",
+        make_program=_previous_same_token_index,
+        vocab={"a", "b"},
+        max_seq_len=6,
+        inputs=[["a", "b", "a", "a"], ["a", "a", "b", "b", "a", "b"]],
+        expected=[[N, N, 0, 2], [N, 0, N, 2, 1, 3]],
     ),
 ]
 

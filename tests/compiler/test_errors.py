@@ -128,8 +128,9 @@ def test_categorical_aggregate_that_averages_numbers():
 def test_selectors_over_different_sops_cannot_combine():
     a = rasp.Select(rasp.tokens, rasp.tokens, rasp.Comparison.EQ)
     b = rasp.Select(rasp.indices, rasp.indices, rasp.Comparison.LEQ)
-    program = rasp.SelectorWidth(rasp.SelectorAnd(a, b)).named("width")
-    assert f"{program.label}: its selector" in str(_refusal(program))
+    program = rasp.SelectorWidth(rasp.SelectorOr(a, b)).named("width")
+    message = str(_refusal(program))
+    assert f"{program.label}: its selector" in message and "ors selectors over different" in message
 
 
 def test_predicate_that_selects_none():

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pytest
 
+from tests import cases
 from tests.compiler import exactness
 from tracr.compiler import compiling, lib
 from tracr.rasp import rasp
@@ -38,6 +39,16 @@ LARGE = [
     ("shuffle_dyck2", lambda: lib.make_shuffle_dyck2(), {"(", ")", "{", "}"}),
     ("detect_pattern", lambda: lib.detect_pattern(rasp.tokens, "abc"), {"a", "b", "c"}),
     ("shift_by", lambda: lib.shift_by(2, rasp.tokens), VOCAB16),
+    (
+        "earlier_same_token",
+        lambda: cases.CASES_BY_NAME["earlier_same_token"].make_program(),
+        set("abcd"),
+    ),
+    (
+        "previous_same_token_index",
+        lambda: cases.CASES_BY_NAME["previous_same_token_index"].make_program(),
+        set("abcd"),
+    ),
 ]
 
 
@@ -79,6 +90,11 @@ CAUSAL = [
     ("pair_balance", lambda: lib.make_pair_balance(rasp.tokens, "(", ")"), {"(", ")"}),
     ("shift_by", lambda: lib.shift_by(1, rasp.tokens), {"a", "b"}),
     ("hist", lambda: lib.make_hist(), {"a", "b", "c"}),
+    (
+        "earlier_same_token",
+        lambda: cases.CASES_BY_NAME["earlier_same_token"].make_program(),
+        {"a", "b"},
+    ),
 ]
 
 

@@ -85,21 +85,34 @@ def test_numerical_mean_value_set():
     assert sets[program.label] == {0, 1, 1 / 2, 1 / 3, 2 / 3}
 
 
-def test_flatten_selector_combines_same_sops_and_negates():
+def test_conjuncts_fold_same_sops_and_negate():
     lt = rasp.Select(rasp.tokens, rasp.indices, rasp.Comparison.LT)
     eq = rasp.Select(rasp.tokens, rasp.indices, rasp.Comparison.EQ)
-    flat = selector_logic.flatten_selector(rasp.SelectorOr(lt, rasp.SelectorNot(eq)))
+    (flat,) = selector_logic.conjuncts(rasp.SelectorOr(lt, rasp.SelectorNot(eq)))
     assert flat.keys is rasp.tokens and flat.queries is rasp.indices
     # key < query or key != query  ==  key != query
     table = {(k, q): flat.predicate(k, q) for k in range(3) for q in range(3)}
     assert table == {(k, q): k != q for k in range(3) for q in range(3)}
 
 
-def test_flatten_selector_refuses_different_sops():
+def test_conjuncts_of_different_sops_are_kept_apart():
+    a = rasp.Select(rasp.tokens, rasp.tokens, rasp.Comparison.EQ)
+    b = rasp.Select(rasp.indices, rasp.indices, rasp.Comparison.LT)
+    c = rasp.Select(rasp.tokens, rasp.tokens, rasp.Comparison.NEQ)
+    terms = selector_logic.conjuncts(rasp.SelectorAnd(rasp.SelectorAnd(a, b), rasp.SelectorNot(c)))
+    assert [t.pair for t in terms] == [("tokens", "tokens"), ("indices", "indices")]
+    # EQ and not NEQ fold into EQ on the tokens pair.
+    assert [terms[0].predicate(k, q) for k, q in [(1, 1), (1, 2)]] == [True, False]
+
+
+@pytest.mark.parametrize(
+    "combine", [rasp.SelectorOr, lambda a, b: rasp.SelectorNot(rasp.SelectorAnd(a, b))]
+)
+def test_conjuncts_refuse_either_over_different_sops(combine):
     a = rasp.Select(rasp.tokens, rasp.tokens, rasp.Comparison.EQ)
     b = rasp.Select(rasp.indices, rasp.tokens, rasp.Comparison.EQ)
     with pytest.raises(selector_logic.UnsupportedSelectorError, match="different SOps"):
-        selector_logic.flatten_selector(rasp.SelectorAnd(a, b))
+        selector_logic.conjuncts(combine(a, b))
 
 
 def _lower(program, vocab, max_seq_len):

@@ -110,3 +110,17 @@ def test_decode_unknown_id():
 def test_numerical_encoder_is_identity():
     enc = encoder.NumericalEncoder()
     assert enc.encode([1.5, 2]) == [1.5, 2] and enc.decode([0.25]) == [0.25]
+
+
+def test_used_mlp_widths_and_skipping_them_changes_nothing():
+    params, config = _averaging_model(causal=False)
+    params["transformer/layer_0/mlp/linear_1"] = {"w": np.zeros((2, 4)), "b": np.zeros(4)}
+    params["transformer/layer_0/mlp/linear_2"] = {"w": np.zeros((4, 2)), "b": np.zeros(2)}
+    params["transformer/layer_0/mlp/linear_1"]["w"][0, 1] = 1.0
+    params["transformer/layer_0/mlp/linear_2"]["w"][1, 1] = 2.0
+    assert model.used_mlp_widths(params, config) == [2]
+    ids = np.array([[0, 2, 1]])
+    full = model.forward(params, config, ids)
+    sliced = model.forward(params, config, ids, mlp_widths=[2])
+    np.testing.assert_array_equal(full.output, sliced.output)
+    np.testing.assert_allclose(full.output[0, :, 1], [4.0 + 2.0, 4.0 + 16.0, 4.0 + 6.0])

@@ -48,13 +48,16 @@ class CompiledTransformerModel:
     use_unembed_argmax: bool
     pad_encoding: int | None = None
 
+    def __post_init__(self) -> None:
+        self._mlp_widths = model.used_mlp_widths(self.params, self.config)
+
     def __call__(self, token_ids: np.ndarray) -> CompiledTransformerModelOutput:
         token_ids = np.asarray(token_ids)
         if self.pad_encoding is None:
             key_mask = np.ones(token_ids.shape, dtype=bool)
         else:
             key_mask = token_ids != self.pad_encoding
-        out = model.forward(self.params, self.config, token_ids, key_mask)
+        out = model.forward(self.params, self.config, token_ids, key_mask, self._mlp_widths)
         scores = out.output @ self.unembed_matrix  # [B, T, V]
         if self.use_unembed_argmax:
             if scores.shape[-1] == 0:
@@ -290,10 +293,12 @@ def assemble_craft_model(
             pad_encoding=input_encoder.pad_encoding,
         )
 
+    compiled = get_compiled_model()
+
     def forward(params_: Params, token_ids: np.ndarray) -> CompiledTransformerModelOutput:
-        compiled = get_compiled_model()
-        compiled.params = params_
-        return compiled(token_ids)
+        if params_ is params:
+            return compiled(token_ids)
+        return dataclasses.replace(compiled, params=params_)(token_ids)
 
     return AssembledTransformerModel(
         forward=forward,

@@ -116,29 +116,32 @@ def _attn_fn(flat: selector_logic.FlatSelector) -> Callable[[object, object], bo
     return attn_fn
 
 
+def _terms(selector: rasp.Selector, spaces) -> list[categorical_attn.AttnTerm]:
+    """One attention term per (keys, queries) pair of the selector's conjunction."""
+    return [
+        categorical_attn.AttnTerm(spaces[f.queries.label], spaces[f.keys.label], _attn_fn(f))
+        for f in selector_logic.conjuncts(selector)
+    ]
+
+
 def _lower_aggregate(expr: rasp.Aggregate, space, spaces, ctx):
-    flat = selector_logic.flatten_selector(expr.selector)
-    return categorical_attn.categorical_attn(
-        spaces[flat.queries.label],
-        spaces[flat.keys.label],
+    return categorical_attn.conjunctive_attn(
+        _terms(expr.selector, spaces),
         spaces[expr.sop.label],
         space,
         ctx.bos_space,
         ctx.one_space,
-        _attn_fn(flat),
         max_seq_len=ctx.max_seq_len,
         causal=ctx.causal,
     )
 
 
-def _lower_width(expr: rasp.SOp, flat, space, spaces, ctx):
-    return selector_width.selector_width(
-        spaces[flat.queries.label],
-        spaces[flat.keys.label],
+def _lower_width(expr: rasp.SOp, terms, space, ctx):
+    return selector_width.conjunctive_selector_width(
+        terms,
         space,
         ctx.bos_space,
         ctx.one_space,
-        _attn_fn(flat),
         ctx.value_sets[expr.label],
         rasp.is_categorical(expr),
         max_seq_len=ctx.max_seq_len,
@@ -181,8 +184,8 @@ def add_craft_components_to_rasp_graph(
             constant = 1.0 if rasp.is_categorical(expr) else float(expr.fill)
         elif isinstance(expr, rasp.LengthType):
             # length is the width of a selector that selects every token.
-            flat = selector_logic.FlatSelector(rasp.tokens, rasp.tokens, lambda k, q: True)
-            block = _lower_width(expr, flat, space, {rasp.tokens.label: tokens_space}, ctx)
+            every = categorical_attn.AttnTerm(tokens_space, tokens_space, lambda q, k: True)
+            block = _lower_width(expr, [every], space, ctx)
         elif isinstance(expr, rasp.Map):
             block = _lower_map(expr, space, spaces, ctx)
         elif isinstance(expr, rasp.SequenceMap):
@@ -190,8 +193,7 @@ def add_craft_components_to_rasp_graph(
         elif isinstance(expr, rasp.Aggregate):
             block = _lower_aggregate(expr, space, spaces, ctx)
         elif isinstance(expr, rasp.SelectorWidth):
-            flat = selector_logic.flatten_selector(expr.selector)
-            block = _lower_width(expr, flat, space, spaces, ctx)
+            block = _lower_width(expr, _terms(expr.selector, spaces), space, ctx)
         else:
             raise NotImplementedError(f"no lowering for {type(expr).__name__} {label!r}")
         lowered[label] = LoweredSOp(expr=expr, space=space, block=block, constant=constant)

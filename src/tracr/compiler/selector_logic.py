@@ -1,9 +1,12 @@
-"""Reduce a selector expression to one predicate over one key SOp and one query SOp.
+"""Reduce a selector expression to the predicates one attention head can evaluate.
 
-An attention head compares one query vector with one key vector, so a selector compiles
-to a head when it is a `Select`, or a combination (`&`, `|`, `~`) of selects that all
-read the same keys and the same queries: then the combination is one predicate on
-(key value, query value). Combinations over different SOps are refused with a reason.
+An attention head adds up its query-key terms, so a selector compiles to one head when it
+is a conjunction of predicates, each comparing one query SOp with one key SOp:
+`Select`s, `&` of selectors, and `|` or `~` of selectors that read the same keys and
+queries (those fold into one predicate). `conjuncts` returns that list, with the
+predicates over the same (keys, queries) pair folded together; anything else (an `|` of
+selectors over different SOps, `~` of such a conjunction, `ConstantSelector`) is
+refused with the reason.
 """
 
 from __future__ import annotations
@@ -26,29 +29,54 @@ class FlatSelector:
     queries: rasp.SOp
     predicate: Callable[[object, object], bool]
 
+    @property
+    def pair(self) -> tuple[str, str]:
+        return (self.keys.label, self.queries.label)
 
-def flatten_selector(selector: rasp.Selector) -> FlatSelector:
-    """Returns the single predicate a selector stands for, or raises why there is none."""
+
+def _both(a: FlatSelector, b: FlatSelector) -> FlatSelector:
+    return FlatSelector(
+        a.keys, a.queries, lambda k, q, p=a.predicate, r=b.predicate: p(k, q) and r(k, q)
+    )
+
+
+def _single(selector: rasp.Selector, role: str) -> FlatSelector:
+    terms = conjuncts(selector)
+    if len(terms) != 1:
+        pairs = ", ".join(f"keys {t.keys.label!r} / queries {t.queries.label!r}" for t in terms)
+        raise UnsupportedSelectorError(
+            f"{role} a conjunction of selectors over different SOps ({pairs}); one "
+            "attention head can only require all of several conditions, not either of them"
+        )
+    return terms[0]
+
+
+def conjuncts(selector: rasp.Selector) -> list[FlatSelector]:
+    """The predicates whose conjunction the selector is, one per (keys, queries) pair."""
     if isinstance(selector, rasp.Select):
-        return FlatSelector(selector.keys, selector.queries, selector.predicate)
+        return [FlatSelector(selector.keys, selector.queries, selector.predicate)]
+    if isinstance(selector, rasp.SelectorAnd):
+        merged: dict[tuple[str, str], FlatSelector] = {}
+        for term in conjuncts(selector.fst) + conjuncts(selector.snd):
+            seen = merged.get(term.pair)
+            merged[term.pair] = term if seen is None else _both(seen, term)
+        return list(merged.values())
     if isinstance(selector, rasp.SelectorNot):
-        inner = flatten_selector(selector.inner)
-        return FlatSelector(inner.keys, inner.queries, lambda k, q, p=inner.predicate: not p(k, q))
-    if isinstance(selector, (rasp.SelectorAnd, rasp.SelectorOr)):
-        fst = flatten_selector(selector.fst)
-        snd = flatten_selector(selector.snd)
-        if fst.keys.label != snd.keys.label or fst.queries.label != snd.queries.label:
+        inner = _single(selector.inner, "it negates")
+        return [
+            FlatSelector(inner.keys, inner.queries, lambda k, q, p=inner.predicate: not p(k, q))
+        ]
+    if isinstance(selector, rasp.SelectorOr):
+        fst, snd = _single(selector.fst, "it ors"), _single(selector.snd, "it ors")
+        if fst.pair != snd.pair:
             raise UnsupportedSelectorError(
-                "combines selectors over different SOps "
-                f"(keys {fst.keys.label!r} / queries {fst.queries.label!r} with keys "
-                f"{snd.keys.label!r} / queries {snd.queries.label!r}); one attention head "
-                "compares one key SOp with one query SOp"
+                f"it ors selectors over different SOps (keys {fst.keys.label!r} / queries "
+                f"{fst.queries.label!r} and keys {snd.keys.label!r} / queries "
+                f"{snd.queries.label!r}); one attention head can only require all of "
+                "several conditions, not either of them"
             )
-        if isinstance(selector, rasp.SelectorAnd):
-            combined = lambda k, q, a=fst.predicate, b=snd.predicate: a(k, q) and b(k, q)
-        else:
-            combined = lambda k, q, a=fst.predicate, b=snd.predicate: a(k, q) or b(k, q)
-        return FlatSelector(fst.keys, fst.queries, combined)
+        either = lambda k, q, a=fst.predicate, b=snd.predicate: a(k, q) or b(k, q)
+        return [FlatSelector(fst.keys, fst.queries, either)]
     if isinstance(selector, rasp.ConstantSelector):
         raise UnsupportedSelectorError(
             "ConstantSelector is fixed per input length and has no attention form"

@@ -70,7 +70,7 @@ def _static_reasons(expr: rasp.RASPExpr) -> list[str]:
                 reasons.append(f"Select {role} must be categorical, {sop.label!r} is numerical")
     if isinstance(expr, (rasp.Aggregate, rasp.SelectorWidth)):
         try:
-            selector_logic.flatten_selector(expr.selector)
+            selector_logic.conjuncts(expr.selector)
         except selector_logic.UnsupportedSelectorError as err:
             reasons.append(f"its selector {expr.selector.label!r} {err}")
     if isinstance(expr, rasp.Aggregate):
@@ -207,20 +207,24 @@ def _value_set_reasons(
                     reasons.append(problem)
     if isinstance(expr, (rasp.Aggregate, rasp.SelectorWidth)):
         try:
-            flat = selector_logic.flatten_selector(expr.selector)
+            terms = selector_logic.conjuncts(expr.selector)
         except selector_logic.UnsupportedSelectorError:
             return reasons  # reported by static_validate
-        keys = value_sets.get(flat.keys.label) or frozenset()
-        queries = value_sets.get(flat.queries.label) or frozenset()
-        pairs = [(None, q) for q in queries] + [(k, None) for k in keys] + [(None, None)]
-        if (None in keys or None in queries) and any(
-            _selects(flat.predicate, k, q) for k, q in pairs
-        ):
-            reasons.append(
-                "its selector's predicate selects a None key or query; the model encodes "
-                "None as no value, which never matches"
-            )
-        if isinstance(expr, rasp.Aggregate) and rasp.is_categorical(expr):
+        for flat in terms:
+            keys = value_sets.get(flat.keys.label) or frozenset()
+            queries = value_sets.get(flat.queries.label) or frozenset()
+            pairs = [(None, q) for q in queries] + [(k, None) for k in keys] + [(None, None)]
+            if (None in keys or None in queries) and any(
+                _selects(flat.predicate, k, q) for k, q in pairs
+            ):
+                reasons.append(
+                    "its selector's predicate selects a None key or query; the model "
+                    "encodes None as no value, which never matches"
+                )
+        if isinstance(expr, rasp.Aggregate) and rasp.is_categorical(expr) and len(terms) == 1:
+            flat = terms[0]
+            keys = value_sets.get(flat.keys.label) or frozenset()
+            queries = value_sets.get(flat.queries.label) or frozenset()
             reason = _averaging_reason(expr, flat, keys, queries, max_seq_len)
             if reason:
                 reasons.append(reason)

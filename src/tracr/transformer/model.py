@@ -18,6 +18,17 @@ import numpy as np
 # Logit given to masked keys; finite so that a fully masked row stays well defined.
 MASKED_LOGIT = -1e30
 
+# Magnitudes below this are set to zero after each step, as flush-to-zero hardware does.
+# Attention leaves weights like e^-60 on unselected keys; their products reach the
+# subnormal range, where CPU arithmetic is about 100 times slower. Values this small are
+# far below every error budget, so flushing them changes no decoded output.
+FLUSH_BELOW = 1e-30
+
+
+def _flush(x: np.ndarray) -> np.ndarray:
+    x[np.abs(x) < FLUSH_BELOW] = 0
+    return x
+
 
 def relu(x: np.ndarray) -> np.ndarray:
     return np.maximum(x, 0)
@@ -93,15 +104,37 @@ def _attention(params, prefix, config, x, mask):
     logits = np.where(mask, logits, np.asarray(MASKED_LOGIT, dtype=logits.dtype))
     weights = np.exp(logits - logits.max(axis=-1, keepdims=True))
     weights /= weights.sum(axis=-1, keepdims=True)
+    _flush(weights)
     mixed = np.einsum("bhts,bshk->bthk", weights, v).reshape(batch, seq_len, heads * d_head)
     linear = params[f"{prefix}/linear"]
-    return mixed @ linear["w"] + linear["b"], logits
+    return _flush(mixed @ linear["w"] + linear["b"]), logits
 
 
-def _mlp(params, prefix, config, x):
+def _mlp(params, prefix, config, x, width=None):
     first, second = params[f"{prefix}/linear_1"], params[f"{prefix}/linear_2"]
-    hidden = config.activation_function(x @ first["w"] + first["b"])  # [B, T, M]
-    return hidden @ second["w"] + second["b"]
+    w1, b1, w2 = first["w"], first["b"], second["w"]
+    if width is not None:  # skip hidden units that are zero in and out
+        w1, b1, w2 = w1[:, :width], b1[:width], w2[:width]
+    hidden = _flush(config.activation_function(x @ w1 + b1))  # [B, T, M]
+    return _flush(hidden @ w2 + second["b"])
+
+
+def used_mlp_widths(
+    params: Mapping[str, Mapping[str, np.ndarray]], config: TransformerConfig
+) -> list[int]:
+    """Per layer, 1 + the last hidden unit with any non-zero weight or bias.
+
+    Hidden units past it compute relu(0) = 0 and write nothing, so `forward` may skip
+    them; compiled models pad every layer's MLP to the widest one.
+    """
+    widths = []
+    for layer in range(config.num_layers):
+        prefix = f"transformer/layer_{layer}/mlp"
+        w1, b1 = params[f"{prefix}/linear_1"]["w"], params[f"{prefix}/linear_1"]["b"]
+        w2 = params[f"{prefix}/linear_2"]["w"]
+        used = np.flatnonzero(np.any(w1 != 0, axis=0) | (b1 != 0) | np.any(w2 != 0, axis=1))
+        widths.append(int(used[-1]) + 1 if used.size else 0)
+    return widths
 
 
 def forward(
@@ -109,8 +142,13 @@ def forward(
     config: TransformerConfig,
     token_ids: np.ndarray,
     key_mask: np.ndarray | None = None,
+    mlp_widths: list[int] | None = None,
 ) -> TransformerOutput:
-    """Runs the transformer on `token_ids` [B, T]; `key_mask` [B, T] hides padding."""
+    """Runs the transformer on `token_ids` [B, T]; `key_mask` [B, T] hides padding.
+
+    `mlp_widths` (from `used_mlp_widths(params, config)`) lets each layer skip the hidden
+    units that are zero; the result is the same.
+    """
     token_ids = np.asarray(token_ids)
     if key_mask is None:
         key_mask = np.ones(token_ids.shape, dtype=bool)
@@ -125,7 +163,8 @@ def forward(
         layer_outputs.append(attn_out)
         residuals.append(residual)
         attn_logits.append(logits)
-        mlp_out = _mlp(params, f"{prefix}/mlp", config, residual)
+        width = None if mlp_widths is None else mlp_widths[layer]
+        mlp_out = _mlp(params, f"{prefix}/mlp", config, residual, width)
         residual = residual + mlp_out
         layer_outputs.append(mlp_out)
         residuals.append(residual)

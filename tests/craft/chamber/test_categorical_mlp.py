@@ -105,12 +105,40 @@ def test_sequence_map_is_exact_on_every_pair(sizes):
     f = lambda x, y: None if (x + y) % 5 == 0 else (x * y) % 11  # noqa: E731
     out = _values_space("z", range(11))
     mlp = categorical_mlp.sequence_map_categorical_mlp(s1, s2, out, f, blocks.ONE_SPACE, "h")
-    assert mlp.hidden_space.num_dims == n1 * n2
+    # One unit per (value of the enumerated input, distinct non-None result).
+    per_x = sum(len({f(x, y) for y in range(n2)} - {None}) for x in range(n1))
+    per_y = sum(len({f(x, y) for x in range(n1)} - {None}) for y in range(n2))
+    assert mlp.hidden_space.num_dims == min(per_x, per_y)
     pairs = [(x, y) for x in range(n1) for y in range(n2)] + [(None, 1), (2, None)]
     residual, outs = _run_pairs(mlp, s1, s2, pairs)
     expected = _expected_cols(out, [None] + [f(x, y) for x, y in pairs[:-2]] + [None, None])
     for result in outs.values():
         blocks.assert_one_hot(result[:, residual.indices(out.basis)], expected)
+
+
+@pytest.mark.parametrize("numerical", [False, True])
+def test_sequence_map_with_few_results_needs_few_units(numerical):
+    """x < y over 60 x 40 values: two units per value of the smaller input, not 2400."""
+    s1, s2 = _values_space("a", range(60)), _values_space("b", range(40))
+    out = (
+        bases.VectorSpaceWithBasis([bases.BasisDirection("z")])
+        if numerical
+        else (_values_space("z", [False, True]))
+    )
+    f = lambda x, y: x < y  # noqa: E731
+    mlp = categorical_mlp.sequence_map_categorical_mlp(s1, s2, out, f, blocks.ONE_SPACE, "h")
+    assert mlp.hidden_space.num_dims <= 2 * 40
+    pairs = [(x, y) for x in range(60) for y in range(40)]
+    residual, outs = _run_pairs(mlp, s1, s2, pairs)
+    for result in outs.values():
+        got = result[1:, residual.indices(out.basis)]
+        if numerical:
+            np.testing.assert_allclose(got[:, 0], [float(x < y) for x, y in pairs])
+        else:
+            blocks.assert_one_hot(
+                result[:, residual.indices(out.basis)],
+                _expected_cols(out, [None] + [f(x, y) for x, y in pairs]),
+            )
 
 
 def test_sequence_map_same_input_twice():

@@ -8,7 +8,7 @@ from collections.abc import Callable, Hashable
 
 import numpy as np
 
-from tracr.craft import bases, vectorspace_fns
+from tracr.craft import bases
 
 #: Total attention weight a head may leak outside the positions it is meant to attend
 #: to (see categorical_attn and selector_width for how coldness follows from it).
@@ -104,27 +104,3 @@ def selected_pairs(
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
     q_idx, k_idx = np.asarray(pairs, dtype=np.int64).T
     return q_idx, k_idx
-
-
-def selection_scores(
-    query_space: bases.VectorSpaceWithBasis,
-    key_space: bases.VectorSpaceWithBasis,
-    bos_space: bases.VectorSpaceWithBasis,
-    one_space: bases.VectorSpaceWithBasis,
-    attn_fn: Callable[[Hashable, Hashable], bool],
-    *,
-    selected: float,
-    one_bos: float,
-    bos_bos: float,
-) -> vectorspace_fns.ScalarBilinear:
-    """W_qk = selected [attn_fn(q, k)] + one_bos one_q bos_k + bos_bos bos_q bos_k, on
-    (query + one + bos) x (key + bos)."""
-    bos, one = bos_space.basis[0], one_space.basis[0]
-    left = bases.join_vector_spaces(query_space, one_space, bos_space)
-    right = bases.join_vector_spaces(key_space, bos_space)
-    q_idx, k_idx = selected_pairs(query_space, key_space, attn_fn)
-    aux_rows = [left.index(one), left.index(bos)]
-    rows = np.concatenate([left.indices(query_space.basis)[q_idx], aux_rows])
-    cols = np.concatenate([right.indices(key_space.basis)[k_idx], [right.index(bos)] * 2])
-    vals = np.concatenate([np.full(len(q_idx), selected), [one_bos, bos_bos]])
-    return vectorspace_fns.ScalarBilinear.from_index_arrays(left, right, rows, cols, vals)

@@ -128,9 +128,77 @@ def _pair_layer(input1_space, input2_space, one_space, hidden_name):
     return fst, pairs
 
 
+def _result_groups(table: list[list], numerical: bool) -> list[tuple[int, object, list[int]]]:
+    """(row, result, columns giving that result) for each row and distinct result."""
+    units = []
+    for i, row in enumerate(table):
+        groups: dict = {}
+        for j, result in enumerate(row):
+            if result is None and not numerical:
+                continue  # None writes nothing
+            groups.setdefault(result, []).append(j)
+        units.extend((i, result, cols) for result, cols in groups.items())
+    return units
+
+
+def _grouped_sequence_map(
+    input1_space, input2_space, output_space, operation, one_space, hidden_name, numerical
+) -> transformers.MLP:
+    """SequenceMap of two distinct inputs with one unit per (x, result) pair.
+
+    For each value x of one input and each result z that f(x, .) takes, the unit
+    h_(x, z) = relu(a_x + sum_{y: f(x, y) = z} b_y - one) is exactly 1 when the inputs
+    are x and some y with f(x, y) = z (b is one-hot, so the sum is 0 or 1), and 0
+    otherwise, at BOS and for None inputs too. It writes z. This needs at most
+    |X| * |Y| units (the pair table) and far fewer when f takes few values per x
+    (comparisons, say). The input with the fewer units is enumerated.
+    Hidden directions: (hidden_name, (x, z)), or (hidden_name, (z, y)) when the second
+    input is enumerated.
+    """
+    one = _common.single_direction(one_space, "one_space")
+    if not set(input1_space.basis).isdisjoint(input2_space.basis):
+        raise ValueError("SequenceMap inputs must be the same space or disjoint spaces")
+    if one in input1_space or one in input2_space:
+        raise ValueError(f"the one direction {one} must not be an input of SequenceMap")
+    xs = [d.value for d in input1_space.basis]
+    ys = [d.value for d in input2_space.basis]
+    table = [[operation(x, y) for y in ys] for x in xs]
+    by_fst = _result_groups(table, numerical)
+    by_snd = _result_groups([list(col) for col in zip(*table)], numerical) if xs else []
+    enumerate_fst = len(by_fst) <= len(by_snd)
+    units = by_fst if enumerate_fst else by_snd
+    outer, inner = (input1_space, input2_space) if enumerate_fst else (input2_space, input1_space)
+    input_space = bases.join_vector_spaces(input1_space, input2_space, one_space)
+    outer_idx, inner_idx = input_space.indices(outer.basis), input_space.indices(inner.basis)
+    names = [
+        (outer.basis[i].value, z) if enumerate_fst else (z, outer.basis[i].value)
+        for i, z, _ in units
+    ]
+    hidden = bases.VectorSpaceWithBasis.from_values(hidden_name, names)
+    rows, cols, vals = [], [], []
+    for unit, (i, _, members) in enumerate(units):
+        rows += [outer_idx[i], input_space.index(one), *inner_idx[members]]
+        cols += [unit] * (2 + len(members))
+        vals += [1.0, -1.0] + [1.0] * len(members)
+    fst = vectorspace_fns.Linear.from_index_arrays(input_space, hidden, rows, cols, vals)
+    origins = [
+        (outer.basis[i].value, inner.basis[m[0]].value)
+        if enumerate_fst
+        else (inner.basis[m[0]].value, outer.basis[i].value)
+        for i, _, m in units
+    ]
+    results = [z for _, z, _ in units]
+    snd = _lookup_snd(hidden, output_space, results, origins, numerical, "SequenceMap")
+    return transformers.MLP(fst, snd)
+
+
 def _sequence_map(
     input1_space, input2_space, output_space, operation, one_space, hidden_name, numerical
 ) -> transformers.MLP:
+    if input1_space != input2_space:
+        return _grouped_sequence_map(
+            input1_space, input2_space, output_space, operation, one_space, hidden_name, numerical
+        )
     fst, pairs = _pair_layer(input1_space, input2_space, one_space, hidden_name)
     results = [operation(x, y) for x, y in pairs]
     snd = _lookup_snd(fst.output_space, output_space, results, pairs, numerical, "SequenceMap")

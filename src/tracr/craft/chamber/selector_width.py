@@ -1,32 +1,37 @@
 """SelectorWidth: an attention head that measures 1/(w+1), then an MLP that reads w.
 
-Head. With N = max_seq_len and c = ln(N / delta), delta = ATTENTION_LEAKAGE = 1e-9:
+Head. The selector is a conjunction of n >= 1 terms (query_t, key_t, attn_fn_t) (see
+categorical_attn; n = 1 is a plain Select). With N = max_seq_len, delta =
+ATTENTION_LEAKAGE = 1e-9 and c = ln(N / delta) rounded up to a multiple of 1/4 (so every
+logit is exact in float32, see categorical_attn):
 
-    W_qk(x_q, x_k) = c [attn_fn(q, k)] + c one_q bos_k + c bos_q bos_k,
+    W_qk(x_q, x_k) = c sum_t [attn_fn_t(q_t, k_t)] + n c one_q bos_k + c bos_q bos_k,
     W_ov: bos -> t    (t = the direction (hidden_name + "selector_width_attn_output"))
 
-A non-BOS query with w selected and u <= N unselected visible keys gives the BOS key
-the same score c as each selected key, so, as only the BOS position has bos = 1,
+A non-BOS query scores nc on a key meeting every term (a selected key), at most (n - 1) c
+on any other key, and gives the BOS key exactly the score nc of a selected key, so with
+w selected and u <= N - w other visible keys, as only the BOS position has bos = 1,
 
-    t = e^c / ((w + 1) e^c + u) = 1 / (w + 1 + u e^(-c)),
-    0 <= 1/(w+1) - t <= u e^(-c) / (w+1)^2 <= delta / (w+1)^2.
+    t = e^(nc) / ((w + 1) e^(nc) + sum_u e^(s_u)) >= 1 / (w + 1 + u e^(-c)),
+    0 <= 1/(w+1) - t <= u e^(-c) / (w+1)^2 <= delta / (w+1)^2,
 
-The BOS query scores 2c on BOS and 0 elsewhere, so t ~ 1 there.
+the same bound for every n. The BOS query scores (n + 1) c on BOS and 0 elsewhere, so
+t ~ 1 there.
 
 MLP. The discretiser of numerical_mlp on the points 1/(w+1), w = 0..N, writing w (the
 number, or the one-hot of w) for widths in out_value_set and nothing for other widths.
 Its input tolerance at 1/(w+1) is at least 3/16 of the smaller adjacent gap,
 3 / (16 (w+1)(w+2)) >= 3 / (32 (w+1)^2), so the head's error delta/(w+1)^2 (plus a
 float32 rounding of a few eps/(w+1)) is far inside it: delta = 1e-9 << 3/32, and
-float32 suffices while N < ~10^5. `selector_width` checks this inequality for every w
-and raises ValueError if it fails. The discretiser's gate makes the output exactly 0 at
-BOS, and one extra unit relu(bos) subtracts 1 from t there, so the BOS position is clean.
+float32 suffices while N < ~10^5. The builder checks this inequality for every w and
+raises ValueError if it fails. The discretiser's gate makes the output exactly 0 at BOS,
+and one extra unit relu(bos) subtracts 1 from t there, so the BOS position is clean.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Hashable, Iterable
+from collections.abc import Hashable, Iterable, Sequence
 
 import numpy as np
 
@@ -38,7 +43,8 @@ _T_ROUNDING = 4 * float(np.finfo(np.float32).eps)
 
 
 def selector_width_coldness(max_seq_len: int, leakage: float = _common.ATTENTION_LEAKAGE) -> float:
-    """c = ln(max_seq_len / leakage): the score of a selected key and of BOS."""
+    """c0 = ln(max_seq_len / leakage): the least score margin per term that meets the
+    leakage budget, for any number of terms (the head rounds it up to a multiple of 1/4)."""
     return math.log(_common.check_max_seq_len(max_seq_len) / leakage)
 
 
@@ -47,9 +53,11 @@ def attn_output_direction(hidden_name: bases.Name) -> bases.BasisDirection:
     return bases.BasisDirection(f"{hidden_name}selector_width_attn_output")
 
 
-def _head(query_space, key_space, bos_space, one_space, attn_fn, t_space, c, causal):
-    w_qk = _common.selection_scores(
-        query_space, key_space, bos_space, one_space, attn_fn, selected=c, one_bos=c, bos_bos=c
+def _head(terms, bos_space, one_space, t_space, c, causal):
+    n = len(terms)
+    categorical_attn.check_exact_logits((n + 1) * c, n)
+    w_qk = categorical_attn.conjunction_scores(
+        terms, bos_space, one_space, selected=c, one_bos=n * c, bos_bos=c
     )
     w_ov = vectorspace_fns.Linear(bos_space, t_space, np.ones((1, 1)))
     return transformers.AttentionHead(w_qk, w_ov, causal=causal)
@@ -77,13 +85,11 @@ def _check_tolerance(points: list[float], leakage: float) -> None:
         raise ValueError("max_seq_len is too large for an exact SelectorWidth in float32")
 
 
-def selector_width(
-    query_space: bases.VectorSpaceWithBasis,
-    key_space: bases.VectorSpaceWithBasis,
+def conjunctive_selector_width(
+    terms: Sequence[categorical_attn.AttnTerm],
     output_space: bases.VectorSpaceWithBasis,
     bos_space: bases.VectorSpaceWithBasis,
     one_space: bases.VectorSpaceWithBasis,
-    attn_fn: categorical_attn.QueryKeyToBool,
     out_value_set: Iterable[Hashable],
     categorical_output: bool,
     *,
@@ -91,21 +97,28 @@ def selector_width(
     causal: bool = False,
     hidden_name: bases.Name,
 ) -> transformers.SeriesWithResiduals:
-    """SeriesWithResiduals([head, mlp]) writing the number of keys each query selects.
+    """SeriesWithResiduals([head, mlp]) writing the number of keys each query selects,
+    where a key is selected when it meets every term.
 
-    attn_fn takes values in the order (query, key). The output is the width w (one-hot
-    in output_space when categorical_output, else the number) for widths in
+    Each term's attn_fn takes values in the order (query, key). The output is the width w
+    (one-hot in output_space when categorical_output, else the number) for widths in
     out_value_set; other widths write nothing; zero at BOS. Exact for every selection
     pattern of every length up to max_seq_len (proof in the module docstring).
     Residual direction used: `attn_output_direction(hidden_name)`; MLP hidden directions
     (hidden_name, "const"), (hidden_name, (k, 0 / 1)), (hidden_name, "bos_cleanup").
     """
-    _common.check_aux_spaces(bos_space, one_space, query_space, key_space, output_space)
+    terms = categorical_attn.check_terms(terms, "conjunctive_selector_width")
+    _common.check_aux_spaces(
+        bos_space,
+        one_space,
+        *(s for t in terms for s in (t.query_space, t.key_space)),
+        output_space,
+    )
     n = _common.check_max_seq_len(max_seq_len)
     t_dir = attn_output_direction(hidden_name)
     t_space = bases.VectorSpaceWithBasis([t_dir])
-    c = selector_width_coldness(n)
-    head = _head(query_space, key_space, bos_space, one_space, attn_fn, t_space, c, causal)
+    c = categorical_attn.score_coldness(selector_width_coldness(n))
+    head = _head(terms, bos_space, one_space, t_space, c, causal)
 
     widths = list(range(n + 1))
     points = [1.0 / (w + 1) for w in widths]
@@ -122,4 +135,33 @@ def selector_width(
     )
     return transformers.SeriesWithResiduals(
         [head, transformers.MLP.combine_in_parallel([read, cleanup])]
+    )
+
+
+def selector_width(
+    query_space: bases.VectorSpaceWithBasis,
+    key_space: bases.VectorSpaceWithBasis,
+    output_space: bases.VectorSpaceWithBasis,
+    bos_space: bases.VectorSpaceWithBasis,
+    one_space: bases.VectorSpaceWithBasis,
+    attn_fn: categorical_attn.QueryKeyToBool,
+    out_value_set: Iterable[Hashable],
+    categorical_output: bool,
+    *,
+    max_seq_len: int,
+    causal: bool = False,
+    hidden_name: bases.Name,
+) -> transformers.SeriesWithResiduals:
+    """`conjunctive_selector_width` with the single term AttnTerm(query_space, key_space,
+    attn_fn): the number of keys k with attn_fn(query value, key value)."""
+    return conjunctive_selector_width(
+        [categorical_attn.AttnTerm(query_space, key_space, attn_fn)],
+        output_space,
+        bos_space,
+        one_space,
+        out_value_set,
+        categorical_output,
+        max_seq_len=max_seq_len,
+        causal=causal,
+        hidden_name=hidden_name,
     )
