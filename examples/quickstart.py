@@ -19,7 +19,7 @@ def main() -> None:
     print(
         f"model:    {config.num_layers} layers, {config.num_heads} heads of width "
         f"{config.key_size}, MLP width {config.mlp_hidden_size}, "
-        f"d_model {len(model.residual_labels)}"
+        f"d_model {config.d_model}"
     )
     print("residual: " + ", ".join(model.residual_labels))
 

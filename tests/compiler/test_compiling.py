@@ -50,6 +50,7 @@ def test_apply_output_fields_have_reference_shapes():
     )
     out = model.apply(["BOS", "a", "b", "a"])
     d_model = len(model.residual_labels)
+    assert model.model_config.d_model == d_model
     layers = model.model_config.num_layers
     assert out.decoded == ["BOS", 2, 1, 2]
     assert out.unembedded.shape == (1, 4)

@@ -124,3 +124,13 @@ def test_used_mlp_widths_and_skipping_them_changes_nothing():
     sliced = model.forward(params, config, ids, mlp_widths=[2])
     np.testing.assert_array_equal(full.output, sliced.output)
     np.testing.assert_allclose(full.output[0, :, 1], [4.0 + 2.0, 4.0 + 16.0, 4.0 + 6.0])
+
+
+def test_tiny_values_are_flushed_to_zero():
+    """Block outputs below FLUSH_BELOW become exact zeros (no subnormal arithmetic)."""
+    params, config = _averaging_model(causal=False)
+    params["token_embed"]["embeddings"][:, 0] = [1e-35, 3.0, 0.0]
+    out = model.forward(params, config, np.array([[0, 0, 2]]))
+    np.testing.assert_array_equal(out.layer_outputs[0][0, :, 1], [0.0, 0.0, 0.0])
+    out = model.forward(params, config, np.array([[0, 1]]))
+    np.testing.assert_allclose(out.layer_outputs[0][0, :, 1], [1.5, 1.5])

@@ -225,6 +225,7 @@ def assemble_craft_model(
         key_size=key_size,
         mlp_hidden_size=mlp_size,
         causal=causal,
+        d_model=dim,
     )
 
     token_embed = np.zeros((tokens_space.num_dims, dim))

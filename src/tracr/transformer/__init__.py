@@ -1,0 +1,1 @@
+"""The compiled model's runtime: `model` (the numpy forward pass) and `encoder`."""

@@ -46,6 +46,7 @@ class TransformerConfig:
     activation_function: Callable[[np.ndarray], np.ndarray] = relu
     layer_norm: bool = False
     causal: bool = False
+    d_model: int | None = None  # residual width; set by the compiler
 
     @property
     def n_heads(self) -> int:

@@ -21,7 +21,7 @@ N = max_seq_len (at most N non-BOS keys) and the leakage budget delta = ATTENTIO
 = 1e-9, c >= c0 = 2 ln(N / delta) for every n. For a non-BOS query with m selected and
 u <= N - m other visible keys, the weight outside the selected set is
 
-    m >= 1:  <= (e^(-c/2) + u e^(-c)) / m  <=  delta / N + delta^2 / N  <=  delta
+    m >= 1:  <= (e^(-c/2) + u e^(-c)) / m  <=  delta / N + (N - 1) delta^2 / N^2  <=  delta
     m  = 0:  <= u e^((n-1)c) / e^((n-1/2)c) = u e^(-c/2)  <=  delta
 
 and the BOS query leaks at most N e^(-(n+1/2)c) < delta. Selected keys share one logit, so
@@ -31,7 +31,7 @@ hence |output - mean| <= 2 delta max|value|.
 float32. c is c0 rounded up to a multiple of 1/4 (`score_coldness`), so every entry of
 W_qk and every partial sum of a logit over one-hot inputs is a multiple of 1/8 below
 2^21: exact in float32 whatever the summation order, and selected keys get bit-identical
-logits for any n. Logits stay below (n + 1/2)(c0 + 1/4) (about 76 n at N = 100); the
+logits for any n. Logits stay below (n + 1/2)(c0 + 1/4) (51 (n + 1/2) at N = 100); the
 softmax subtracts the row max. Query/key inputs off their one-hot by e shift logits by up
 to n c e; keep e << 1/(n c).
 """
