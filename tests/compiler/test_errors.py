@@ -154,8 +154,20 @@ def test_numerical_sop_that_can_be_none():
 
 def test_numerical_values_too_close_for_float32():
     close = rasp.numerical(rasp.Map(lambda t: 1 + t * 1e-7, rasp.tokens))
+    program = rasp.Map(lambda x: x > 1.00000015, close, simplify=False)
+    message = str(_refusal(program))
+    assert f"{program.label}: its input values" in message
+    assert "map to different outputs but are too close" in message
+
+
+def test_affine_map_of_close_values_compiles():
+    """An affine Map needs no discretisation, so close inputs are no problem."""
+    close = rasp.numerical(rasp.Map(lambda t: 1 + t * 1e-4, rasp.tokens))
     program = rasp.numerical(rasp.Map(lambda x: x * 2, close, simplify=False))
-    assert f"{program.label}: its input values" in str(_refusal(program))
+    model = compiling.compile_rasp_to_model(
+        program, vocab={1, 2, 3}, max_seq_len=3, compiler_bos="BOS"
+    )
+    assert model.apply(["BOS", 3, 1]).decoded[1:] == pytest.approx([2.0006, 2.0002], rel=1e-6)
 
 
 def test_constant_sop_is_refused():

@@ -10,7 +10,7 @@ import pytest
 
 from tests import cases
 from tests.compiler import exactness
-from tracr.compiler import compiling, lib
+from tracr.compiler import compiling, lib, validating
 from tracr.rasp import rasp
 
 VOCAB16 = set(range(16))
@@ -110,3 +110,29 @@ def test_causal_model_agrees_with_causal_eval(name, make, vocab):
     )
     sequences += exactness.sampled_sequences(vocab, 8, per_length=50)
     assert exactness.mismatches(model, program, sequences, causal=True) == []
+
+
+def _numerical_length_map(f):
+    length = rasp.numerical(lib.make_length())
+    return rasp.numerical(rasp.Map(f, length, simplify=False))
+
+
+@pytest.mark.parametrize(
+    "f,max_seq_len",
+    [(lambda n: n + 1, 100), (lambda n: 3 - 2 * n, 100), (lambda n: 1 / n, 32)],
+    ids=["plus1", "affine", "inv"],
+)
+def test_numerical_map_of_many_values_is_exact(f, max_seq_len):
+    """An affine Map needs no discretisation; 1/n is discretised within float32 budget."""
+    program = _numerical_length_map(f)
+    model = compiling.compile_rasp_to_model(
+        program, vocab={"a"}, max_seq_len=max_seq_len, compiler_bos="BOS"
+    )
+    sequences = [["a"] * n for n in range(1, max_seq_len + 1)]
+    assert exactness.mismatches(model, program, sequences) == []
+
+
+def test_numerical_map_beyond_float32_is_refused_with_a_hint():
+    program = _numerical_length_map(lambda n: n * n)
+    with pytest.raises(validating.UnsupportedProgramError, match="a categorical input makes it"):
+        compiling.compile_rasp_to_model(program, vocab={"a"}, max_seq_len=100)

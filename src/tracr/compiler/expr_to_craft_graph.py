@@ -68,6 +68,15 @@ def _lower_map(expr: rasp.Map, space, spaces, ctx):
             else categorical_mlp.map_categorical_to_numerical_mlp
         )
         return build(spaces[inner.label], space, f, hidden_name=_hidden(expr))
+    fit = (
+        None
+        if rasp.is_categorical(expr)
+        else numeric_points.affine_fit(expr.f, ctx.value_sets[inner.label])
+    )
+    if fit is not None:
+        return numerical_mlp.map_affine_numerical_mlp(
+            spaces[inner.label], space, *fit, ctx.one_space, ctx.bos_space, _hidden(expr)
+        )
     build = (
         numerical_mlp.map_numerical_to_categorical_mlp
         if rasp.is_categorical(expr)

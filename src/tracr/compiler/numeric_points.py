@@ -75,3 +75,22 @@ def quiet(f: Callable, fallback=None) -> Callable:
             return fallback
 
     return wrapped
+
+
+def affine_fit(f: Callable, values: Iterable) -> tuple[float, float] | None:
+    """(slope, intercept) when f is affine on the values (to 1e-9 relative), else None."""
+    points = representatives(float(v) for v in values if v is not None)
+    if len(points) < 2:
+        return None
+    outputs = [quiet(f)(p) for p in points]
+    if not all(isinstance(o, (int, float)) and not isinstance(o, bool) for o in outputs):
+        return None
+    slope = (outputs[-1] - outputs[0]) / (points[-1] - points[0])
+    intercept = outputs[0] - slope * points[0]
+    scale = max(1.0, *(abs(o) for o in outputs))
+    if all(
+        abs(slope * p + intercept - o) <= RELATIVE_TOLERANCE * scale
+        for p, o in zip(points, outputs)
+    ):
+        return slope, intercept
+    return None

@@ -198,3 +198,39 @@ def test_linear_sequence_map_same_input_twice():
     x = blocks.rows_with_bos(residual, [{a: v} for v in (-2.0, 0.0, 4.5)])
     for result in blocks.run_all(mlp, x, residual).values():
         np.testing.assert_allclose(result[:, residual.index(Y)], [0, -10, 0, 22.5])
+
+
+@pytest.mark.parametrize("slope,intercept", [(1.0, 1.0), (-2.0, 3.0), (0.5, 0.0), (0.0, -4.0)])
+def test_affine_map_is_exact_everywhere_and_zero_at_bos(slope, intercept):
+    mlp = numerical_mlp.map_affine_numerical_mlp(
+        X_SPACE, Y_SPACE, slope, intercept, blocks.ONE_SPACE, blocks.BOS_SPACE, "h"
+    )
+    assert mlp.hidden_space.num_dims == 3
+    inputs = [float(v) for v in range(-100, 101)] + [0.25, -1e-3, 1234.5]
+    residual, results = _run(mlp, inputs)
+    expected = np.array([0.0] + [slope * v + intercept for v in inputs])
+    for result in results.values():
+        blocks.assert_numbers(result[:, residual.index(Y)], expected)
+
+
+@pytest.mark.parametrize("n", [8, 32])
+def test_float32_error_bound_covers_the_error_in_every_summation_order(n):
+    """The bound holds however the second layer's terms are added up."""
+    f = lambda v: 1 / v  # noqa: E731
+    points, bound = numerical_mlp.float32_error_bound(f, range(1, n + 1))
+    mlp = numerical_mlp.map_numerical_mlp(
+        f, X_SPACE, Y_SPACE, range(1, n + 1), blocks.ONE_SPACE, blocks.BOS_SPACE, "h"
+    )
+    inputs = mlp.fst.input_space
+    rng = np.random.default_rng(0)
+    for i, x in enumerate(points):
+        row = np.zeros(inputs.num_dims, dtype=np.float32)
+        row[inputs.index(X)], row[inputs.index(blocks.ONE_SPACE.basis[0])] = x, 1.0
+        terms = np.maximum(row @ mlp.fst.matrix.astype(np.float32), 0) * mlp.snd.matrix[
+            :, 0
+        ].astype(np.float32)
+        for _ in range(20):
+            total = np.float32(0)
+            for t in rng.permutation(terms):
+                total = np.float32(total + t)
+            assert abs(float(total) - 1 / x) <= bound[i]

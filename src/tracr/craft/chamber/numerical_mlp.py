@@ -216,3 +216,85 @@ def linear_sequence_map_numerical_mlp(
         hidden, out_space, units, np.zeros_like(units), signs * np.repeat(factors, 2)
     )
     return transformers.MLP(fst, snd)
+
+
+def map_affine_numerical_mlp(
+    input_space: bases.VectorSpaceWithBasis,
+    output_space: bases.VectorSpaceWithBasis,
+    slope: float,
+    intercept: float,
+    one_space: bases.VectorSpaceWithBasis,
+    bos_space: bases.VectorSpaceWithBasis,
+    hidden_name: bases.Name,
+) -> transformers.MLP:
+    """MLP writing slope * x + intercept for numerical x: a Map that is affine.
+
+    Construction: units relu(x), relu(-x) and the gated constant relu(one - bos);
+    output = slope (relu(x) - relu(-x)) + intercept relu(one - bos). Exact for every real
+    input, with no discretisation and so no error growing with the number of values;
+    zero at BOS (x = 0 and the constant unit is off).
+    Hidden directions: (hidden_name, "+"), (hidden_name, "-"), (hidden_name, "const").
+    """
+    bos, one = _common.check_aux_spaces(bos_space, one_space, input_space, output_space)
+    x_dir = _common.single_direction(input_space, "input_space")
+    out_dir = _common.single_direction(output_space, "output_space")
+    in_space = bases.VectorSpaceWithBasis([x_dir, one, bos])
+    hidden = bases.VectorSpaceWithBasis.from_values(hidden_name, ["+", "-", "const"])
+    fst = vectorspace_fns.Linear.from_index_arrays(
+        in_space, hidden, [0, 0, 1, 2], [0, 1, 2, 2], [1.0, -1.0, 1.0, -1.0]
+    )
+    snd = vectorspace_fns.Linear.from_index_arrays(
+        hidden,
+        bases.VectorSpaceWithBasis([out_dir]),
+        [0, 1, 2],
+        [0, 0, 0],
+        [float(slope), -float(slope), float(intercept)],
+    )
+    return transformers.MLP(fst, snd)
+
+
+def float32_error_bound(
+    f: Callable[[float], float],
+    input_value_set: Iterable[float],
+    relative_input_error: float = 1e-6,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(sorted points, a bound on the float32 error of `map_numerical_mlp` near each).
+
+    The second layer sums terms h_k w_k whose large parts cancel, so whatever order a
+    matrix library adds them in, the rounding error stays below about
+    eps * sum_k |h_k w_k|; each pre-activation is rounded too, adding
+    eps * (|x a_k| + |b_k|) |w_k| for every active unit. The bound is that sum,
+    taken over each point and the point moved by +-relative_input_error (relative to
+    the largest magnitude), as inputs computed by earlier float32 layers are. It is
+    computed from the very weights the compiler uses.
+    """
+    eps = float(np.finfo(np.float32).eps)
+    x_dir, y_dir = bases.BasisDirection("x"), bases.BasisDirection("y")
+    one_space = bases.VectorSpaceWithBasis([bases.BasisDirection("one")])
+    bos_space = bases.VectorSpaceWithBasis([bases.BasisDirection("bos")])
+    values = list(input_value_set)
+    mlp = map_numerical_mlp(
+        f,
+        bases.VectorSpaceWithBasis([x_dir]),
+        bases.VectorSpaceWithBasis([y_dir]),
+        values,
+        one_space,
+        bos_space,
+        "h",
+    )
+    points, _ = _discretising.sorted_points(values)
+    inputs = mlp.fst.input_space
+    slopes = mlp.fst.matrix[inputs.index(x_dir)].astype(np.float32).astype(np.float64)
+    biases = mlp.fst.matrix[inputs.index(one_space.basis[0])].astype(np.float32)
+    biases = biases.astype(np.float64)
+    out_weights = np.abs(mlp.snd.matrix[:, 0].astype(np.float32).astype(np.float64))
+    shift = relative_input_error * max(1.0, float(np.max(np.abs(points))))
+    bound = np.zeros(len(points))
+    for delta in (0.0, shift, -shift):
+        x = (points + delta)[:, None]  # [n, 1]
+        pre = x * slopes + biases  # [n, hidden]
+        active = pre > 0
+        rounding = (np.abs(x * slopes) + np.abs(biases)) * active
+        total = (np.maximum(pre, 0) + rounding) @ out_weights
+        bound = np.maximum(bound, eps * total)
+    return points, bound
