@@ -199,3 +199,21 @@ def test_dynamic_validation_reports_averaging_aggregates():
     assert "selects different values [0, 1]" in found[0].reason
     same = rasp.Aggregate(rasp.Select(rasp.tokens, rasp.tokens, rasp.Comparison.TRUE), rasp.tokens)
     assert validating.dynamic_validate(same, [2, 2]) == []
+
+
+def test_input_that_makes_an_aggregate_average_is_rejected_not_misdecoded():
+    """rasp.evaluate averages indices 0 and 1 here (0.5); the model refuses the input."""
+    same_token = rasp.Select(rasp.tokens, rasp.tokens, rasp.Comparison.EQ)
+    program = rasp.Aggregate(same_token, rasp.indices)
+    model = compiling.compile_rasp_to_model(
+        program, vocab={"a", "b"}, max_seq_len=3, compiler_bos="BOS"
+    )
+    assert rasp.evaluate(program, ["a", "b", "a"]) == [1.0, 1, 1.0]
+    assert model.apply(["BOS", "a", "b"]).decoded == ["BOS", 0, 1]
+    with pytest.raises(
+        ValueError,
+        match=rf"position 1: the categorical SOp '{program.label}' holds the mixture \{{'0': 0.5, '2': 0.5\}}",
+    ):
+        model.apply(["BOS", "a", "b", "a"])
+    with pytest.raises(ValueError, match="sequence 1, position 1"):
+        model.apply_batch([["BOS", "a", "b"], ["BOS", "b", "b"]])

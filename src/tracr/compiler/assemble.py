@@ -17,6 +17,10 @@ Params = dict[str, dict[str, np.ndarray]]
 # A categorical output whose largest one-hot entry is below this decodes to None.
 NONE_THRESHOLD = 0.5
 
+# How far a categorical SOp's vector may be from a one-hot (or zero) vector at a real
+# position; compiled blocks stay within about 1e-6 of it on every valid input.
+MIXTURE_TOLERANCE = 0.01
+
 
 @dataclasses.dataclass
 class AssembledTransformerModelOutput:
@@ -83,6 +87,8 @@ class AssembledTransformerModel:
     residual_labels: list[str]
     input_encoder: encoder.CategoricalEncoder | None = None
     output_encoder: encoder.Encoder | None = None
+    # SOp label -> residual columns of each categorical SOp, checked by every apply.
+    categorical_sops: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
 
     def apply(self, tokens: Sequence[Any]) -> AssembledTransformerModelOutput:
         """Runs one sequence (BOS first); outputs carry a batch dimension of 1."""
@@ -119,9 +125,44 @@ class AssembledTransformerModel:
             )
         return self.input_encoder.encode(tokens), length
 
+    def _check_one_hot(self, final: np.ndarray, lengths: list[int]) -> None:
+        """Every categorical SOp must hold one value (or None) at every real position.
+
+        A mixture means a categorical Aggregate selected positions holding different
+        values: `rasp.evaluate` averages them (or raises), and no one-hot encoding can
+        hold that, so the input is outside what the program can be compiled for.
+        """
+        mask = np.zeros(final.shape[:2], dtype=bool)  # [B, T] real token positions
+        for row, length in enumerate(lengths):
+            mask[row, 1:length] = True
+        for label, cols in self.categorical_sops.items():
+            values = final[..., cols]  # [B, T, V]
+            top = values.max(axis=-1, initial=0.0)
+            rest = values.sum(axis=-1) - top
+            clean = ((top > 1 - MIXTURE_TOLERANCE) | (top < MIXTURE_TOLERANCE)) & (
+                np.abs(rest) < MIXTURE_TOLERANCE
+            )
+            bad = np.argwhere(mask & ~clean)
+            if bad.size:
+                row, position = (int(i) for i in bad[0])
+                labels = [self.residual_labels[c] for c in cols]
+                mixture = {
+                    labels[i].split(":", 1)[1]: round(float(v), 3)
+                    for i, v in enumerate(values[row, position])
+                    if abs(v) > MIXTURE_TOLERANCE
+                }
+                where = f"sequence {row}, " if len(lengths) > 1 else ""
+                raise ValueError(
+                    f"{where}position {position}: the categorical SOp {label!r} holds the "
+                    f"mixture {mixture} instead of one value: a categorical Aggregate "
+                    "selected positions with different values, which no one-hot encoding "
+                    "can represent (validating.dynamic_validate(program, input) names it)"
+                )
+
     def _output(
         self, out: CompiledTransformerModelOutput, lengths: list[int], batched: bool = False
     ) -> AssembledTransformerModelOutput:
+        self._check_one_hot(out.transformer_output.output, lengths)
         decoded_rows = []
         for row, length in enumerate(lengths):
             raw = out.unembedded_output[row, :length].tolist()
@@ -190,6 +231,7 @@ def assemble_craft_model(
     categorical_output: bool,
     causal: bool,
     token_constants: Mapping[bases.BasisDirection, float],
+    categorical_spaces: Mapping[str, bases.VectorSpaceWithBasis],
     bos_token: Any,
     pad_token: Any,
     max_seq_len: int,
@@ -309,4 +351,9 @@ def assemble_craft_model(
         residual_labels=[str(d) for d in residual.basis],
         input_encoder=input_encoder,
         output_encoder=output_encoder,
+        categorical_sops={
+            label: _columns(residual, space)
+            for label, space in categorical_spaces.items()
+            if space.num_dims
+        },
     )

@@ -109,6 +109,11 @@ def compile_rasp_to_model(
         categorical_output=rasp.is_categorical(program),
         causal=causal,
         token_constants=constants,
+        categorical_spaces={
+            label: node.space
+            for label, node in lowered.items()
+            if rasp.is_categorical(node.expr) and node.block is not None
+        },
         bos_token=compiler_bos,
         pad_token=compiler_pad,
         max_seq_len=max_seq_len,
