@@ -212,7 +212,10 @@ def test_input_that_makes_an_aggregate_average_is_rejected_not_misdecoded():
     assert model.apply(["BOS", "a", "b"]).decoded == ["BOS", 0, 1]
     with pytest.raises(
         ValueError,
-        match=rf"position 1: the categorical SOp '{program.label}' holds the mixture \{{'0': 0.5, '2': 0.5\}}",
+        match=(
+            rf"position 1: the categorical SOp '{program.label}' holds the mixture "
+            r"\{'0': 0.5, '2': 0.5\}"
+        ),
     ):
         model.apply(["BOS", "a", "b", "a"])
     with pytest.raises(ValueError, match="sequence 1, position 1"):
