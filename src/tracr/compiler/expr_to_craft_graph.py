@@ -113,22 +113,12 @@ def _lower_sequence_map(expr: rasp.SequenceMap, space, spaces, ctx):
     )
 
 
-def _attn_fn(flat: selector_logic.FlatSelector) -> Callable[[object, object], bool]:
-    """The chamber's (query, key) order; a raising predicate selects nothing."""
-
-    def attn_fn(query, key) -> bool:
-        try:
-            return bool(flat.predicate(key, query))
-        except Exception:  # noqa: BLE001 - evaluate raises there too: no valid input
-            return False
-
-    return attn_fn
-
-
 def _terms(selector: rasp.Selector, spaces) -> list[categorical_attn.AttnTerm]:
     """One attention term per (keys, queries) pair of the selector's conjunction."""
     return [
-        categorical_attn.AttnTerm(spaces[f.queries.label], spaces[f.keys.label], _attn_fn(f))
+        categorical_attn.AttnTerm(
+            spaces[f.queries.label], spaces[f.keys.label], lambda q, k, f=f: f.selects(k, q)
+        )
         for f in selector_logic.conjuncts(selector)
     ]
 

@@ -33,6 +33,14 @@ class FlatSelector:
     def pair(self) -> tuple[str, str]:
         return (self.keys.label, self.queries.label)
 
+    def selects(self, key, query) -> bool:
+        """The predicate as a bool; one that raises selects nothing (evaluate raises
+        there too, so no valid input reaches that pair)."""
+        try:
+            return bool(self.predicate(key, query))
+        except Exception:  # noqa: BLE001 - any error of user code counts as no match
+            return False
+
 
 def _both(a: FlatSelector, b: FlatSelector) -> FlatSelector:
     return FlatSelector(

@@ -112,13 +112,6 @@ def static_validate(program: rasp.RASPExpr) -> list[TracrUnsupportedExpr]:
     ]
 
 
-def _selects(predicate, key, query) -> bool:
-    try:
-        return bool(predicate(key, query))
-    except Exception:  # noqa: BLE001 - a raising predicate makes evaluate raise too
-        return False
-
-
 def _is_number(value: object) -> bool:
     return isinstance(value, numbers.Real)
 
@@ -221,9 +214,7 @@ def _value_set_reasons(
             keys = value_sets.get(flat.keys.label) or frozenset()
             queries = value_sets.get(flat.queries.label) or frozenset()
             pairs = [(None, q) for q in queries] + [(k, None) for k in keys] + [(None, None)]
-            if (None in keys or None in queries) and any(
-                _selects(flat.predicate, k, q) for k, q in pairs
-            ):
+            if (None in keys or None in queries) and any(flat.selects(k, q) for k, q in pairs):
                 reasons.append(
                     "its selector's predicate selects a None key or query; the model "
                     "encodes None as no value, which never matches"
@@ -246,7 +237,7 @@ def _averaging_reason(expr, flat, keys, queries, max_seq_len) -> str | None:
     if expr.sop.label != flat.keys.label:
         return None
     for q in sorted((q for q in queries if q is not None), key=repr):
-        chosen = [k for k in keys if _is_number(k) and _selects(flat.predicate, k, q)]
+        chosen = [k for k in keys if _is_number(k) and flat.selects(k, q)]
         if len(chosen) >= 2:
             k1, k2 = sorted(chosen)[:2]
             needed = 2 if (flat.keys.label != flat.queries.label or q in (k1, k2)) else 3
