@@ -122,3 +122,13 @@ def test_trailing_padding_in_apply_is_masked():
         lib.make_length(), vocab={"a"}, max_seq_len=4, compiler_bos="BOS"
     )
     assert model.apply(["BOS", "a", "a", "compiler_pad"]).decoded == ["BOS", 2, 2, "compiler_pad"]
+
+
+def test_weights_edited_in_place_take_effect():
+    """Ablating a head by zeroing its weights changes the output, as users expect."""
+    model = compiling.compile_rasp_to_model(
+        lib.make_hist(), vocab={"a", "b"}, max_seq_len=3, compiler_bos="BOS"
+    )
+    assert model.apply(["BOS", "a", "a"]).decoded == ["BOS", 2, 2]
+    model.params["transformer/layer_0/attn/value"]["w"][:] = 0
+    assert model.apply(["BOS", "a", "a"]).decoded != ["BOS", 2, 2]

@@ -52,16 +52,16 @@ class CompiledTransformerModel:
     use_unembed_argmax: bool
     pad_encoding: int | None = None
 
-    def __post_init__(self) -> None:
-        self._mlp_widths = model.used_mlp_widths(self.params, self.config)
-
     def __call__(self, token_ids: np.ndarray) -> CompiledTransformerModelOutput:
         token_ids = np.asarray(token_ids)
         if self.pad_encoding is None:
             key_mask = np.ones(token_ids.shape, dtype=bool)
         else:
             key_mask = token_ids != self.pad_encoding
-        out = model.forward(self.params, self.config, token_ids, key_mask, self._mlp_widths)
+        # Recomputed per call: users edit weights in place (ablations), and a cached
+        # width would silently ignore units they switched on.
+        widths = model.used_mlp_widths(self.params, self.config)
+        out = model.forward(self.params, self.config, token_ids, key_mask, widths)
         scores = out.output @ self.unembed_matrix  # [B, T, V]
         if self.use_unembed_argmax:
             if scores.shape[-1] == 0:
@@ -90,16 +90,26 @@ class AssembledTransformerModel:
     # SOp label -> residual columns of each categorical SOp, checked by every apply.
     categorical_sops: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
 
-    def apply(self, tokens: Sequence[Any]) -> AssembledTransformerModelOutput:
-        """Runs one sequence (BOS first); outputs carry a batch dimension of 1."""
+    def apply(
+        self, tokens: Sequence[Any], *, strict: bool = True
+    ) -> AssembledTransformerModelOutput:
+        """Runs one sequence (BOS first); outputs carry a batch dimension of 1.
+
+        strict: check that every categorical SOp holds a single value at every position
+        and raise ValueError otherwise (see `_check_one_hot`). Pass False to run weights
+        you have edited (ablations, patching), where mixtures are expected.
+        """
         ids, length = self._encode(tokens)
         out = self.forward(self.params, np.asarray([ids]))
-        return self._output(out, [length])
+        return self._output(out, [length], strict=strict)
 
-    def apply_batch(self, sequences: Sequence[Sequence[Any]]) -> AssembledTransformerModelOutput:
+    def apply_batch(
+        self, sequences: Sequence[Sequence[Any]], *, strict: bool = True
+    ) -> AssembledTransformerModelOutput:
         """Runs many sequences in one forward pass, padding them to a common length.
 
         `decoded` is one list per sequence, cut to its own length; the arrays are padded.
+        `strict` as in `apply`.
         """
         if len(sequences) == 0:
             raise ValueError("apply_batch needs at least one sequence")
@@ -110,7 +120,8 @@ class AssembledTransformerModel:
         for row, (ids, _) in enumerate(encoded):
             batch[row, : len(ids)] = ids
         out = self.forward(self.params, batch)
-        return self._output(out, [length for _, length in encoded], batched=True)
+        lengths = [length for _, length in encoded]
+        return self._output(out, lengths, batched=True, strict=strict)
 
     def _encode(self, tokens: Sequence[Any]) -> tuple[list[int], int]:
         tokens = list(tokens)
@@ -156,13 +167,19 @@ class AssembledTransformerModel:
                     f"{where}position {position}: the categorical SOp {label!r} holds the "
                     f"mixture {mixture} instead of one value: a categorical Aggregate "
                     "selected positions with different values, which no one-hot encoding "
-                    "can represent (validating.dynamic_validate(program, input) names it)"
+                    "can represent (validating.dynamic_validate(program, input) names it; "
+                    "strict=False skips this check)"
                 )
 
     def _output(
-        self, out: CompiledTransformerModelOutput, lengths: list[int], batched: bool = False
+        self,
+        out: CompiledTransformerModelOutput,
+        lengths: list[int],
+        batched: bool = False,
+        strict: bool = True,
     ) -> AssembledTransformerModelOutput:
-        self._check_one_hot(out.transformer_output.output, lengths)
+        if strict:
+            self._check_one_hot(out.transformer_output.output, lengths)
         decoded_rows = []
         for row, length in enumerate(lengths):
             raw = out.unembedded_output[row, :length].tolist()
@@ -336,12 +353,8 @@ def assemble_craft_model(
             pad_encoding=input_encoder.pad_encoding,
         )
 
-    compiled = get_compiled_model()
-
     def forward(params_: Params, token_ids: np.ndarray) -> CompiledTransformerModelOutput:
-        if params_ is params:
-            return compiled(token_ids)
-        return dataclasses.replace(compiled, params=params_)(token_ids)
+        return dataclasses.replace(get_compiled_model(), params=params_)(token_ids)
 
     return AssembledTransformerModel(
         forward=forward,

@@ -92,8 +92,6 @@ def _value_set(
         return frozenset(range(max_seq_len + 1))
     if isinstance(expr, rasp.Full):
         return frozenset([expr.fill])
-    if isinstance(expr, rasp.ConstantSOp):
-        return frozenset(expr.value)
     if isinstance(expr, rasp.Map):
         inner = sets[expr.inner.label]
         return None if inner is None else _apply_all(expr, expr.f, ((x,) for x in inner))

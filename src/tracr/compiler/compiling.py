@@ -63,7 +63,12 @@ def compile_rasp_to_model(
       mlp_exactness: kept for compatibility. Every sharpness constant is derived from
         the program's value sets, so the model is exact for any value; it must be > 0.
     """
-    vocab = frozenset(vocab)
+    try:
+        vocab = frozenset(vocab)
+    except TypeError as err:
+        raise TypeError(
+            f"vocab must be an iterable of hashable tokens, got {vocab!r} ({err})"
+        ) from err
     _check_arguments(program, vocab, max_seq_len, compiler_bos, compiler_pad, mlp_exactness)
 
     unsupported = validating.static_validate(program)
