@@ -230,3 +230,11 @@ def test_input_that_makes_an_aggregate_average_is_rejected_not_misdecoded():
         model.apply_batch([["BOS", "a", "b"], ["BOS", "b", "b"]])
     # strict=False runs it anyway (for edited weights), decoding the argmax of the mixture.
     assert model.apply(["BOS", "b", "b"], strict=False).decoded[1] in (0, 1)
+
+
+@pytest.mark.parametrize("tokens", [None, "BOS12", 5])
+def test_input_must_be_a_token_list(reverse_model, tokens):
+    with pytest.raises(TypeError, match="a model input must be a list of tokens starting with BOS"):
+        reverse_model.apply(tokens)
+    with pytest.raises(TypeError, match="must be a list of tokens"):
+        reverse_model.apply_batch([["BOS", 1], tokens])

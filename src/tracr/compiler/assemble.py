@@ -124,6 +124,11 @@ class AssembledTransformerModel:
         return self._output(out, lengths, batched=True, strict=strict)
 
     def _encode(self, tokens: Sequence[Any]) -> tuple[list[int], int]:
+        if isinstance(tokens, (str, bytes)) or not isinstance(tokens, Sequence):
+            raise TypeError(
+                f"a model input must be a list of tokens starting with BOS, got "
+                f"{type(tokens).__name__}: {tokens!r}"
+            )
         tokens = list(tokens)
         pad = self.input_encoder.pad_token
         length = len(tokens)
@@ -202,10 +207,6 @@ class AssembledTransformerModel:
         )
 
 
-def _columns(residual: bases.VectorSpaceWithBasis, space: bases.VectorSpaceWithBasis):
-    return np.asarray([residual.index(d) for d in space.basis], dtype=np.int64)
-
-
 def _linear(rows: int, cols: int, dtype) -> dict[str, np.ndarray]:
     return {"w": np.zeros((rows, cols), dtype=dtype), "b": np.zeros((cols,), dtype=dtype)}
 
@@ -214,7 +215,7 @@ def _head_factors(head, residual):
     """W_Q, W_K [D, k] and W_V [D, v], W_O [v, D] for one head, using the narrower side."""
     dim = residual.num_dims
     qk, ov = head.w_qk, head.w_ov
-    left, right = _columns(residual, qk.left_space), _columns(residual, qk.right_space)
+    left, right = residual.indices(qk.left_space.basis), residual.indices(qk.right_space.basis)
     if len(left) <= len(right):
         w_q = np.zeros((dim, len(left)))
         w_q[left, np.arange(len(left))] = 1.0
@@ -225,7 +226,7 @@ def _head_factors(head, residual):
         w_q[left] = qk.matrix
         w_k = np.zeros((dim, len(right)))
         w_k[right, np.arange(len(right))] = 1.0
-    src, dst = _columns(residual, ov.input_space), _columns(residual, ov.output_space)
+    src, dst = residual.indices(ov.input_space.basis), residual.indices(ov.output_space.basis)
     if len(src) <= len(dst):
         w_v = np.zeros((dim, len(src)))
         w_v[src, np.arange(len(src))] = 1.0
@@ -288,14 +289,14 @@ def assemble_craft_model(
     )
 
     token_embed = np.zeros((tokens_space.num_dims, dim))
-    token_embed[np.arange(tokens_space.num_dims), _columns(residual, tokens_space)] = 1.0
+    token_embed[np.arange(tokens_space.num_dims), residual.indices(tokens_space.basis)] = 1.0
     if uses_one:
         token_embed[:, residual.index(one)] = 1.0
     non_bos = [i for i, d in enumerate(tokens_space.basis) if d.value != bos_token]
     for direction, value in token_constants.items():
         token_embed[non_bos, residual.index(direction)] = value
     pos_embed = np.zeros((max_seq_len + 1, dim))
-    pos_embed[1 + np.arange(indices_space.num_dims), _columns(residual, indices_space)] = 1.0
+    pos_embed[1 + np.arange(indices_space.num_dims), residual.indices(indices_space.basis)] = 1.0
     params: Params = {
         "token_embed": {"embeddings": token_embed},
         "pos_embed": {"embeddings": pos_embed},
@@ -319,10 +320,10 @@ def assemble_craft_model(
         start = 0
         for mlp in layer.mlps:
             hidden = mlp.fst.output_space.num_dims
-            first["w"][_columns(residual, mlp.fst.input_space), start : start + hidden] = (
+            first["w"][residual.indices(mlp.fst.input_space.basis), start : start + hidden] = (
                 mlp.fst.matrix
             )
-            second["w"][start : start + hidden, _columns(residual, mlp.snd.output_space)] = (
+            second["w"][start : start + hidden, residual.indices(mlp.snd.output_space.basis)] = (
                 mlp.snd.matrix
             )
             start += hidden
@@ -331,7 +332,7 @@ def assemble_craft_model(
     params = {k: {n: np.asarray(a, dtype=dtype) for n, a in v.items()} for k, v in params.items()}
 
     unembed = np.zeros((dim, output_space.num_dims), dtype=dtype)
-    unembed[_columns(residual, output_space), np.arange(output_space.num_dims)] = 1.0
+    unembed[residual.indices(output_space.basis), np.arange(output_space.num_dims)] = 1.0
     input_encoder = encoder.CategoricalEncoder(
         basis=tokens_space.basis,
         enforce_bos=True,
@@ -365,7 +366,7 @@ def assemble_craft_model(
         input_encoder=input_encoder,
         output_encoder=output_encoder,
         categorical_sops={
-            label: _columns(residual, space)
+            label: residual.indices(space.basis)
             for label, space in categorical_spaces.items()
             if space.num_dims
         },
