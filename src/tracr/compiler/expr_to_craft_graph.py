@@ -215,9 +215,9 @@ CLEAN_ABOVE = 2e-6
 
 
 #: A numerical SelectorWidth whose one-stage readout may be off by more than this times
-#: max_seq_len (a tenth of the output budget 1e-5 times its scale) reads w through a
+#: max_seq_len (half the output budget 1e-5 times its scale) reads w through a
 #: one-hot instead (selector_width `via_one_hot`), at the cost of one MLP sub-layer.
-NUMERICAL_WIDTH_TOLERANCE = 1e-6
+NUMERICAL_WIDTH_TOLERANCE = 5e-6
 
 
 def _two_stage_if_inexact(node: LoweredSOp, bounds, errors, ctx, tokens_space) -> LoweredSOp:
