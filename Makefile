@@ -10,7 +10,8 @@ $(VENV)/bin/python:
 	$(PY) -m pip install --quiet --upgrade pip
 
 $(STAMP): pyproject.toml | $(VENV)/bin/python
-	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m pip install --quiet torch==2.13.0  # the CPU build, before any extra needs torch
+	$(PY) -m pip install --quiet -e ".[dev,export,torch,lens]"
 	touch $(STAMP)
 
 demo: $(STAMP)

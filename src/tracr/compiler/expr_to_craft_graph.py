@@ -146,6 +146,8 @@ def _lower_width(expr: rasp.SOp, terms, space, ctx):
         max_seq_len=ctx.max_seq_len,
         causal=ctx.causal,
         hidden_name=_hidden(expr),
+        # The reference's name for the head's residual column, which scripts look up.
+        attn_output=f"{expr.label}_selector_width_attn_output",
     )
 
 
