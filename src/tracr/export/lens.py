@@ -11,8 +11,8 @@ params, so the weights go in unchanged; they load with strict=True, every key se
 unembedding `W_U` maps the residual to the output space in the output encoder's order.
 
     bridge = to_transformer_lens(model)
-    ids = torch.tensor([model.input_encoder.encode(["BOS", 1, 2])])
-    logits, cache = bridge.run_with_cache(ids)
+    ids, mask = encode(model, [["BOS", 1, 2]])
+    logits, cache = bridge.run_with_cache(ids, attention_mask=mask.long())
     read_sop(model, cache["blocks.0.hook_resid_post"], "hist")   # [batch, pos, values]
 """
 
@@ -64,15 +64,15 @@ def state_dict(compiled: assemble.AssembledTransformerModel, dtype=None) -> dict
     """The bridge's state dict (TransformerLens keys, nn.Linear [out, in] layout)."""
     dtype = torch.float32 if dtype is None else dtype
 
-    def t(array: np.ndarray):
-        return torch.tensor(np.asarray(array, dtype=np.float64), dtype=dtype)
+    def t(array: np.ndarray):  # a view where it can be: load_state_dict copies anyway
+        return torch.from_numpy(np.asarray(array)).to(dtype)
 
     params = compiled.params
     unembed = compiled.get_compiled_model().unembed_matrix  # [d_model, d_vocab_out]
     out = {
         "embed.weight": t(params["token_embed"]["embeddings"]),
         "pos_embed.weight": t(params["pos_embed"]["embeddings"]),
-        "unembed.weight": t(unembed.T),
+        "unembed.weight": t(unembed).T,
         "unembed.bias": t(np.zeros(unembed.shape[1])),
     }
     names = {"q": "attn/query", "k": "attn/key", "v": "attn/value", "o": "attn/linear"}
@@ -81,7 +81,7 @@ def state_dict(compiled: assemble.AssembledTransformerModel, dtype=None) -> dict
         for short, ours in names.items():
             part = "attn" if ours.startswith("attn") else "mlp"
             p = params[f"transformer/layer_{layer}/{ours}"]
-            out[f"blocks.{layer}.{part}.{short}.weight"] = t(p["w"].T)
+            out[f"blocks.{layer}.{part}.{short}.weight"] = t(p["w"]).T
             out[f"blocks.{layer}.{part}.{short}.bias"] = t(p["b"])
     return out
 
@@ -97,10 +97,33 @@ def to_transformer_lens(compiled: assemble.AssembledTransformerModel, *, dtype=N
         raise ValueError("to_transformer_lens supports models without layer norm")
     bridge_cls, config_cls = _bridge_classes()
     dtype = torch.float32 if dtype is None else dtype
-    bridge = bridge_cls.boot_native(config_cls(**bridge_config(compiled), dtype=dtype))
+    # No random initialisation: every weight is overwritten by load_state_dict.
+    config = config_cls(**bridge_config(compiled), dtype=dtype, init_weights=False)
+    bridge = bridge_cls.boot_native(config)
     bridge.load_state_dict(state_dict(compiled, dtype), strict=True)
     bridge.eval()
     return bridge
+
+
+def encode(compiled: assemble.AssembledTransformerModel, sequences) -> tuple[Any, Any]:
+    """Token lists (BOS first) -> (ids, pad_mask) for `bridge(ids, attention_mask=pad_mask)`."""
+    from tracr.export import torch_model
+
+    return torch_model.encode(compiled.input_encoder, sequences)
+
+
+def decode(compiled: assemble.AssembledTransformerModel, logits: Any, pad_mask: Any) -> list:
+    """The bridge's logits -> output values per sequence, as `apply_batch` decodes them."""
+    from tracr.export import torch_model
+
+    return torch_model.decode(compiled.input_encoder, compiled.output_encoder, logits, pad_mask)
+
+
+def run(bridge: Any, compiled: assemble.AssembledTransformerModel, sequences) -> list:
+    """Encode, run the bridge and decode in one call."""
+    ids, mask = encode(compiled, sequences)
+    with torch.no_grad():
+        return decode(compiled, bridge(ids, attention_mask=mask.long()), mask)
 
 
 def read_sop(compiled: assemble.AssembledTransformerModel, residual: Any, label: str) -> Any:

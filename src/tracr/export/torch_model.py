@@ -44,7 +44,7 @@ class TorchOutput:
 
 
 def _param(array: np.ndarray, dtype) -> nn.Parameter:
-    return nn.Parameter(torch.tensor(np.asarray(array, dtype=np.float64), dtype=dtype))
+    return nn.Parameter(torch.from_numpy(np.ascontiguousarray(array)).to(dtype))
 
 
 class Block(nn.Module):
@@ -113,7 +113,6 @@ class TracrTorchModel(nn.Module):
         self.output_encoder = compiled.output_encoder
         self.residual_labels = list(compiled.residual_labels)
         unembed = compiled.get_compiled_model()
-        self.categorical_output = bool(unembed.use_unembed_argmax)
         self.W_E = _param(params["token_embed"]["embeddings"], dtype)
         self.W_pos = _param(params["pos_embed"]["embeddings"], dtype)
         self.blocks = nn.ModuleList(
@@ -139,43 +138,60 @@ class TracrTorchModel(nn.Module):
 
     def encode(self, sequences: Sequence[Sequence[Any]]):
         """Token lists (each starting with BOS) -> (ids [batch, pos], pad_mask [batch, pos])."""
-        if isinstance(sequences, (str, bytes)) or len(sequences) == 0:
-            raise ValueError("encode needs a non-empty list of token lists")
-        rows = [self.input_encoder.encode(list(seq)) for seq in sequences]
-        pad = self.input_encoder.pad_encoding
-        ids = torch.full((len(rows), max(len(r) for r in rows)), pad, dtype=torch.long)
-        for i, row in enumerate(rows):
-            ids[i, : len(row)] = torch.tensor(row, dtype=torch.long)
-        return ids, ids != pad
+        return encode(self.input_encoder, sequences)
 
     def decode(self, logits, pad_mask) -> list[list[Any]]:
         """Output values per sequence, as `model.apply_batch(...).decoded` gives them."""
-        logits = logits.detach().to(torch.float64).cpu().numpy()
-        lengths = pad_mask.sum(dim=-1).tolist()
-        if self.categorical_output:
-            present = logits.max(axis=-1, initial=-np.inf) >= assemble.NONE_THRESHOLD
-            raw = logits.argmax(axis=-1) if logits.shape[-1] else np.zeros(logits.shape[:2], int)
-        else:
-            present = np.ones(logits.shape[:2], dtype=bool)
-            raw = logits[..., 0]
-        decode = self.output_encoder.decode if self.output_encoder else list
-        pad_token = self.input_encoder.pad_token
-        out = []
-        for row, length in enumerate(lengths):
-            values = [
-                decode([v])[0] if p else None
-                for v, p in zip(raw[row, :length].tolist(), present[row, :length].tolist())
-            ]
-            if values and self.input_encoder.bos_token is not None:
-                values[0] = self.input_encoder.bos_token
-            out.append(values + [pad_token] * (logits.shape[1] - length))
-        return out
+        return decode(self.input_encoder, self.output_encoder, logits, pad_mask)
 
     @torch.no_grad()
     def run(self, sequences: Sequence[Sequence[Any]]) -> list[list[Any]]:
         """Encode, forward and decode in one call."""
         ids, mask = self.encode(sequences)
         return self.decode(self(ids, mask).logits, mask)
+
+
+def encode(input_encoder: encoder.CategoricalEncoder, sequences: Sequence[Sequence[Any]]):
+    """Token lists (each starting with BOS) -> (ids [batch, pos] long, pad_mask [batch, pos]
+    bool, True at real tokens), padded with the PAD id; bad tokens raise ValueError."""
+    if isinstance(sequences, (str, bytes)) or len(sequences) == 0:
+        raise ValueError("encode needs a non-empty list of token lists")
+    rows = [input_encoder.encode(list(seq)) for seq in sequences]
+    pad = input_encoder.pad_encoding
+    ids = torch.full((len(rows), max(len(r) for r in rows)), pad, dtype=torch.long)
+    for i, row in enumerate(rows):
+        ids[i, : len(row)] = torch.tensor(row, dtype=torch.long)
+    return ids, ids != pad
+
+
+def decode(
+    input_encoder: encoder.CategoricalEncoder,
+    output_encoder: encoder.Encoder | None,
+    logits,
+    pad_mask,
+) -> list[list[Any]]:
+    """Logits [batch, pos, d_vocab_out] -> output values per sequence, decoded as
+    `model.apply_batch(...).decoded` is: argmax (None below 0.5) for a categorical output,
+    column 0 for a numerical one; BOS at position 0, PAD past each sequence's end."""
+    logits = logits.detach().to(torch.float64).cpu().numpy()
+    lengths = torch.as_tensor(pad_mask).sum(dim=-1).tolist()
+    if isinstance(output_encoder, encoder.CategoricalEncoder):
+        present = logits.max(axis=-1, initial=-np.inf) >= assemble.NONE_THRESHOLD
+        raw = logits.argmax(axis=-1) if logits.shape[-1] else np.zeros(logits.shape[:2], int)
+    else:
+        present = np.ones(logits.shape[:2], dtype=bool)
+        raw = logits[..., 0]
+    convert = output_encoder.decode if output_encoder else list
+    out = []
+    for row, length in enumerate(lengths):
+        values = [
+            convert([v])[0] if p else None
+            for v, p in zip(raw[row, :length].tolist(), present[row, :length].tolist())
+        ]
+        if values and input_encoder.bos_token is not None:
+            values[0] = input_encoder.bos_token
+        out.append(values + [input_encoder.pad_token] * (logits.shape[1] - length))
+    return out
 
 
 def to_torch(compiled: assemble.AssembledTransformerModel, *, dtype=None) -> TracrTorchModel:
