@@ -12,13 +12,14 @@ from tracr.rasp import rasp
 
 
 def test_selector_width_column_has_the_reference_label():
-    hist = lib.make_hist().named("hist")
+    hist = lib.make_hist()
     model = compiling.compile_rasp_to_model(hist, vocab={"a", "b"}, max_seq_len=3)
-    assert "hist_selector_width_attn_output" in model.residual_labels
+    column = f"{hist.label}_selector_width_attn_output"
+    assert column in model.residual_labels
     assert not [label for label in model.residual_labels if label.startswith("_hidden")]
     # Sorted with the SOp's own columns, as in the reference's residual order.
-    index = model.residual_labels.index("hist_selector_width_attn_output")
-    assert model.residual_labels[index - 1].startswith("hist:")
+    index = model.residual_labels.index(column)
+    assert model.residual_labels[index - 1] == f"{hist.label}:3"
 
 
 def test_output_is_a_mapping_like_the_reference_chex_dataclass():
