@@ -157,3 +157,16 @@ def test_save_and_load_need_only_numpy(tmp_path):
         "assert 'torch' not in sys.modules, 'torch was imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_a_missing_extra_is_named():
+    with pytest.raises(ImportError, match=r"pip install 'tracr\[torch\]'"):
+        export.require("tracr_no_such_module", "torch")
+
+
+def test_import_tracr_export_imports_no_framework():
+    code = (
+        "import sys, tracr, tracr.export, tracr.compiler.compiling; "
+        "assert not {'torch', 'safetensors', 'transformer_lens'} & set(sys.modules)"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -216,9 +216,9 @@ def load(path: str | os.PathLike) -> assemble.AssembledTransformerModel:
         raise ModelFileError(f"{path}: corrupt safetensors data ({err})") from err
     try:
         return _build(meta, tensors, path)
+    except ModelFileError:
+        raise
     except (KeyError, TypeError, ValueError) as err:
-        if isinstance(err, ModelFileError):
-            raise
         raise ModelFileError(f"{path}: inconsistent tracr metadata ({err!r})") from err
 
 

@@ -123,13 +123,15 @@ class TracrTorchModel(nn.Module):
     def forward(self, token_ids, pad_mask=None, *, return_activations: bool = False):
         """token_ids [batch, pos] (long); pad_mask [batch, pos] bool, True at real tokens
         (default: everything but the PAD id). Returns a TorchOutput."""
-        token_ids = torch.as_tensor(token_ids)
+        device = self.W_E.device
+        token_ids = torch.as_tensor(token_ids, device=device)
         if pad_mask is None:
             pad_mask = token_ids != self.input_encoder.pad_encoding
         batch, seq = token_ids.shape
-        mask = pad_mask[:, None, None, :].expand(batch, 1, seq, seq)  # [B, 1, T, S]
+        mask = torch.as_tensor(pad_mask, device=device)[:, None, None, :]
+        mask = mask.expand(batch, 1, seq, seq)  # [B, 1, T, S]
         if self.causal:
-            mask = mask & torch.ones(seq, seq, dtype=torch.bool).tril()
+            mask = mask & torch.ones(seq, seq, dtype=torch.bool, device=device).tril()
         x = self.W_E[token_ids] + self.W_pos[:seq]  # [B, T, D]
         record: dict | None = {"hook_embed": x} if return_activations else None
         for i, block in enumerate(self.blocks):
@@ -174,7 +176,7 @@ def decode(
     `model.apply_batch(...).decoded` is: argmax (None below 0.5) for a categorical output,
     column 0 for a numerical one; BOS at position 0, PAD past each sequence's end."""
     logits = logits.detach().to(torch.float64).cpu().numpy()
-    lengths = torch.as_tensor(pad_mask).sum(dim=-1).tolist()
+    lengths = torch.as_tensor(pad_mask).sum(dim=-1).cpu().tolist()
     if isinstance(output_encoder, encoder.CategoricalEncoder):
         present = logits.max(axis=-1, initial=-np.inf) >= assemble.NONE_THRESHOLD
         raw = logits.argmax(axis=-1) if logits.shape[-1] else np.zeros(logits.shape[:2], int)
