@@ -1,7 +1,7 @@
 """Forward time of the numpy model and its exports, and save/load time and file size.
 
 Forward: a batch of 256 random inputs of length 16 (plus BOS) at vocab 16 / max_seq_len 16,
-best of 3 runs, for the numpy forward pass (`model.forward`), the torch module (no_grad,
+best of 5 runs, for the numpy forward pass (`model.forward`), the torch module (no_grad,
 float32) and the TransformerLens bridge (no_grad, no cache). Save/load: `tracr.export.save`
 and `load` of make_sort_freq at 16/16.
 
@@ -42,7 +42,7 @@ PROGRAMS = [
 ]
 
 
-def _best(f, repeats: int = 3) -> float:
+def _best(f, repeats: int = 5) -> float:
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
@@ -84,8 +84,7 @@ def _files_row() -> str:
 
 
 def main() -> None:
-    torch.set_num_threads(os.cpu_count() or 1)
-    print(f"forward, batch of {BATCH} at max_seq_len {N} (ms, best of 3)")
+    print(f"forward, batch of {BATCH} at max_seq_len {N} (ms, best of 5)")
     print("| program | layers | d_model | numpy | torch | TransformerLens bridge |")
     print("|---|---|---|---|---|---|")
     for name, make, vocab in PROGRAMS:
