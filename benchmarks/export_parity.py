@@ -6,7 +6,8 @@ about 5,000 (fewer for the two largest models, see LIMITS). Prints, per model, t
 inputs, the decode mismatches of torch and of the TransformerLens bridge against the numpy
 model, the largest residual difference (every hook: resid pre/mid/post, attention and MLP
 outputs; attention patterns against softmax of the numpy logits), and whether the bridge
-loaded with strict=True; then the circuit ablation check at 16/16.
+loaded with strict=True; then the circuit ablation check at 16/16, and TransformerLens's
+own converter (its key names fixed) on the categorical lib programs at 16/16.
 
 Run: python benchmarks/export_parity.py [name ...]   (from the repository root)
 """
@@ -122,6 +123,31 @@ def ablation(name: str, n: int = 64) -> str:
     return f"| {name} | {tested} | {len(seqs)} | {leaks} | {silent} |"
 
 
+def converter(name: str, n: int = 150) -> str:
+    """TransformerLens 4.3's own tracr converter, its key names fixed (mlp.fc_in/fc_out ->
+    mlp.in/out, a zero unembed bias added), loaded strictly: decode mismatches."""
+    from transformer_lens.utilities import tracr as tl_tracr
+
+    _, model, _, _ = programs.compiled(name)
+    seqs = programs.inputs(name, n, seed=4)
+    converted = tl_tracr.make_tracr_transformer_bridge_state_dict(model, model.circuit.output)
+    fixed = {
+        k.replace("mlp.fc_in.", "mlp.in.").replace("mlp.fc_out.", "mlp.out."): v
+        for k, v in converted.items()
+    }
+    fixed["head.bias"] = torch.zeros(fixed["head.weight"].shape[0])
+    bridge_cls, config_cls = lens._bridge_classes()
+    bridge = bridge_cls.boot_native(tl_tracr.make_tracr_transformer_bridge_config(model))
+    bridge.load_state_dict(fixed, strict=True)
+    bad = 0
+    for i in range(0, len(seqs), CHUNK):
+        chunk = seqs[i : i + CHUNK]
+        got = lens.run(bridge, model, chunk)
+        want = model.apply_batch(chunk).decoded
+        bad += sum(not programs.same_outputs([a], [b]) for a, b in zip(got, want))
+    return f"| {name} | {len(seqs)} | {bad} |"
+
+
 def main() -> None:
     names = sys.argv[1:] or programs.NAMES
     print(
@@ -137,6 +163,13 @@ def main() -> None:
     for name in names:
         if name.startswith("lib16/"):
             print(ablation(name, 16 if name in LIMITS else 64), flush=True)
+    print()
+    print("| model (TransformerLens's converter, keys fixed) | inputs | decode mismatches |")
+    print("|---|---|---|")
+    for name in names:
+        _, model, _, _ = programs.compiled(name)
+        if name.startswith("lib16/") and hasattr(model.output_encoder, "encoding_map"):
+            print(converter(name), flush=True)
 
 
 if __name__ == "__main__":
