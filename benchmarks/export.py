@@ -5,23 +5,30 @@ best of 5 runs, for the numpy forward pass (`model.forward`), the torch module (
 float32) and the TransformerLens bridge (no_grad, no cache). Save/load: `tracr.export.save`
 and `load` of make_sort_freq at 16/16.
 
+All on one CPU thread (numpy's BLAS and torch), so that the numbers compare the
+implementations rather than thread scheduling on a shared machine.
+
 Run: python benchmarks/export.py   (numbers are wall-clock on this machine)
 """
 
 from __future__ import annotations
 
 import os
-import random
-import tempfile
-import time
 
-import numpy as np
-import torch
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ[_var] = "1"  # before numpy and torch load their thread pools
 
-from tracr import export
-from tracr.compiler import compiling, lib
-from tracr.export import lens
-from tracr.rasp import rasp
+import random  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from tracr import export  # noqa: E402
+from tracr.compiler import compiling, lib  # noqa: E402
+from tracr.export import lens  # noqa: E402
+from tracr.rasp import rasp  # noqa: E402
 
 N = 16
 DIGITS = set(range(N))
@@ -84,6 +91,7 @@ def _files_row() -> str:
 
 
 def main() -> None:
+    torch.set_num_threads(1)
     print(f"forward, batch of {BATCH} at max_seq_len {N} (ms, best of 5)")
     print("| program | layers | d_model | numpy | torch | TransformerLens bridge |")
     print("|---|---|---|---|---|---|")
