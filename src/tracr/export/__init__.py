@@ -7,7 +7,8 @@ numpy-only):
   metadata (config, encoders, residual labels, circuit); extra `export`
   (`pip install 'tracr[export]'`), numpy only.
 - `to_torch(model)`: a `torch.nn.Module`; extra `torch`.
-- `to_transformer_lens(model)`: a TransformerLens 4 `TransformerBridge`; extra `lens`.
+- `to_transformer_lens(model)`: a TransformerLens 4 `TransformerBridge` (a `HookedTransformer`
+  where TransformerLens 3.x is installed); extra `lens`.
 
 Modules: `files` (save/load), `torch_model`, `lens`.
 """
@@ -39,7 +40,8 @@ def to_torch(model: Any, *, dtype: Any = None) -> Any:
 
 
 def to_transformer_lens(model: Any, *, dtype: Any = None) -> Any:
-    """The model as a TransformerLens 4 `TransformerBridge`, weights loaded strictly."""
+    """The model as a TransformerLens 4 `TransformerBridge` (3.x: a `HookedTransformer`),
+    every weight loaded with strict=True."""
     from tracr.export import lens
 
     return lens.to_transformer_lens(model, dtype=dtype)
