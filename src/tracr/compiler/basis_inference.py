@@ -22,8 +22,6 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable, Iterable, Mapping
 
-import networkx as nx
-
 from tracr.compiler import nodes, numeric_points, rasp_to_graph
 from tracr.rasp import rasp
 
@@ -118,7 +116,7 @@ def infer_bases(
     vocab = frozenset(vocab)
     graph = extracted.graph
     sets: dict[str, ValueSet] = {}
-    for label in nx.topological_sort(graph):
+    for label in graph.topological_order():
         expr = graph.nodes[label][nodes.EXPR]
         if isinstance(expr, rasp.SOp):
             sets[label] = _value_set(expr, sets, vocab, max_seq_len)

@@ -12,8 +12,6 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Mapping
 
-import networkx as nx
-
 from tracr.compiler import nodes, numeric_points, rasp_to_graph, selector_logic
 from tracr.craft import bases
 from tracr.craft.chamber import categorical_attn, categorical_mlp, numerical_mlp, selector_width
@@ -170,7 +168,7 @@ def add_craft_components_to_rasp_graph(
     graph = extracted.graph
     spaces: dict[str, bases.VectorSpaceWithBasis] = {}
     lowered: dict[str, LoweredSOp] = {}
-    for label in nx.topological_sort(graph):
+    for label in graph.topological_order():
         expr = graph.nodes[label][nodes.EXPR]
         if not isinstance(expr, rasp.SOp):
             continue

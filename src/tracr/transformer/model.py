@@ -103,6 +103,18 @@ def embed(params: Mapping[str, Mapping[str, np.ndarray]], token_ids: np.ndarray)
 # whatever they change.
 
 
+def _span(indices: np.ndarray):
+    """A slice for ascending indices without gaps (cheaper to gather and scatter)."""
+    if indices.size and indices[-1] - indices[0] + 1 == indices.size:
+        return slice(int(indices[0]), int(indices[-1]) + 1)
+    return indices
+
+
+def _columns(x: np.ndarray, indices: np.ndarray) -> np.ndarray:
+    """x[:, indices], contiguous (BLAS is slow on strided operands)."""
+    return np.ascontiguousarray(x[:, _span(indices)])
+
+
 def _mask(indices: np.ndarray, size: int) -> np.ndarray:
     mask = np.zeros(size, dtype=bool)
     mask[indices] = True
@@ -145,7 +157,7 @@ class _Linear:
     def __call__(self, x: np.ndarray, dtype, compact: bool = False) -> np.ndarray:
         """x [N, I] (or [N, len(rows)] when compact) -> [N, len(cols)]."""
         block = self.w[self.rows[:, None], self.cols].astype(dtype, copy=False)
-        out = (x if compact else x[:, self.rows]) @ block
+        out = (x if compact else _columns(x, self.rows)) @ block
         out += self.b[self.cols].astype(dtype, copy=False)
         return out
 
@@ -167,8 +179,9 @@ def _attention(params, prefix, config, x, mask):
     head_of_qk = query.cols // d_head
     logits = np.zeros((batch, config.num_heads, seq_len, seq_len), dtype=x.dtype)
     for head in np.unique(head_of_qk):
-        q_h = q[:, head_of_qk == head].reshape(batch, seq_len, -1)
-        k_h = k[:, head_of_qk == head].reshape(batch, seq_len, -1)
+        sel = np.flatnonzero(head_of_qk == head)
+        q_h = _columns(q, sel).reshape(batch, seq_len, -1)
+        k_h = _columns(k, sel).reshape(batch, seq_len, -1)
         logits[:, head] = q_h @ k_h.transpose(0, 2, 1)  # attention logits: q.k
     logits = np.where(mask, logits, np.asarray(MASKED_LOGIT, dtype=x.dtype))
 
@@ -181,10 +194,10 @@ def _attention(params, prefix, config, x, mask):
             weights = np.exp(logits[:, head] - logits[:, head].max(axis=-1, keepdims=True))
             weights /= weights.sum(axis=-1, keepdims=True)
             weights[weights < FLUSH_BELOW] = 0
-            sel = head_of_v == head
-            mixed[..., sel] = weights @ v[:, sel].reshape(batch, seq_len, -1)
+            sel = np.flatnonzero(head_of_v == head)
+            mixed[..., _span(sel)] = weights @ _columns(v, sel).reshape(batch, seq_len, -1)
         mixed = mixed.reshape(x.shape[0], -1)
-        out[:, linear.cols] = _flush(linear(mixed, x.dtype, compact=True))
+        out[:, _span(linear.cols)] = _flush(linear(mixed, x.dtype, compact=True))
     return out, logits
 
 
@@ -203,10 +216,10 @@ def _mlp(params, prefix, config, x, width=None):
         hidden = first(x, x.dtype)
         if first.cols.size < used.sum():  # units without weights or bias: activation(0)
             full = np.zeros((x.shape[0], used.size), dtype=x.dtype)
-            full[:, first.cols] = hidden
+            full[:, _span(first.cols)] = hidden
             hidden = full[:, used]
         hidden = _flush(config.activation_function(hidden))
-        out[:, second.cols] = _flush(second(hidden, x.dtype, compact=True))
+        out[:, _span(second.cols)] = _flush(second(hidden, x.dtype, compact=True))
     return out
 
 
