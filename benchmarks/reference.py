@@ -175,7 +175,8 @@ def main() -> None:
     run_side(reference=False, quick=args.quick, out=ours_out)
     ours = [json.loads(line) for line in ours_out.getvalue().splitlines()]
     print("measuring the reference (subprocess) ...", file=sys.stderr, flush=True)
-    worker = [args.reference_python, os.path.abspath(__file__), "--worker"]
+    reference_python = os.path.abspath(args.reference_python)
+    worker = [reference_python, os.path.abspath(__file__), "--worker"]
     if args.quick:
         worker.append("--quick")
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
@@ -212,7 +213,7 @@ def main() -> None:
     for module in ("numpy", "tracr.compiler.compiling"):
         print(f"| {module} (ours) | {_cold_import_s(sys.executable, module):.3f} |")
     for module in ("tracr.compiler.compiling",):
-        ref_s = _cold_import_s(args.reference_python, module)
+        ref_s = _cold_import_s(reference_python, module)
         print(f"| {module} (reference) | {ref_s:.3f} |")
 
 

@@ -14,7 +14,13 @@ from collections.abc import Callable, Mapping
 
 from tracr.compiler import nodes, numeric_points, rasp_to_graph, selector_logic
 from tracr.craft import bases
-from tracr.craft.chamber import categorical_attn, categorical_mlp, numerical_mlp, selector_width
+from tracr.craft.chamber import (
+    categorical_attn,
+    categorical_mlp,
+    numerical_mlp,
+    selector_width,
+    separable_mlp,
+)
 from tracr.rasp import rasp
 
 ONE = bases.BasisDirection("one")
@@ -101,6 +107,18 @@ def _lower_sequence_map(expr: rasp.SequenceMap, space, spaces, ctx):
             expr.snd_fac,
             hidden_name=_hidden(expr),
         )
+    if rasp.is_categorical(expr) and _separable_is_narrower(expr, space, spaces):
+        # x - y, x + y, ...: width linear in the value sets instead of their product
+        block = separable_mlp.build(
+            spaces[expr.fst.label],
+            spaces[expr.snd.label],
+            space,
+            _quiet(expr.f, expr),
+            ctx.one_space,
+            hidden_name=_hidden(expr),
+        )
+        if block is not None:
+            return block
     return categorical_mlp.sequence_map_categorical_mlp(
         spaces[expr.fst.label],
         spaces[expr.snd.label],
@@ -109,6 +127,14 @@ def _lower_sequence_map(expr: rasp.SequenceMap, space, spaces, ctx):
         ctx.one_space,
         hidden_name=_hidden(expr),
     )
+
+
+def _separable_is_narrower(expr: rasp.SequenceMap, space, spaces) -> bool:
+    """Cheap preconditions of the separable block (`separable_mlp.build` decides)."""
+    fst, snd = spaces[expr.fst.label], spaces[expr.snd.label]
+    if fst == snd or rasp.is_numerical(expr.fst) or rasp.is_numerical(expr.snd):
+        return False
+    return separable_mlp.width(space.num_dims) < fst.num_dims * snd.num_dims
 
 
 def _terms(selector: rasp.Selector, spaces) -> list[categorical_attn.AttnTerm]:
