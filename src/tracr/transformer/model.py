@@ -86,11 +86,14 @@ def attention_mask(config: TransformerConfig, key_mask: np.ndarray) -> np.ndarra
 
 def embed(params: Mapping[str, Mapping[str, np.ndarray]], token_ids: np.ndarray) -> np.ndarray:
     """[B, T] ids -> [B, T, D] token plus position embeddings."""
-    positions = np.arange(token_ids.shape[1])
-    return (
-        params["token_embed"]["embeddings"][token_ids]
-        + params["pos_embed"]["embeddings"][positions]
-    )
+    tokens, positions = params["token_embed"]["embeddings"], params["pos_embed"]["embeddings"]
+    batch, seq_len = token_ids.shape
+    if batch * seq_len <= tokens.shape[0] * seq_len:
+        return tokens[token_ids] + positions[:seq_len]
+    # One gather from the (position, token) sum table, smaller than the batch.
+    table = (positions[:seq_len, None, :] + tokens[None, :, :]).reshape(-1, tokens.shape[1])
+    flat = token_ids + tokens.shape[0] * np.arange(seq_len)
+    return np.take(table, flat.reshape(-1), axis=0).reshape(batch, seq_len, -1)
 
 
 # The forward pass multiplies only the non-zero blocks of each weight matrix. Compiled
@@ -112,6 +115,8 @@ def _span(indices: np.ndarray):
 
 def _columns(x: np.ndarray, indices: np.ndarray) -> np.ndarray:
     """x[:, indices], contiguous (BLAS is slow on strided operands)."""
+    if indices.size == x.shape[1] and x.flags.c_contiguous:
+        return x  # all of them, in order
     return np.ascontiguousarray(x[:, _span(indices)])
 
 
