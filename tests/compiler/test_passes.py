@@ -58,8 +58,9 @@ def test_value_sets_of_reverse():
     assert sets["tokens"] == {"a", "b"}
     assert sets["indices"] == {0, 1, 2}
     assert sets[p["len"].label] == {0, 1, 2, 3}
-    assert sets[p["opp"].label] == {-2, -1, 0, 1, 2, 3}
-    assert sets[p["opp_minus_one"].label] == {-3, -2, -1, 0, 1, 2}
+    # the index is below the length at every position: len - indices is 1..3
+    assert sets[p["opp"].label] == {1, 2, 3}
+    assert sets[p["opp_minus_one"].label] == {0, 1, 2}
     assert sets[p["reverse"].label] == {"a", "b", None}
     assert p["flip"].label not in sets  # selectors have no values
 
@@ -189,3 +190,14 @@ def test_compiling_does_not_import_networkx():
         "assert 'networkx' not in sys.modules, 'networkx was imported'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_pair_constraint_only_for_length_like_and_indices():
+    everything = rasp.Select(rasp.tokens, rasp.tokens, rasp.Comparison.TRUE)
+    some = rasp.Select(rasp.tokens, rasp.tokens, rasp.Comparison.LT)
+    width = rasp.SelectorWidth(everything)
+    assert basis_inference.pair_constraint(width, rasp.indices)(3, 2)
+    assert not basis_inference.pair_constraint(width, rasp.indices)(2, 2)
+    assert basis_inference.pair_constraint(rasp.indices, rasp.length)(0, 1)
+    assert basis_inference.pair_constraint(rasp.SelectorWidth(some), rasp.indices) is None
+    assert basis_inference.pair_constraint(rasp.tokens, rasp.indices) is None

@@ -97,13 +97,44 @@ def _value_set(
         fst, snd = sets[expr.fst.label], sets[expr.snd.label]
         if fst is None or snd is None:
             return None
-        return _apply_all(expr, expr.f, itertools.product(fst, snd))
+        pairs = itertools.product(fst, snd)
+        feasible = pair_constraint(expr.fst, expr.snd)
+        if feasible is not None:
+            pairs = (pair for pair in pairs if feasible(*pair))
+        return _apply_all(expr, expr.f, pairs)
     if isinstance(expr, rasp.Aggregate):
         inner = sets[expr.sop.label]
         if rasp.is_categorical(expr):
             return None if inner is None else inner | {None}
         return None if inner is None else _means(inner, max_seq_len)
     raise NotImplementedError(f"no value-set rule for {type(expr).__name__} {expr.label!r}")
+
+
+def _counts_every_position(expr: rasp.SOp) -> bool:
+    """length, or the width of a selector that selects every key: at every position
+    it exceeds the position's index (it is the length, or index + 1 when causal)."""
+    if isinstance(expr, rasp.LengthType):
+        return True
+    if isinstance(expr, rasp.SelectorWidth) and isinstance(expr.selector, rasp.Select):
+        return expr.selector.predicate == rasp.Comparison.TRUE
+    return False
+
+
+def pair_constraint(fst: rasp.SOp, snd: rasp.SOp) -> Callable[[object, object], bool] | None:
+    """Which (fst value, snd value) pairs can meet at one position, where the program
+    says more than "any pair of their value sets"; None when it says nothing more.
+
+    The one fact used: at every position the index is below the length (and below the
+    width of a selector that selects every key), so SequenceMap(f, length, indices)
+    never sees a pair with length <= index. Value sets (and the lookup tables built
+    from them) leave such pairs out: length - indices takes max_seq_len values, not
+    2 max_seq_len.
+    """
+    if _counts_every_position(fst) and isinstance(snd, rasp.IndicesType):
+        return lambda x, y: x > y
+    if isinstance(fst, rasp.IndicesType) and _counts_every_position(snd):
+        return lambda x, y: y > x
+    return None
 
 
 def infer_bases(

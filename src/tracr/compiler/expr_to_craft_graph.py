@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Mapping
 
-from tracr.compiler import nodes, numeric_points, rasp_to_graph, selector_logic
+from tracr.compiler import basis_inference, nodes, numeric_points, rasp_to_graph, selector_logic
 from tracr.craft import bases
 from tracr.craft.chamber import (
     categorical_attn,
@@ -97,6 +97,18 @@ def _lower_map(expr: rasp.Map, space, spaces, ctx):
     )
 
 
+def _feasible_only(expr: rasp.SequenceMap) -> Callable:
+    """expr.f, quiet, answering None (0 for a numerical result) for the pairs of
+    values that never meet at one position (`basis_inference.pair_constraint`): the
+    block writes nothing for them, and no table needs their results."""
+    f = _quiet(expr.f, expr)
+    feasible = basis_inference.pair_constraint(expr.fst, expr.snd)
+    if feasible is None:
+        return f
+    never = 0 if rasp.is_numerical(expr) else None
+    return lambda x, y: f(x, y) if feasible(x, y) else never
+
+
 def _lower_sequence_map(expr: rasp.SequenceMap, space, spaces, ctx):
     if rasp.is_numerical(expr.fst) and rasp.is_numerical(expr.snd):
         return numerical_mlp.linear_sequence_map_numerical_mlp(
@@ -116,6 +128,7 @@ def _lower_sequence_map(expr: rasp.SequenceMap, space, spaces, ctx):
             _quiet(expr.f, expr),
             ctx.one_space,
             hidden_name=_hidden(expr),
+            feasible=basis_inference.pair_constraint(expr.fst, expr.snd),
         )
         if block is not None:
             return block
@@ -123,7 +136,7 @@ def _lower_sequence_map(expr: rasp.SequenceMap, space, spaces, ctx):
         spaces[expr.fst.label],
         spaces[expr.snd.label],
         space,
-        _quiet(expr.f, expr),
+        _feasible_only(expr),
         ctx.one_space,
         hidden_name=_hidden(expr),
     )

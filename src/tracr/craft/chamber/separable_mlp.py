@@ -62,18 +62,31 @@ OUTPUT_ERROR = 4e-3
 
 
 def separable_parts(
-    xs: Sequence[Hashable], ys: Sequence[Hashable], operation: Callable
-) -> tuple[int, list[int], list[int], dict[int, Hashable]] | None:
-    """(q, U, V, scaled result -> result) with S f(x, y) = U(x) + V(y) exactly, S = 2^q.
+    xs: Sequence[Hashable],
+    ys: Sequence[Hashable],
+    operation: Callable,
+    feasible: Callable[[Hashable, Hashable], bool] | None = None,
+) -> tuple[int, list[int], list[int], dict[int, Hashable], int] | None:
+    """(q, U, V, scaled result -> result, table width) with S f(x, y) = U(x) + V(y)
+    exactly on every feasible pair, S = 2^q.
 
-    None when f is not of that form: a result that is not a finite real number (or is
-    a bool), no q <= MAX_SCALE_BITS making every result an integer below EXACT_LIMIT,
-    or a table that does not split. Calls operation on every pair.
+    feasible(x, y): whether the pair can occur (default: every pair); the others are
+    neither evaluated nor constrained. None when f is not of that form: a result that
+    is not a finite real number (or is a bool), no q <= MAX_SCALE_BITS making every
+    result an integer below EXACT_LIMIT, or a table that does not split. The table
+    width is that of the lookup table (`categorical_mlp`) for the same pairs.
     """
     if not xs or not ys:
         return None
-    table = [[operation(x, y) for y in ys] for x in xs]
-    flat = [r for row in table for r in row]
+    pairs = [
+        (i, j)
+        for i, x in enumerate(xs)
+        for j, y in enumerate(ys)
+        if feasible is None or feasible(x, y)
+    ]
+    if not pairs:
+        return None
+    flat = [operation(xs[i], ys[j]) for i, j in pairs]
     for r in flat:
         if isinstance(r, bool) or not isinstance(r, numbers.Real) or not math.isfinite(r):
             return None
@@ -83,13 +96,42 @@ def separable_parts(
             break
     else:
         return None
-    ints = np.array([int(s) for s in scaled], dtype=np.int64).reshape(len(xs), len(ys))
-    u = ints[:, 0] - ints[0, 0]
-    v = ints[0, :]
-    if not np.array_equal(ints, u[:, None] + v[None, :]):
+    ints = [int(s) for s in scaled]
+    # Solve U(x) + V(y) = ints on the pairs, one connected component at a time.
+    by_x: dict[int, list[tuple[int, int]]] = {}
+    by_y: dict[int, list[tuple[int, int]]] = {}
+    for (i, j), t in zip(pairs, ints):
+        by_x.setdefault(i, []).append((j, t))
+        by_y.setdefault(j, []).append((i, t))
+    u: dict[int, int] = {}
+    v: dict[int, int] = {}
+    for start in by_x:
+        if start in u:
+            continue
+        u[start] = 0
+        stack = [("x", start)]
+        while stack:
+            side, k = stack.pop()
+            if side == "x":
+                for j, t in by_x[k]:
+                    if j not in v:
+                        v[j] = t - u[k]
+                        stack.append(("y", j))
+            else:
+                for i, t in by_y[k]:
+                    if i not in u:
+                        u[i] = t - v[k]
+                        stack.append(("x", i))
+    if any(u[i] + v[j] != t for (i, j), t in zip(pairs, ints)):
         return None
-    results = {int(s): r for s, r in zip(ints.ravel().tolist(), flat)}
-    return q, u.tolist(), v.tolist(), results
+    big_u = [u.get(i, 0) for i in range(len(xs))]
+    big_v = [v.get(j, 0) for j in range(len(ys))]
+    results = {t: r for t, r in zip(ints, flat)}
+    table = min(
+        sum(len({t for _, t in row}) for row in by_x.values()),
+        sum(len({t for _, t in col}) for col in by_y.values()),
+    )
+    return q, big_u, big_v, results, table
 
 
 def width(num_output_values: int) -> int:
@@ -104,6 +146,7 @@ def build(
     operation: Callable[[Hashable, Hashable], Hashable],
     one_space: bases.VectorSpaceWithBasis,
     hidden_name: bases.Name,
+    feasible: Callable[[Hashable, Hashable], bool] | None = None,
 ) -> transformers.MLP | None:
     """The MLP described in the module docstring, or None where it does not apply.
 
@@ -111,6 +154,8 @@ def build(
     whose values are numbers, when operation(x, y) = u(x) + v(y) (see
     `separable_parts`), the exactness conditions hold and the block is narrower than
     the lookup table of `categorical_mlp.sequence_map_categorical_mlp`.
+    feasible(x, y): the pairs that can occur (default all); the block is exact on
+    those, and on the others writes something that no input ever sees.
     Hidden directions: (hidden_name, "present") and (hidden_name, (k, 0)),
     (hidden_name, (k, 1)) for the two units of the k-th step.
     Raises ValueError, as the table builder does, when a result is not in output_space.
@@ -125,13 +170,10 @@ def build(
     index = _common.value_index(output_space, "output_space")
     xs = [d.value for d in input1_space.basis]
     ys = [d.value for d in input2_space.basis]
-    parts = separable_parts(xs, ys, operation)
+    parts = separable_parts(xs, ys, operation, feasible)
     if parts is None:
         return None
-    q, u, v, results = parts
-    # The lookup table enumerates one input and has a unit per (value, result); here
-    # f(x, .) takes |set(V)| values for every x, f(., y) |set(U)| for every y.
-    table = min(len(xs) * len(set(v)), len(ys) * len(set(u)))
+    q, u, v, results, table = parts
     for scaled, result in results.items():
         _common.output_index(index, result, "SequenceMap", scaled / 2**q)
     out_values = [val for val in index if isinstance(val, numbers.Real)]
