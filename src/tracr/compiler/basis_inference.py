@@ -124,12 +124,15 @@ def pair_constraint(fst: rasp.SOp, snd: rasp.SOp) -> Callable[[object, object], 
     """Which (fst value, snd value) pairs can meet at one position, where the program
     says more than "any pair of their value sets"; None when it says nothing more.
 
-    The one fact used: at every position the index is below the length (and below the
-    width of a selector that selects every key), so SequenceMap(f, length, indices)
-    never sees a pair with length <= index. Value sets (and the lookup tables built
-    from them) leave such pairs out: length - indices takes max_seq_len values, not
-    2 max_seq_len.
+    Two facts are used: an SOp paired with itself holds one value (SequenceMap(f, s, s)
+    sees only pairs (x, x)), and at every position the index is below the length (and
+    below the width of a selector that selects every key), so SequenceMap(f, length,
+    indices) never sees a pair with length <= index. Value sets (and the lookup tables
+    built from them) leave the other pairs out: length - indices takes max_seq_len
+    values, not 2 max_seq_len.
     """
+    if fst.label == snd.label:  # one SOp holds one value at a position
+        return lambda x, y: x == y
     if _counts_every_position(fst) and isinstance(snd, rasp.IndicesType):
         return lambda x, y: x > y
     if isinstance(fst, rasp.IndicesType) and _counts_every_position(snd):
