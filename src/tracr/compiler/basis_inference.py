@@ -22,6 +22,8 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable, Iterable, Mapping
 
+import numpy as np
+
 from tracr.compiler import nodes, numeric_points, rasp_to_graph
 from tracr.rasp import rasp
 
@@ -37,7 +39,7 @@ class ValueSetError(ValueError):
 def _apply_all(expr: rasp.SOp, f: Callable, argument_tuples: Iterable[tuple]) -> frozenset:
     out = set()
     for args in argument_tuples:
-        if any(a is None for a in args):
+        if None in args:
             out.add(None)
             continue
         try:
@@ -51,13 +53,12 @@ def _apply_all(expr: rasp.SOp, f: Callable, argument_tuples: Iterable[tuple]) ->
                 f"on input {shown!r} while enumerating its values"
             ) from err
         try:
-            hash(result)
+            out.add(result)
         except TypeError as err:
             raise ValueSetError(
                 f"{type(expr).__name__} {expr.label!r} returned an unhashable value "
                 f"{result!r} for input {args!r}; values must be hashable"
             ) from err
-        out.add(result)
     return frozenset(out)
 
 
@@ -97,6 +98,9 @@ def _value_set(
         fst, snd = sets[expr.fst.label], sets[expr.snd.label]
         if fst is None or snd is None:
             return None
+        linear = _linear_values(expr, fst, snd)
+        if linear is not None:
+            return linear
         pairs = itertools.product(fst, snd)
         feasible = pair_constraint(expr.fst, expr.snd)
         if feasible is not None:
@@ -108,6 +112,33 @@ def _value_set(
             return None if inner is None else inner | {None}
         return None if inner is None else _means(inner, max_seq_len)
     raise NotImplementedError(f"no value-set rule for {type(expr).__name__} {expr.label!r}")
+
+
+def _linear_values(expr: rasp.SequenceMap, fst: frozenset, snd: frozenset) -> ValueSet:
+    """fst_fac * x + snd_fac * y over all pairs, as numpy arrays: the same IEEE
+    operations in the same order as the Python expression, so the same floats (an int
+    result comes out as the equal float, which only a numerical SOp may hold). None
+    where that does not apply (None values, other SequenceMaps)."""
+    if not isinstance(expr, rasp.LinearSequenceMap) or expr.fst.label == expr.snd.label:
+        return None
+    facs = (expr.fst_fac, expr.snd_fac)
+    if not all(type(f) in (int, float) and abs(f) < 2**53 for f in facs):
+        return None
+    for values, fac in ((fst, expr.fst_fac), (snd, expr.snd_fac)):
+        # every product must be a Python float (an int times an int stays an int)
+        # (or the SOp is numerical: its values are only ever used as floats)
+        floats = (
+            rasp.is_numerical(expr) or type(fac) is float or all(type(v) is float for v in values)
+        )
+        if not floats or not all(type(v) in (int, float) and abs(v) < 2**53 for v in values):
+            return None
+    with np.errstate(all="ignore"):
+        x = np.fromiter(fst, dtype=np.float64, count=len(fst)) * float(expr.fst_fac)
+        y = np.fromiter(snd, dtype=np.float64, count=len(snd)) * float(expr.snd_fac)
+        out = np.unique(np.add.outer(x, y))
+    if not np.isfinite(out).all():
+        return None
+    return frozenset(out.tolist())
 
 
 def _counts_every_position(expr: rasp.SOp) -> bool:

@@ -32,6 +32,11 @@ def _order_key(x: Any) -> tuple:
     natural order applies (tuples element-wise, other objects by type name then repr).
     Equal objects (1 == 1.0 == True) get equal keys, so the order agrees with `==`.
     """
+    kind = type(x)
+    if kind is int or (kind is float and x == x):  # fast paths for the usual values
+        return (1, 0, x)
+    if kind is str:
+        return (2, x)
     if x is None:
         return (0,)
     if isinstance(x, numbers.Real):
