@@ -61,6 +61,19 @@ class BasisDirection:
     name: Name
     value: Value | None = None
 
+    def __post_init__(self) -> None:
+        # directions are dict keys everywhere in the compiler: hash once
+        try:
+            cached = hash((self.name, self.value))
+        except TypeError:  # an unhashable value fails where it is hashed, as before
+            cached = None
+        object.__setattr__(self, "_hash", cached)
+
+    def __hash__(self) -> int:
+        if self._hash is None:
+            return hash((self.name, self.value))
+        return self._hash
+
     def __str__(self) -> str:
         if self.value is None:
             return str(self.name)
