@@ -228,6 +228,52 @@ def _mlp(params, prefix, config, x, width=None):
     return out
 
 
+# Below this many multiply-adds per layer the dense products are cheaper than finding
+# the non-zero blocks (one apply of a small model); both compute the same sums.
+DENSE_WORK = 2_000_000
+
+
+def _sparse_pays(params, prefix, x) -> bool:
+    weights = params[f"{prefix}/mlp/linear_1"]["w"].size + params[f"{prefix}/attn/query"]["w"].size
+    return x.shape[0] * weights * 3 >= DENSE_WORK
+
+
+def _dense_attention(params, prefix, config, x, mask):
+    """`_attention` with the full weight matrices (for small inputs)."""
+    batch, _, seq_len, _ = mask.shape
+    heads, d_head = config.num_heads, config.key_size
+
+    def project(name):  # [B, H, T, K]
+        p = params[f"{prefix}/{name}"]
+        out = x @ p["w"].astype(x.dtype, copy=False) + p["b"].astype(x.dtype, copy=False)
+        return out.reshape(batch, seq_len, heads, d_head).transpose(0, 2, 1, 3)
+
+    q, k, v = project("query"), project("key"), project("value")
+    logits = q @ k.transpose(0, 1, 3, 2)  # attention logits: q.k
+    logits = np.where(mask, logits, np.asarray(MASKED_LOGIT, dtype=x.dtype))
+    weights = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    weights /= weights.sum(axis=-1, keepdims=True)
+    weights[weights < FLUSH_BELOW] = 0
+    mixed = (weights @ v).transpose(0, 2, 1, 3).reshape(batch * seq_len, heads * d_head)
+    linear = params[f"{prefix}/linear"]
+    out = mixed @ linear["w"].astype(x.dtype, copy=False)
+    out += linear["b"].astype(x.dtype, copy=False)
+    return _flush(out), logits
+
+
+def _dense_mlp(params, prefix, config, x, width=None):
+    """`_mlp` with the full weight matrices (for small inputs)."""
+    first, second = params[f"{prefix}/linear_1"], params[f"{prefix}/linear_2"]
+    w1, b1, w2 = first["w"], first["b"], second["w"]
+    if width is not None:  # skip hidden units past `width`
+        w1, b1, w2 = w1[:, :width], b1[:width], w2[:width]
+    hidden = x @ w1.astype(x.dtype, copy=False) + b1.astype(x.dtype, copy=False)
+    hidden = _flush(config.activation_function(hidden))
+    out = hidden @ w2.astype(x.dtype, copy=False)
+    out += second["b"].astype(x.dtype, copy=False)
+    return _flush(out)
+
+
 def _activation_of_zero(activation) -> float:
     return float(np.asarray(activation(np.zeros(1)))[0])
 
@@ -278,10 +324,12 @@ def forward(
     with blas_single_thread():
         for layer in range(config.num_layers):
             prefix = f"transformer/layer_{layer}"
-            attn_out, logits = _attention(params, f"{prefix}/attn", config, residual, mask)
+            attention = _attention if _sparse_pays(params, prefix, residual) else _dense_attention
+            attn_out, logits = attention(params, f"{prefix}/attn", config, residual, mask)
             residual = residual + attn_out
             width = None if mlp_widths is None else mlp_widths[layer]
-            mlp_out = _mlp(params, f"{prefix}/mlp", config, residual, width)
+            mlp = _mlp if _sparse_pays(params, prefix, residual) else _dense_mlp
+            mlp_out = mlp(params, f"{prefix}/mlp", config, residual, width)
             layer_outputs += [attn_out.reshape(shape), mlp_out.reshape(shape)]
             residuals.append(residual.reshape(shape))
             residual = residual + mlp_out
