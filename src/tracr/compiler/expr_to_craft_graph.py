@@ -10,6 +10,7 @@ the token embedding; every other SOp gets a block from `tracr.craft.chamber`.
 from __future__ import annotations
 
 import dataclasses
+import operator
 from collections.abc import Callable, Mapping
 
 from tracr.compiler import basis_inference, nodes, numeric_points, rasp_to_graph, selector_logic
@@ -150,12 +151,38 @@ def _separable_is_narrower(expr: rasp.SequenceMap, space, spaces) -> bool:
     return separable_mlp.width(space.num_dims) < fst.num_dims * snd.num_dims
 
 
+_OPERATORS = {
+    rasp.Comparison.EQ: operator.eq,
+    rasp.Comparison.LT: operator.lt,
+    rasp.Comparison.LEQ: operator.le,
+    rasp.Comparison.GT: operator.gt,
+    rasp.Comparison.GEQ: operator.ge,
+    rasp.Comparison.NEQ: operator.ne,
+}
+
+
+def _attn_fn(flat: selector_logic.FlatSelector) -> Callable:
+    """(query, key) -> bool: `flat.selects(key, query)`, with the standard comparisons
+    called directly (the tables call this for every pair of values). Space values are
+    never None, and a comparison that raises selects nothing, as in `selects`."""
+    op = _OPERATORS.get(flat.predicate) if isinstance(flat.predicate, rasp.Comparison) else None
+    if op is None:
+        return lambda q, k: flat.selects(k, q)
+
+    def compare(q, k):
+        try:
+            return bool(op(k, q))
+        except Exception:  # noqa: BLE001 - as FlatSelector.selects
+            return False
+
+    compare.numpy_op = op  # see _common.selected_pairs
+    return compare
+
+
 def _terms(selector: rasp.Selector, spaces) -> list[categorical_attn.AttnTerm]:
     """One attention term per (keys, queries) pair of the selector's conjunction."""
     return [
-        categorical_attn.AttnTerm(
-            spaces[f.queries.label], spaces[f.keys.label], lambda q, k, f=f: f.selects(k, q)
-        )
+        categorical_attn.AttnTerm(spaces[f.queries.label], spaces[f.keys.label], _attn_fn(f))
         for f in selector_logic.conjuncts(selector)
     ]
 
