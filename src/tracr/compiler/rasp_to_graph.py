@@ -24,8 +24,10 @@ class ProgramGraph:
         self.nodes: dict[str, nodes.Node] = {}
         self._pred: dict[str, dict[str, None]] = {}  # ordered sets
         self._succ: dict[str, dict[str, None]] = {}
+        self._order: list[str] | None = None  # cached topological order
 
     def add_node(self, label: str, **attrs) -> None:
+        self._order = None
         if label not in self.nodes:
             self.nodes[label] = {}
             self._pred[label], self._succ[label] = {}, {}
@@ -36,6 +38,7 @@ class ProgramGraph:
             self.add_node(label)
         self._succ[source][target] = None
         self._pred[target][source] = None
+        self._order = None
 
     def predecessors(self, label: str) -> Iterator[str]:
         return iter(self._pred[label])
@@ -64,7 +67,9 @@ class ProgramGraph:
 
     def topological_order(self) -> list[str]:
         """Every label after all of its predecessors (deterministic)."""
-        return list(graphlib.TopologicalSorter(self._pred).static_order())
+        if self._order is None:
+            self._order = list(graphlib.TopologicalSorter(self._pred).static_order())
+        return list(self._order)
 
     def to_networkx(self):
         """The same graph as a networkx.DiGraph (networkx is imported here)."""

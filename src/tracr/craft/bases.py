@@ -33,7 +33,7 @@ def _order_key(x: Any) -> tuple:
     Equal objects (1 == 1.0 == True) get equal keys, so the order agrees with `==`.
     """
     kind = type(x)
-    if kind is int or (kind is float and x == x):  # fast paths for the usual values
+    if kind is int or kind is bool or (kind is float and x == x):  # the usual values
         return (1, 0, x)
     if kind is str:
         return (2, x)
