@@ -3,7 +3,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-dev
 
-.PHONY: demo test test-lens3 lint bench clean
+.PHONY: demo test test-lens3 lint bench bench-reference clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -38,5 +38,18 @@ bench: $(STAMP)
 	$(PY) benchmarks/craft_blocks.py
 	$(PY) benchmarks/compile.py
 
+# The reference Tracr in a venv of its own, for side-by-side measurements.
+REF_VENV := .venv-ref
+REF_STAMP := $(REF_VENV)/.installed-ref
+
+$(REF_STAMP):
+	$(PYTHON) -m venv $(REF_VENV)
+	$(REF_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(REF_VENV)/bin/python -m pip install --quiet tracr-pypi jax==0.10.2 jaxlib==0.10.2 dm-haiku==0.0.17
+	touch $(REF_STAMP)
+
+bench-reference: $(STAMP) $(REF_STAMP)
+	$(PY) benchmarks/reference.py --reference-python $(REF_VENV)/bin/python
+
 clean:
-	rm -rf $(VENV) $(LENS3) build .pytest_cache
+	rm -rf $(VENV) $(LENS3) $(REF_VENV) build .pytest_cache

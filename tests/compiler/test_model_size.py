@@ -66,3 +66,48 @@ def test_never_larger_than_reference(name, make, vocab, max_seq_len, layers, d_m
     model = compiling.compile_rasp_to_model(make(), vocab=vocab, max_seq_len=max_seq_len)
     assert model.model_config.num_layers <= layers
     assert len(model.residual_labels) <= d_model
+
+
+LETTERS16 = {chr(ord("a") + i) for i in range(16)}
+
+# (name, program factory, vocab, max_seq_len, reference layers, reference parameters),
+# the reference (tracr-pypi) compiled with compiler_bos="BOS".
+REFERENCE_PARAMS = [
+    ("frac_prevs", lambda: lib.make_frac_prevs(rasp.tokens == "a"), LETTERS16, 16, 2, 7029),
+    (
+        "pair_balance",
+        lambda: lib.make_pair_balance(rasp.tokens, "(", ")"),
+        set("abcdefghijklmn()"),
+        16,
+        2,
+        13944,
+    ),
+    ("detect_pattern", lambda: lib.detect_pattern(rasp.tokens, "abc"), LETTERS16, 16, 3, 25283),
+    ("detect_pattern_5", lambda: lib.detect_pattern(rasp.tokens, "abc"), LETTERS16, 5, 3, 9036),
+    ("count_less_freq", lambda: lib.make_count_less_freq(2), LETTERS16, 16, 2, 23399),
+    ("hist", lambda: lib.make_hist(), LETTERS16, 16, 1, 9469),
+    ("shift_by", lambda: lib.shift_by(2, rasp.tokens), LETTERS16, 16, 1, 5716),
+    ("reverse", lambda: lib.make_reverse(rasp.tokens), LETTERS16, 16, 4, 368975),
+    (
+        "sort_unique",
+        lambda: lib.make_sort_unique(rasp.tokens, rasp.tokens),
+        set(range(16)),
+        16,
+        2,
+        22187,
+    ),
+    ("shuffle_dyck2", lambda: lib.make_shuffle_dyck2(), set("(){}"), 16, 8, 3079592),
+]
+
+
+@pytest.mark.parametrize(
+    "name,make,vocab,max_seq_len,layers,params",
+    REFERENCE_PARAMS,
+    ids=[r[0] for r in REFERENCE_PARAMS],
+)
+def test_never_more_parameters_than_reference(name, make, vocab, max_seq_len, layers, params):
+    model = compiling.compile_rasp_to_model(
+        make(), vocab=vocab, max_seq_len=max_seq_len, compiler_bos="BOS"
+    )
+    assert model.model_config.num_layers <= layers
+    assert sum(a.size for module in model.params.values() for a in module.values()) <= params

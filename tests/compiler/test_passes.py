@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 from tracr.compiler import (
@@ -55,8 +58,9 @@ def test_value_sets_of_reverse():
     assert sets["tokens"] == {"a", "b"}
     assert sets["indices"] == {0, 1, 2}
     assert sets[p["len"].label] == {0, 1, 2, 3}
-    assert sets[p["opp"].label] == {-2, -1, 0, 1, 2, 3}
-    assert sets[p["opp_minus_one"].label] == {-3, -2, -1, 0, 1, 2}
+    # the index is below the length at every position: len - indices is 1..3
+    assert sets[p["opp"].label] == {1, 2, 3}
+    assert sets[p["opp_minus_one"].label] == {0, 1, 2}
     assert sets[p["reverse"].label] == {"a", "b", None}
     assert p["flip"].label not in sets  # selectors have no values
 
@@ -163,3 +167,37 @@ def test_independent_blocks_share_a_layer():
     model = craft_graph_to_model.craft_graph_to_model(extracted, lowered)
     assert model.placement == {a.label: 1, b.label: 1, program.label: 3}
     assert [len(layer.mlps) for layer in model.layers] == [2, 1]
+
+
+def test_program_graph_orders_children_first_and_converts_to_networkx():
+    p = _reverse_parts()
+    graph = rasp_to_graph.extract_rasp_graph(p["reverse"]).graph
+    order = graph.topological_order()
+    assert sorted(order) == sorted(graph.nodes)
+    for child, parent in graph.edges:
+        assert order.index(child) < order.index(parent)
+    assert set(graph.successors("indices")) == {p["opp"].label, p["flip"].label}
+    as_nx = graph.to_networkx()
+    assert set(as_nx.edges) == set(graph.edges)
+    assert as_nx.nodes[p["flip"].label][nodes.EXPR] is p["flip"]
+
+
+def test_compiling_does_not_import_networkx():
+    code = (
+        "import sys\n"
+        "from tracr.compiler import compiling, lib\n"
+        "compiling.compile_rasp_to_model(lib.make_reverse(lib.rasp.tokens), {1, 2}, 3)\n"
+        "assert 'networkx' not in sys.modules, 'networkx was imported'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_pair_constraint_only_for_length_like_and_indices():
+    everything = rasp.Select(rasp.tokens, rasp.tokens, rasp.Comparison.TRUE)
+    some = rasp.Select(rasp.tokens, rasp.tokens, rasp.Comparison.LT)
+    width = rasp.SelectorWidth(everything)
+    assert basis_inference.pair_constraint(width, rasp.indices)(3, 2)
+    assert not basis_inference.pair_constraint(width, rasp.indices)(2, 2)
+    assert basis_inference.pair_constraint(rasp.indices, rasp.length)(0, 1)
+    assert basis_inference.pair_constraint(rasp.SelectorWidth(some), rasp.indices) is None
+    assert basis_inference.pair_constraint(rasp.tokens, rasp.indices) is None

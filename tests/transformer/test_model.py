@@ -5,8 +5,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from tracr.compiler import compiling, lib
 from tracr.craft import bases
+from tracr.rasp import rasp
 from tracr.transformer import encoder, model
+
+
+@pytest.fixture(autouse=True, params=["dense", "sparse"])
+def forward_path(request, monkeypatch):
+    """Every test runs on both forward paths: full matrices, and non-zero blocks only."""
+    monkeypatch.setattr(model, "DENSE_WORK", 10**18 if request.param == "dense" else 0)
+    return request.param
 
 
 def _zero_layer(d_model, d_attn, d_mlp):
@@ -134,3 +143,33 @@ def test_tiny_values_are_flushed_to_zero():
     np.testing.assert_array_equal(out.layer_outputs[0][0, :, 1], [0.0, 0.0, 0.0])
     out = model.forward(params, config, np.array([[0, 1]]))
     np.testing.assert_allclose(out.layer_outputs[0][0, :, 1], [1.5, 1.5])
+
+
+def test_sparse_and_dense_paths_agree_on_a_compiled_model(monkeypatch):
+    compiled = compiling.compile_rasp_to_model(
+        lib.make_sort_unique(rasp.tokens, rasp.tokens), vocab={1, 2, 3, 4}, max_seq_len=5
+    )
+    rng = np.random.default_rng(0)
+    batch = [
+        ["compiler_bos", *rng.permutation([1, 2, 3, 4])[: rng.integers(1, 5)]] for _ in range(9)
+    ]
+    outs = {}
+    for path, work in (("dense", 10**18), ("sparse", 0)):
+        monkeypatch.setattr(model, "DENSE_WORK", work)
+        outs[path] = compiled.apply_batch(batch)
+    assert outs["dense"].decoded == outs["sparse"].decoded
+    for a, b in zip(outs["dense"].residuals, outs["sparse"].residuals):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
+    for a, b in zip(outs["dense"].attn_logits, outs["sparse"].attn_logits):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-3)
+
+
+def test_edits_anywhere_take_effect_on_the_next_call():
+    """A hidden unit that was all zero, switched on by hand, is computed at once."""
+    params, config = _averaging_model(causal=False)
+    ids = np.array([[0, 1, 2]])
+    before = model.forward(params, config, ids).output[0, :, 1].copy()
+    params["transformer/layer_0/mlp/linear_1"]["w"][0, 0] = 1.0
+    params["transformer/layer_0/mlp/linear_2"]["w"][0, 1] = 1.0
+    after = model.forward(params, config, ids).output[0, :, 1]
+    np.testing.assert_allclose(after - before, [1.0, 3.0, 8.0])

@@ -79,8 +79,13 @@ class CompiledTransformerModel:
     def unembed(self, output: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """([B, T] argmax ids or numbers, [B, T] whether a value is present) of the final
         residual [B, T, D]."""
-        scores = output @ self.unembed_matrix  # [B, T, V]
+        # Only the residual directions the unembedding reads (usually a few).
+        rows = np.flatnonzero((self.unembed_matrix != 0).any(axis=1))
+        final = output.reshape(-1, output.shape[-1])
+        with model.blas_single_thread():
+            scores = final[:, rows] @ self.unembed_matrix[rows]
         shape = output.shape[:2]
+        scores = scores.reshape(*shape, -1)  # [B, T, V]
         if self.use_unembed_argmax:
             if scores.shape[-1] == 0:
                 return np.zeros(shape, dtype=np.int64), np.zeros(shape, dtype=bool)
@@ -93,10 +98,7 @@ class CompiledTransformerModel:
             key_mask = np.ones(token_ids.shape, dtype=bool)
         else:
             key_mask = token_ids != self.pad_encoding
-        # Recomputed per call: users edit weights in place (ablations), and a cached
-        # width would silently ignore units they switched on.
-        widths = model.used_mlp_widths(self.params, self.config)
-        out = model.forward(self.params, self.config, token_ids, key_mask, widths)
+        out = model.forward(self.params, self.config, token_ids, key_mask)
         unembedded, present = self.unembed(out.output)
         return CompiledTransformerModelOutput(out, unembedded, present)
 
@@ -132,9 +134,9 @@ class AssembledTransformerModel:
         and raise ValueError otherwise (see `_check_one_hot`). Pass False to run weights
         you have edited (ablations, patching), where mixtures are expected.
         """
-        ids, length = self._encode(tokens)
-        out = self.forward(self._params_in(dtype), np.asarray([ids]))
-        return self._output(out, [length], strict=strict)
+        batch, lengths = self._encode_batch([tokens])
+        out = self.forward(self._params_in(dtype), batch)
+        return self._output(out, lengths, strict=strict)
 
     def apply_batch(
         self, sequences: Sequence[Sequence[Any]], *, strict: bool = True, dtype: Any = np.float32
@@ -146,14 +148,8 @@ class AssembledTransformerModel:
         """
         if len(sequences) == 0:
             raise ValueError("apply_batch needs at least one sequence")
-        encoded = [self._encode(seq) for seq in sequences]
-        width = max(len(ids) for ids, _ in encoded)
-        pad = self.input_encoder.pad_encoding
-        batch = np.full((len(encoded), width), pad, dtype=np.int64)
-        for row, (ids, _) in enumerate(encoded):
-            batch[row, : len(ids)] = ids
+        batch, lengths = self._encode_batch(sequences)
         out = self.forward(self._params_in(dtype), batch)
-        lengths = [length for _, length in encoded]
         return self._output(out, lengths, batched=True, strict=strict)
 
     def _params_in(self, dtype: Any) -> Params:
@@ -168,6 +164,42 @@ class AssembledTransformerModel:
         if all(a.dtype == dtype for p in self.params.values() for a in p.values()):
             return self.params
         return {k: {n: a.astype(dtype) for n, a in p.items()} for k, p in self.params.items()}
+
+    def _encode_batch(self, sequences: Sequence[Sequence[Any]]) -> tuple[np.ndarray, list[int]]:
+        """[B, T] ids, PAD-filled, and each sequence's length without its trailing PADs.
+
+        One dictionary lookup per token and a few array checks for valid input; any
+        input these checks reject goes through `_encode`, which names the problem.
+        """
+        enc = self.input_encoder
+        ids = None
+        if all(type(seq) in (list, tuple) for seq in sequences):
+            lookup = enc.encoding_map
+            try:
+                ids = [[lookup[t] for t in seq] for seq in sequences]
+            except (KeyError, TypeError):  # unknown or unhashable token
+                ids = None
+        if ids is not None:
+            width = max(len(row) for row in ids)
+            limit = enc._max_seq_len
+            if width == 0 or (limit is not None and width > limit):
+                ids = None
+        if ids is not None:
+            pad = enc.pad_encoding
+            batch = np.array([row + [pad] * (width - len(row)) for row in ids], dtype=np.int64)
+            is_pad = batch == pad
+            if (
+                (batch[:, 0] == enc.bos_encoding).all()
+                and not (batch[:, 1:] == enc.bos_encoding).any()
+                and not (is_pad[:, :-1] & ~is_pad[:, 1:]).any()  # PAD only at the end
+            ):
+                return batch, (width - is_pad.sum(axis=1)).tolist()
+        encoded = [self._encode(seq) for seq in sequences]  # raises on the bad input
+        width = max(len(row) for row, _ in encoded)
+        batch = np.full((len(encoded), width), self.input_encoder.pad_encoding, dtype=np.int64)
+        for row, (ids_, _) in enumerate(encoded):
+            batch[row, : len(ids_)] = ids_
+        return batch, [length for _, length in encoded]
 
     def _encode(self, tokens: Sequence[Any]) -> tuple[list[int], int]:
         if isinstance(tokens, (str, bytes)) or not isinstance(tokens, Sequence):
@@ -194,32 +226,50 @@ class AssembledTransformerModel:
         values: `rasp.evaluate` averages them (or raises), and no one-hot encoding can
         hold that, so the input is outside what the program can be compiled for.
         """
-        mask = np.zeros(final.shape[:2], dtype=bool)  # [B, T] real token positions
-        for row, length in enumerate(lengths):
-            mask[row, 1:length] = True
-        for label, cols in self.categorical_sops.items():
-            tol = self.mixture_tolerances.get(label, MIXTURE_TOLERANCE)
-            values = final[..., cols]  # [B, T, V]
-            top = values.max(axis=-1, initial=0.0)
-            rest = values.sum(axis=-1) - top
-            clean = ((top > 1 - tol) | (top < tol)) & (np.abs(rest) < tol)
-            bad = np.argwhere(mask & ~clean)
-            if bad.size:
-                row, position = (int(i) for i in bad[0])
-                labels = [self.residual_labels[c] for c in cols]
-                mixture = {
-                    labels[i].split(":", 1)[1]: round(float(v), 3)
-                    for i, v in enumerate(values[row, position])
-                    if abs(v) > tol
-                }
-                where = f"sequence {row}, " if len(lengths) > 1 else ""
-                raise ValueError(
-                    f"{where}position {position}: the categorical SOp {label!r} holds the "
-                    f"mixture {mixture} instead of one value: a categorical Aggregate "
-                    "selected positions with different values, which no one-hot encoding "
-                    "can represent (validating.dynamic_validate(program, input) names it; "
-                    "strict=False skips this check)"
-                )
+        if not self.categorical_sops:
+            return
+        positions = np.arange(final.shape[1])
+        real = (positions >= 1) & (positions < np.asarray(lengths)[:, None])  # [B, T]
+        labels = list(self.categorical_sops)
+        sizes = [len(self.categorical_sops[label]) for label in labels]
+        starts = np.cumsum([0, *sizes[:-1]])
+        values = final[..., np.concatenate([self.categorical_sops[lb] for lb in labels])]
+        top = np.maximum(np.maximum.reduceat(values, starts, axis=-1), 0.0)  # [B, T, S]
+        rest = np.add.reduceat(values, starts, axis=-1) - top
+        tol = np.array([self.mixture_tolerances.get(lb, MIXTURE_TOLERANCE) for lb in labels])
+        clean = ((top > 1 - tol) | (top < tol)) & (np.abs(rest) < tol)
+        bad = real[..., None] & ~clean
+        if not bad.any():
+            return
+        sop = int(np.flatnonzero(bad.any(axis=(0, 1)))[0])  # the first SOp, in order
+        row, position = (int(i) for i in np.argwhere(bad[..., sop])[0])
+        label, cols = labels[sop], self.categorical_sops[labels[sop]]
+        names = [self.residual_labels[c] for c in cols]
+        mixture = {
+            names[i].split(":", 1)[1]: round(float(v), 3)
+            for i, v in enumerate(final[row, position, cols])
+            if abs(v) > tol[sop]
+        }
+        where = f"sequence {row}, " if len(lengths) > 1 else ""
+        raise ValueError(
+            f"{where}position {position}: the categorical SOp {label!r} holds the "
+            f"mixture {mixture} instead of one value: a categorical Aggregate "
+            "selected positions with different values, which no one-hot encoding "
+            "can represent (validating.dynamic_validate(program, input) names it; "
+            "strict=False skips this check)"
+        )
+
+    def _decoder(self) -> Callable[[list, list], list]:
+        """(raw outputs, present flags) of one sequence -> its values (None if absent)."""
+        dec = self.output_encoder
+        if isinstance(dec, encoder.CategoricalEncoder):
+            table = dec.decoding_map
+            return lambda raw, present: [table[v] if p else None for v, p in zip(raw, present)]
+        if dec is None or type(dec) is encoder.NumericalEncoder:
+            return lambda raw, present: [v if p else None for v, p in zip(raw, present)]
+        return lambda raw, present: [
+            dec.decode([v])[0] if p else None for v, p in zip(raw, present)
+        ]
 
     def _output(
         self,
@@ -231,15 +281,16 @@ class AssembledTransformerModel:
         if strict:
             self._check_one_hot(out.transformer_output.output, lengths)
         decoded_rows = []
-        for row, length in enumerate(lengths):
-            raw = out.unembedded_output[row, :length].tolist()
-            present = out.output_present[row, :length].tolist()
-            decode = self.output_encoder.decode if self.output_encoder else list
-            values = [decode([v])[0] if p else None for v, p in zip(raw, present)]
-            if self.input_encoder.bos_token is not None and values:
-                values[0] = self.input_encoder.bos_token
-            pad_tail = [self.input_encoder.pad_token] * (out.unembedded_output.shape[1] - length)
-            decoded_rows.append(values + pad_tail)
+        width = out.unembedded_output.shape[1]
+        bos, pad = self.input_encoder.bos_token, self.input_encoder.pad_token
+        decode = self._decoder()
+        for raw, present, length in zip(
+            out.unembedded_output.tolist(), out.output_present.tolist(), lengths
+        ):
+            values = decode(raw[:length], present[:length])
+            if bos is not None and values:
+                values[0] = bos
+            decoded_rows.append(values + [pad] * (width - length))
         result = out.transformer_output
         return AssembledTransformerModelOutput(
             decoded=decoded_rows if batched else decoded_rows[0],

@@ -22,7 +22,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable, Iterable, Mapping
 
-import networkx as nx
+import numpy as np
 
 from tracr.compiler import nodes, numeric_points, rasp_to_graph
 from tracr.rasp import rasp
@@ -39,7 +39,7 @@ class ValueSetError(ValueError):
 def _apply_all(expr: rasp.SOp, f: Callable, argument_tuples: Iterable[tuple]) -> frozenset:
     out = set()
     for args in argument_tuples:
-        if any(a is None for a in args):
+        if None in args:
             out.add(None)
             continue
         try:
@@ -53,13 +53,12 @@ def _apply_all(expr: rasp.SOp, f: Callable, argument_tuples: Iterable[tuple]) ->
                 f"on input {shown!r} while enumerating its values"
             ) from err
         try:
-            hash(result)
+            out.add(result)
         except TypeError as err:
             raise ValueSetError(
                 f"{type(expr).__name__} {expr.label!r} returned an unhashable value "
                 f"{result!r} for input {args!r}; values must be hashable"
             ) from err
-        out.add(result)
     return frozenset(out)
 
 
@@ -99,13 +98,77 @@ def _value_set(
         fst, snd = sets[expr.fst.label], sets[expr.snd.label]
         if fst is None or snd is None:
             return None
-        return _apply_all(expr, expr.f, itertools.product(fst, snd))
+        linear = _linear_values(expr, fst, snd)
+        if linear is not None:
+            return linear
+        pairs = itertools.product(fst, snd)
+        feasible = pair_constraint(expr.fst, expr.snd)
+        if feasible is not None:
+            pairs = (pair for pair in pairs if feasible(*pair))
+        return _apply_all(expr, expr.f, pairs)
     if isinstance(expr, rasp.Aggregate):
         inner = sets[expr.sop.label]
         if rasp.is_categorical(expr):
             return None if inner is None else inner | {None}
         return None if inner is None else _means(inner, max_seq_len)
     raise NotImplementedError(f"no value-set rule for {type(expr).__name__} {expr.label!r}")
+
+
+def _linear_values(expr: rasp.SequenceMap, fst: frozenset, snd: frozenset) -> ValueSet:
+    """fst_fac * x + snd_fac * y over all pairs, as numpy arrays: the same IEEE
+    operations in the same order as the Python expression, so the same floats (an int
+    result comes out as the equal float, which only a numerical SOp may hold). None
+    where that does not apply (None values, other SequenceMaps)."""
+    if not isinstance(expr, rasp.LinearSequenceMap) or expr.fst.label == expr.snd.label:
+        return None
+    facs = (expr.fst_fac, expr.snd_fac)
+    if not all(type(f) in (int, float) and abs(f) < 2**53 for f in facs):
+        return None
+    for values, fac in ((fst, expr.fst_fac), (snd, expr.snd_fac)):
+        # every product must be a Python float (an int times an int stays an int)
+        # (or the SOp is numerical: its values are only ever used as floats)
+        floats = (
+            rasp.is_numerical(expr) or type(fac) is float or all(type(v) is float for v in values)
+        )
+        if not floats or not all(type(v) in (int, float) and abs(v) < 2**53 for v in values):
+            return None
+    with np.errstate(all="ignore"):
+        x = np.fromiter(fst, dtype=np.float64, count=len(fst)) * float(expr.fst_fac)
+        y = np.fromiter(snd, dtype=np.float64, count=len(snd)) * float(expr.snd_fac)
+        out = np.unique(np.add.outer(x, y))
+    if not np.isfinite(out).all():
+        return None
+    return frozenset(out.tolist())
+
+
+def _counts_every_position(expr: rasp.SOp) -> bool:
+    """length, or the width of a selector that selects every key: at every position
+    it exceeds the position's index (it is the length, or index + 1 when causal)."""
+    if isinstance(expr, rasp.LengthType):
+        return True
+    if isinstance(expr, rasp.SelectorWidth) and isinstance(expr.selector, rasp.Select):
+        return expr.selector.predicate == rasp.Comparison.TRUE
+    return False
+
+
+def pair_constraint(fst: rasp.SOp, snd: rasp.SOp) -> Callable[[object, object], bool] | None:
+    """Which (fst value, snd value) pairs can meet at one position, where the program
+    says more than "any pair of their value sets"; None when it says nothing more.
+
+    Two facts are used: an SOp paired with itself holds one value (SequenceMap(f, s, s)
+    sees only pairs (x, x)), and at every position the index is below the length (and
+    below the width of a selector that selects every key), so SequenceMap(f, length,
+    indices) never sees a pair with length <= index. Value sets (and the lookup tables
+    built from them) leave the other pairs out: length - indices takes max_seq_len
+    values, not 2 max_seq_len.
+    """
+    if fst.label == snd.label:  # one SOp holds one value at a position
+        return lambda x, y: x == y
+    if _counts_every_position(fst) and isinstance(snd, rasp.IndicesType):
+        return lambda x, y: x > y
+    if isinstance(fst, rasp.IndicesType) and _counts_every_position(snd):
+        return lambda x, y: y > x
+    return None
 
 
 def infer_bases(
@@ -118,7 +181,7 @@ def infer_bases(
     vocab = frozenset(vocab)
     graph = extracted.graph
     sets: dict[str, ValueSet] = {}
-    for label in nx.topological_sort(graph):
+    for label in graph.topological_order():
         expr = graph.nodes[label][nodes.EXPR]
         if isinstance(expr, rasp.SOp):
             sets[label] = _value_set(expr, sets, vocab, max_seq_len)

@@ -24,7 +24,6 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import networkx as nx
 import numpy as np
 
 from tracr.compiler import craft_graph_to_model, nodes, rasp_to_graph
@@ -227,7 +226,7 @@ def extract_circuit(
     graph = extracted.graph
     column = {label: i for i, label in enumerate(residual_labels)}
     where = _block_positions(craft_model)
-    order = list(nx.topological_sort(graph))
+    order = graph.topological_order()
     exprs = {label: graph.nodes[label][nodes.EXPR] for label in order}
 
     def sops_read(label: str) -> list[str]:

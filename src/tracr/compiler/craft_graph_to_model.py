@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 
-import networkx as nx
-
 from tracr.compiler import expr_to_craft_graph, rasp_to_graph
 from tracr.craft import bases, transformers
 
@@ -63,7 +61,7 @@ def craft_graph_to_model(
     ready: dict[str, int] = {}  # label -> first sub-layer at which its value exists
     placed: list[tuple[int, str, object]] = []
     placement: dict[str, int] = {}
-    for label in nx.topological_sort(graph):
+    for label in graph.topological_order():
         start = max((ready[p] for p in graph.predecessors(label)), default=0)
         node = lowered.get(label)
         if node is None or node.block is None:

@@ -10,13 +10,25 @@ the token embedding; every other SOp gets a block from `tracr.craft.chamber`.
 from __future__ import annotations
 
 import dataclasses
+import operator
 from collections.abc import Callable, Mapping
 
-import networkx as nx
-
-from tracr.compiler import float_bounds, nodes, numeric_points, rasp_to_graph, selector_logic
+from tracr.compiler import (
+    basis_inference,
+    float_bounds,
+    nodes,
+    numeric_points,
+    rasp_to_graph,
+    selector_logic,
+)
 from tracr.craft import bases
-from tracr.craft.chamber import categorical_attn, categorical_mlp, numerical_mlp, selector_width
+from tracr.craft.chamber import (
+    categorical_attn,
+    categorical_mlp,
+    numerical_mlp,
+    selector_width,
+    separable_mlp,
+)
 from tracr.rasp import rasp
 
 ONE = bases.BasisDirection("one")
@@ -95,6 +107,18 @@ def _lower_map(expr: rasp.Map, space, spaces, ctx):
     )
 
 
+def _feasible_only(expr: rasp.SequenceMap) -> Callable:
+    """expr.f, quiet, answering None (0 for a numerical result) for the pairs of
+    values that never meet at one position (`basis_inference.pair_constraint`): the
+    block writes nothing for them, and no table needs their results."""
+    f = _quiet(expr.f, expr)
+    feasible = basis_inference.pair_constraint(expr.fst, expr.snd)
+    if feasible is None:
+        return f
+    never = 0 if rasp.is_numerical(expr) else None
+    return lambda x, y: f(x, y) if feasible(x, y) else never
+
+
 def _lower_sequence_map(expr: rasp.SequenceMap, space, spaces, ctx):
     if rasp.is_numerical(expr.fst) and rasp.is_numerical(expr.snd):
         return numerical_mlp.linear_sequence_map_numerical_mlp(
@@ -105,22 +129,69 @@ def _lower_sequence_map(expr: rasp.SequenceMap, space, spaces, ctx):
             expr.snd_fac,
             hidden_name=_hidden(expr),
         )
+    if rasp.is_categorical(expr) and _separable_is_narrower(expr, space, spaces):
+        # x - y, x + y, ...: width linear in the value sets instead of their product
+        block = separable_mlp.build(
+            spaces[expr.fst.label],
+            spaces[expr.snd.label],
+            space,
+            _quiet(expr.f, expr),
+            ctx.one_space,
+            hidden_name=_hidden(expr),
+            feasible=basis_inference.pair_constraint(expr.fst, expr.snd),
+        )
+        if block is not None:
+            return block
     return categorical_mlp.sequence_map_categorical_mlp(
         spaces[expr.fst.label],
         spaces[expr.snd.label],
         space,
-        _quiet(expr.f, expr),
+        _feasible_only(expr),
         ctx.one_space,
         hidden_name=_hidden(expr),
     )
 
 
+def _separable_is_narrower(expr: rasp.SequenceMap, space, spaces) -> bool:
+    """Cheap preconditions of the separable block (`separable_mlp.build` decides)."""
+    fst, snd = spaces[expr.fst.label], spaces[expr.snd.label]
+    if fst == snd or rasp.is_numerical(expr.fst) or rasp.is_numerical(expr.snd):
+        return False
+    return separable_mlp.width(space.num_dims) < fst.num_dims * snd.num_dims
+
+
+_OPERATORS = {
+    rasp.Comparison.EQ: operator.eq,
+    rasp.Comparison.LT: operator.lt,
+    rasp.Comparison.LEQ: operator.le,
+    rasp.Comparison.GT: operator.gt,
+    rasp.Comparison.GEQ: operator.ge,
+    rasp.Comparison.NEQ: operator.ne,
+}
+
+
+def _attn_fn(flat: selector_logic.FlatSelector) -> Callable:
+    """(query, key) -> bool: `flat.selects(key, query)`, with the standard comparisons
+    called directly (the tables call this for every pair of values). Space values are
+    never None, and a comparison that raises selects nothing, as in `selects`."""
+    op = _OPERATORS.get(flat.predicate) if isinstance(flat.predicate, rasp.Comparison) else None
+    if op is None:
+        return lambda q, k: flat.selects(k, q)
+
+    def compare(q, k):
+        try:
+            return bool(op(k, q))
+        except Exception:  # noqa: BLE001 - as FlatSelector.selects
+            return False
+
+    compare.numpy_op = op  # see _common.selected_pairs
+    return compare
+
+
 def _terms(selector: rasp.Selector, spaces) -> list[categorical_attn.AttnTerm]:
     """One attention term per (keys, queries) pair of the selector's conjunction."""
     return [
-        categorical_attn.AttnTerm(
-            spaces[f.queries.label], spaces[f.keys.label], lambda q, k, f=f: f.selects(k, q)
-        )
+        categorical_attn.AttnTerm(spaces[f.queries.label], spaces[f.keys.label], _attn_fn(f))
         for f in selector_logic.conjuncts(selector)
     ]
 
@@ -177,7 +248,7 @@ def add_craft_components_to_rasp_graph(
     lowered: dict[str, LoweredSOp] = {}
     errors: dict[str, float_bounds.SOpError] = {}
     bounds = float_bounds.Context(lowered, value_sets, bos_dir, ONE, max_seq_len)
-    for label in nx.topological_sort(graph):
+    for label in graph.topological_order():
         expr = graph.nodes[label][nodes.EXPR]
         if not isinstance(expr, rasp.SOp):
             continue
@@ -203,7 +274,7 @@ def add_craft_components_to_rasp_graph(
         else:
             raise NotImplementedError(f"no lowering for {type(expr).__name__} {label!r}")
         node = LoweredSOp(expr=expr, space=space, block=block, constant=constant)
-        node = _cleaner_if_noisy(node, bounds, errors, ctx)
+        node = _cleaner_if_noisy(node, bounds, errors, ctx, spaces)
         if isinstance(expr, (rasp.LengthType, rasp.SelectorWidth)) and rasp.is_numerical(expr):
             node = _two_stage_if_inexact(node, bounds, errors, ctx, tokens_space)
         lowered[label], errors[label] = node, node.error
@@ -239,19 +310,36 @@ def _two_stage_if_inexact(node: LoweredSOp, bounds, errors, ctx, tokens_space) -
     )
 
 
-def _cleaner_if_noisy(node: LoweredSOp, bounds, errors, ctx) -> LoweredSOp:
-    """`node` with its error bound, its lookup MLP made noise-proof where inputs are noisy."""
+def _cleaner_if_noisy(node: LoweredSOp, bounds, errors, ctx, spaces) -> LoweredSOp:
+    """`node` with its error bound; where a lookup's inputs are noisy enough that its
+    output error exceeds CLEAN_ABOVE, the lookup as an indicator table made noise-proof
+    (categorical_mlp.clean_indicators), if that at least halves the bound."""
     node = dataclasses.replace(node, error=float_bounds.sop_error(node, bounds, errors))
     expr = node.expr
-    lookup = (isinstance(expr, rasp.Map) and rasp.is_categorical(expr.inner)) or (
+    if max(node.error.worst(0.0), node.error.l1) <= CLEAN_ABOVE:
+        return node
+    if isinstance(expr, rasp.Map) and rasp.is_categorical(expr.inner):
+        table = categorical_mlp.map_indicator_table(
+            spaces[expr.inner.label], node.space, _quiet(expr.f, expr), _hidden(expr)
+        )
+    elif (
         isinstance(expr, rasp.SequenceMap)
         and rasp.is_categorical(expr.fst)
         and rasp.is_categorical(expr.snd)
-    )
-    if not lookup or max(node.error.worst(0.0), node.error.l1) <= CLEAN_ABOVE:
+    ):
+        table = categorical_mlp.sequence_map_categorical_mlp(
+            spaces[expr.fst.label],
+            spaces[expr.snd.label],
+            node.space,
+            _feasible_only(expr),
+            ctx.one_space,
+            hidden_name=_hidden(expr),
+        )
+    else:
         return node
-    block = categorical_mlp.clean_indicators(node.block, ctx.one_space)
-    cleaned = dataclasses.replace(node, block=block)
+    cleaned = dataclasses.replace(
+        node, block=categorical_mlp.clean_indicators(table, ctx.one_space)
+    )
     cleaned = dataclasses.replace(cleaned, error=float_bounds.sop_error(cleaned, bounds, errors))
     if max(cleaned.error.abs, cleaned.error.l1) <= max(node.error.abs, node.error.l1) / 2:
         return cleaned

@@ -1,6 +1,6 @@
 """Names of the attributes that program-graph nodes carry.
 
-The program graph (see `rasp_to_graph`) is a networkx DiGraph whose nodes are keyed by
+The program graph (see `rasp_to_graph.ProgramGraph`, a DiGraph-like class) has nodes keyed by
 expression label. Each node is a dict; these constants are its keys. They keep the
 reference Tracr's names so that scripts which inspect a traced graph keep working.
 """

@@ -10,27 +10,33 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
+import numpy as np
+
 RELATIVE_TOLERANCE = 1e-9
+
+
+def _grouped(values: Iterable[float]) -> tuple[list, list[int]]:
+    """The sorted distinct values and the start index of each group (plus the end)."""
+    points = sorted({v for v in values if v is not None})
+    if not points:
+        return [], [0]
+    as_floats = np.array(points, dtype=np.float64)
+    scale = max(1.0, float(np.abs(as_floats).max()))
+    # a new group starts wherever the gap to the previous value exceeds the tolerance
+    starts = np.flatnonzero(np.diff(as_floats) > RELATIVE_TOLERANCE * scale) + 1
+    return points, [0, *starts.tolist(), len(points)]
 
 
 def clusters(values: Iterable[float]) -> list[list[float]]:
     """Sorted groups of values that are equal up to rounding; None is ignored."""
-    points = sorted({v for v in values if v is not None})
-    if not points:
-        return []
-    scale = max(1.0, max(abs(p) for p in points))
-    groups = [[points[0]]]
-    for p in points[1:]:
-        if p - groups[-1][-1] <= RELATIVE_TOLERANCE * scale:
-            groups[-1].append(p)
-        else:
-            groups.append([p])
-    return groups
+    points, bounds = _grouped(values)
+    return [points[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
 
 
 def representatives(values: Iterable[float]) -> list[float]:
     """One value per group (its first)."""
-    return [group[0] for group in clusters(values)]
+    points, bounds = _grouped(values)
+    return [points[a] for a in bounds[:-1]]
 
 
 def run_endpoints(points: list[float], outputs: list) -> list[int]:
@@ -56,7 +62,8 @@ def map_points(f: Callable, values: Iterable) -> tuple[list[float], list]:
     gets the output None.
     """
     points = representatives(float(v) for v in values if v is not None)
-    outputs = [quiet(f)(p) for p in points]
+    g = quiet(f)
+    outputs = [g(p) for p in points]
     keep = run_endpoints(points, outputs)
     return [points[i] for i in keep], [outputs[i] for i in keep]
 
@@ -82,7 +89,8 @@ def affine_fit(f: Callable, values: Iterable) -> tuple[float, float] | None:
     points = representatives(float(v) for v in values if v is not None)
     if len(points) < 2:
         return None
-    outputs = [quiet(f)(p) for p in points]
+    g = quiet(f)
+    outputs = [g(p) for p in points]
     if not all(isinstance(o, (int, float)) and not isinstance(o, bool) for o in outputs):
         return None
     slope = (outputs[-1] - outputs[0]) / (points[-1] - points[0])

@@ -4,11 +4,82 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-
-import networkx as nx
+import graphlib
+from collections.abc import Iterator
 
 from tracr.compiler import nodes
 from tracr.rasp import rasp
+
+
+class ProgramGraph:
+    """A directed graph of expressions keyed by label, with networkx's DiGraph interface
+    for what programs use: `nodes[label]` (the node's attribute dict), iteration and
+    `in` over labels, `predecessors`, `successors`, `edges`, `add_node`, `add_edge`.
+
+    The compiler needs nothing more, so it does not import networkx;
+    `to_networkx()` returns the same graph as a `networkx.DiGraph`.
+    """
+
+    def __init__(self) -> None:
+        self.nodes: dict[str, nodes.Node] = {}
+        self._pred: dict[str, dict[str, None]] = {}  # ordered sets
+        self._succ: dict[str, dict[str, None]] = {}
+        self._order: list[str] | None = None  # cached topological order
+
+    def add_node(self, label: str, **attrs) -> None:
+        self._order = None
+        if label not in self.nodes:
+            self.nodes[label] = {}
+            self._pred[label], self._succ[label] = {}, {}
+        self.nodes[label].update(attrs)
+
+    def add_edge(self, source: str, target: str) -> None:
+        for label in (source, target):
+            self.add_node(label)
+        self._succ[source][target] = None
+        self._pred[target][source] = None
+        self._order = None
+
+    def predecessors(self, label: str) -> Iterator[str]:
+        return iter(self._pred[label])
+
+    def successors(self, label: str) -> Iterator[str]:
+        return iter(self._succ[label])
+
+    @property
+    def edges(self) -> list[tuple[str, str]]:
+        return [(u, v) for u, targets in self._succ.items() for v in targets]
+
+    def has_node(self, label: str) -> bool:
+        return label in self.nodes
+
+    def number_of_nodes(self) -> int:
+        return len(self.nodes)
+
+    def __contains__(self, label: object) -> bool:
+        return label in self.nodes
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.nodes)
+
+    def __len__(self) -> int:
+        return len(self.nodes)
+
+    def topological_order(self) -> list[str]:
+        """Every label after all of its predecessors (deterministic)."""
+        if self._order is None:
+            self._order = list(graphlib.TopologicalSorter(self._pred).static_order())
+        return list(self._order)
+
+    def to_networkx(self):
+        """The same graph as a networkx.DiGraph (networkx is imported here)."""
+        import networkx as nx
+
+        graph = nx.DiGraph()
+        for label, attrs in self.nodes.items():
+            graph.add_node(label, **attrs)
+        graph.add_edges_from(self.edges)
+        return graph
 
 
 @dataclasses.dataclass(frozen=True)
@@ -20,7 +91,7 @@ class ExtractRaspGraphOutput:
     sources: the nodes without children (tokens, indices, constants, ...).
     """
 
-    graph: nx.DiGraph
+    graph: ProgramGraph
     sink: nodes.Node
     sources: list[nodes.Node]
 
@@ -38,7 +109,7 @@ def extract_rasp_graph(tip: rasp.SOp) -> ExtractRaspGraphOutput:
     """
     if not isinstance(tip, rasp.RASPExpr):
         raise TypeError(f"expected a RASP expression to trace, got {type(tip).__name__}: {tip!r}")
-    graph = nx.DiGraph()
+    graph = ProgramGraph()
     by_label: dict[str, rasp.RASPExpr] = {}
     sources: list[nodes.Node] = []
 

@@ -32,6 +32,11 @@ def _order_key(x: Any) -> tuple:
     natural order applies (tuples element-wise, other objects by type name then repr).
     Equal objects (1 == 1.0 == True) get equal keys, so the order agrees with `==`.
     """
+    kind = type(x)
+    if kind is int or kind is bool or (kind is float and x == x):  # the usual values
+        return (1, 0, x)
+    if kind is str:
+        return (2, x)
     if x is None:
         return (0,)
     if isinstance(x, numbers.Real):
@@ -55,6 +60,19 @@ class BasisDirection:
 
     name: Name
     value: Value | None = None
+
+    def __post_init__(self) -> None:
+        # directions are dict keys everywhere in the compiler: hash once
+        try:
+            cached = hash((self.name, self.value))
+        except TypeError:  # an unhashable value fails where it is hashed, as before
+            cached = None
+        object.__setattr__(self, "_hash", cached)
+
+    def __hash__(self) -> int:
+        if self._hash is None:
+            return hash((self.name, self.value))
+        return self._hash
 
     def __str__(self) -> str:
         if self.value is None:

@@ -12,6 +12,7 @@ Shapes: B batch, T positions, D d_model, H heads, K d_head, M d_mlp.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from collections.abc import Callable, Mapping
 
@@ -87,40 +88,201 @@ def attention_mask(config: TransformerConfig, key_mask: np.ndarray) -> np.ndarra
 
 def embed(params: Mapping[str, Mapping[str, np.ndarray]], token_ids: np.ndarray) -> np.ndarray:
     """[B, T] ids -> [B, T, D] token plus position embeddings."""
-    positions = np.arange(token_ids.shape[1])
-    return (
-        params["token_embed"]["embeddings"][token_ids]
-        + params["pos_embed"]["embeddings"][positions]
-    )
+    tokens, positions = params["token_embed"]["embeddings"], params["pos_embed"]["embeddings"]
+    batch, seq_len = token_ids.shape
+    if batch * seq_len <= tokens.shape[0] * seq_len:
+        return tokens[token_ids] + positions[:seq_len]
+    # One gather from the (position, token) sum table, smaller than the batch.
+    table = (positions[:seq_len, None, :] + tokens[None, :, :]).reshape(-1, tokens.shape[1])
+    flat = token_ids + tokens.shape[0] * np.arange(seq_len)
+    return np.take(table, flat.reshape(-1), axis=0).reshape(batch, seq_len, -1)
+
+
+# The forward pass multiplies only the non-zero blocks of each weight matrix. Compiled
+# models are very sparse: an MLP reads the few residual directions of its inputs and
+# writes those of its output, a query reads one or two SOps, and every layer is padded
+# to the widest one. Dropping a product whose weight is exactly zero changes no sum (it
+# adds +0), so the result is the dense forward's up to the order of summation. The
+# blocks are found again on every call (one pass over each matrix, cheaper than a dense
+# product with it), so weights that users edit in place take effect on the next call,
+# whatever they change.
+
+
+def _root(d_head: int, dtype) -> np.ndarray:
+    """sqrt(d_head) in the model's dtype: logits are one division after the dot product."""
+    return np.sqrt(np.asarray(d_head, dtype=dtype))
+
+
+def _span(indices: np.ndarray):
+    """A slice for ascending indices without gaps (cheaper to gather and scatter)."""
+    if indices.size and indices[-1] - indices[0] + 1 == indices.size:
+        return slice(int(indices[0]), int(indices[-1]) + 1)
+    return indices
+
+
+def _columns(x: np.ndarray, indices: np.ndarray) -> np.ndarray:
+    """x[:, indices], contiguous (BLAS is slow on strided operands)."""
+    if indices.size == x.shape[1] and x.flags.c_contiguous:
+        return x  # all of them, in order
+    return np.ascontiguousarray(x[:, _span(indices)])
+
+
+def _mask(indices: np.ndarray, size: int) -> np.ndarray:
+    mask = np.zeros(size, dtype=bool)
+    mask[indices] = True
+    return mask
+
+
+class _Linear:
+    """x @ w + b restricted to the non-zero part of w (and b).
+
+    `rows` are the input directions it reads, `cols` the output columns it computes;
+    every other output column is exactly zero.
+    """
+
+    def __init__(self, linear: Mapping[str, np.ndarray]):
+        self.w, self.b = linear["w"], linear["b"]
+        # (w != 0).nonzero() is many times faster than w.nonzero() on floats
+        flat = np.flatnonzero(self.w != 0)
+        self.nonzero_rows, self.nonzero_cols = np.divmod(flat, self.w.shape[1])
+        self.in_mask = _mask(self.nonzero_rows, self.w.shape[0])  # rows with a weight
+        self.out_mask = _mask(self.nonzero_cols, self.w.shape[1]) | (self.b != 0)
+        self.rows = np.flatnonzero(self.in_mask)
+        self.cols = np.flatnonzero(self.out_mask)
+
+    def keep_outputs(self, keep: np.ndarray) -> None:
+        """Computes only the output columns where `keep` [O] bool is True."""
+        self.out_mask = self.out_mask & keep
+        self.cols = np.flatnonzero(self.out_mask)
+        self.rows = np.flatnonzero(
+            _mask(self.nonzero_rows[keep[self.nonzero_cols]], self.w.shape[0])
+        )
+
+    def keep_inputs(self, keep: np.ndarray) -> None:
+        """Reads exactly the input rows where `keep` [I] bool is True; the caller passes
+        x holding just those columns, in order (`compact=True`)."""
+        self.rows = np.flatnonzero(keep)
+        used = keep[self.nonzero_rows]
+        self.out_mask = _mask(self.nonzero_cols[used], self.w.shape[1]) | (self.b != 0)
+        self.cols = np.flatnonzero(self.out_mask)
+
+    def __call__(self, x: np.ndarray, dtype, compact: bool = False) -> np.ndarray:
+        """x [N, I] (or [N, len(rows)] when compact) -> [N, len(cols)]."""
+        block = self.w[self.rows[:, None], self.cols].astype(dtype, copy=False)
+        out = (x if compact else _columns(x, self.rows)) @ block
+        out += self.b[self.cols].astype(dtype, copy=False)
+        return out
 
 
 def _attention(params, prefix, config, x, mask):
-    batch, seq_len, _ = x.shape
-    heads, d_head = config.num_heads, config.key_size
+    """One multi-head attention block on x [N, D] (N = B * T): (output [N, D], logits)."""
+    batch, _, seq_len, _ = mask.shape
+    d_head = config.key_size
+    query, key = _Linear(params[f"{prefix}/query"]), _Linear(params[f"{prefix}/key"])
+    value, linear = _Linear(params[f"{prefix}/value"]), _Linear(params[f"{prefix}/linear"])
+    both = query.out_mask & key.out_mask  # q.k sums over these columns only
+    query.keep_outputs(both)
+    key.keep_outputs(both)
+    carried = value.out_mask & linear.in_mask  # value columns that reach the output
+    value.keep_outputs(carried)
+    linear.keep_inputs(carried)
 
-    def project(name):  # [B, T, H, K]
-        p = params[f"{prefix}/{name}"]
-        return (x @ p["w"] + p["b"]).reshape(batch, seq_len, heads, d_head)
+    q, k = query(x, x.dtype), key(x, x.dtype)
+    head_of_qk = query.cols // d_head
+    logits = np.zeros((batch, config.num_heads, seq_len, seq_len), dtype=x.dtype)
+    for head in np.unique(head_of_qk):
+        sel = np.flatnonzero(head_of_qk == head)
+        q_h = _columns(q, sel).reshape(batch, seq_len, -1)
+        k_h = _columns(k, sel).reshape(batch, seq_len, -1)
+        logits[:, head] = (q_h @ k_h.transpose(0, 2, 1)) / _root(d_head, x.dtype)  # q.k/sqrt(K)
+    logits = np.where(mask, logits, np.asarray(MASKED_LOGIT, dtype=x.dtype))
 
-    q, k, v = project("query"), project("key"), project("value")
-    # [B, H, T, T]; one division after the dot product, in the model's dtype.
-    logits = np.einsum("bthk,bshk->bhts", q, k) / np.sqrt(np.asarray(d_head, dtype=q.dtype))
-    logits = np.where(mask, logits, np.asarray(MASKED_LOGIT, dtype=logits.dtype))
-    weights = np.exp(logits - logits.max(axis=-1, keepdims=True))
-    weights /= weights.sum(axis=-1, keepdims=True)
-    _flush(weights)
-    mixed = np.einsum("bhts,bshk->bthk", weights, v).reshape(batch, seq_len, heads * d_head)
-    linear = params[f"{prefix}/linear"]
-    return _flush(mixed @ linear["w"] + linear["b"]), logits
+    out = np.zeros(x.shape, dtype=x.dtype)
+    if linear.cols.size:
+        v = value(x, x.dtype)
+        head_of_v = value.cols // d_head
+        mixed = np.empty((batch, seq_len, value.cols.size), dtype=x.dtype)
+        for head in np.unique(head_of_v):
+            weights = np.exp(logits[:, head] - logits[:, head].max(axis=-1, keepdims=True))
+            weights /= weights.sum(axis=-1, keepdims=True)
+            weights[weights < FLUSH_BELOW] = 0
+            sel = np.flatnonzero(head_of_v == head)
+            mixed[..., _span(sel)] = weights @ _columns(v, sel).reshape(batch, seq_len, -1)
+        mixed = mixed.reshape(x.shape[0], -1)
+        out[:, _span(linear.cols)] = _flush(linear(mixed, x.dtype, compact=True))
+    return out, logits
 
 
 def _mlp(params, prefix, config, x, width=None):
+    """One MLP block on x [N, D] -> [N, D]."""
+    first, second = _Linear(params[f"{prefix}/linear_1"]), _Linear(params[f"{prefix}/linear_2"])
+    used = second.in_mask.copy()  # hidden units that something reads
+    if _activation_of_zero(config.activation_function) == 0:
+        used &= first.out_mask  # the others are activation(0) = 0
+    if width is not None:  # skip hidden units past `width`
+        used[width:] = False
+    first.keep_outputs(used)
+    second.keep_inputs(used)
+    out = np.zeros(x.shape, dtype=x.dtype)
+    if second.cols.size:
+        hidden = first(x, x.dtype)
+        if first.cols.size < used.sum():  # units without weights or bias: activation(0)
+            full = np.zeros((x.shape[0], used.size), dtype=x.dtype)
+            full[:, _span(first.cols)] = hidden
+            hidden = full[:, used]
+        hidden = _flush(config.activation_function(hidden))
+        out[:, _span(second.cols)] = _flush(second(hidden, x.dtype, compact=True))
+    return out
+
+
+# Below this many multiply-adds per layer the dense products are cheaper than finding
+# the non-zero blocks (one apply of a small model); both compute the same sums.
+DENSE_WORK = 2_000_000
+
+
+def _sparse_pays(params, prefix, x) -> bool:
+    weights = params[f"{prefix}/mlp/linear_1"]["w"].size + params[f"{prefix}/attn/query"]["w"].size
+    return x.shape[0] * weights * 3 >= DENSE_WORK
+
+
+def _dense_attention(params, prefix, config, x, mask):
+    """`_attention` with the full weight matrices (for small inputs)."""
+    batch, _, seq_len, _ = mask.shape
+    heads, d_head = config.num_heads, config.key_size
+
+    def project(name):  # [B, H, T, K]
+        p = params[f"{prefix}/{name}"]
+        out = x @ p["w"].astype(x.dtype, copy=False) + p["b"].astype(x.dtype, copy=False)
+        return out.reshape(batch, seq_len, heads, d_head).transpose(0, 2, 1, 3)
+
+    q, k, v = project("query"), project("key"), project("value")
+    logits = (q @ k.transpose(0, 1, 3, 2)) / _root(d_head, x.dtype)  # q.k / sqrt(K)
+    logits = np.where(mask, logits, np.asarray(MASKED_LOGIT, dtype=x.dtype))
+    weights = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    weights /= weights.sum(axis=-1, keepdims=True)
+    weights[weights < FLUSH_BELOW] = 0
+    mixed = (weights @ v).transpose(0, 2, 1, 3).reshape(batch * seq_len, heads * d_head)
+    linear = params[f"{prefix}/linear"]
+    out = mixed @ linear["w"].astype(x.dtype, copy=False)
+    out += linear["b"].astype(x.dtype, copy=False)
+    return _flush(out), logits
+
+
+def _dense_mlp(params, prefix, config, x, width=None):
+    """`_mlp` with the full weight matrices (for small inputs)."""
     first, second = params[f"{prefix}/linear_1"], params[f"{prefix}/linear_2"]
     w1, b1, w2 = first["w"], first["b"], second["w"]
-    if width is not None:  # skip hidden units that are zero in and out
+    if width is not None:  # skip hidden units past `width`
         w1, b1, w2 = w1[:, :width], b1[:width], w2[:width]
-    hidden = _flush(config.activation_function(x @ w1 + b1))  # [B, T, M]
-    return _flush(hidden @ w2 + second["b"])
+    hidden = x @ w1.astype(x.dtype, copy=False) + b1.astype(x.dtype, copy=False)
+    hidden = _flush(config.activation_function(hidden))
+    out = hidden @ w2.astype(x.dtype, copy=False)
+    out += second["b"].astype(x.dtype, copy=False)
+    return _flush(out)
+
+
+def _activation_of_zero(activation) -> float:
+    return float(np.asarray(activation(np.zeros(1)))[0])
 
 
 def used_mlp_widths(
@@ -147,35 +309,66 @@ def forward(
     token_ids: np.ndarray,
     key_mask: np.ndarray | None = None,
     mlp_widths: list[int] | None = None,
+    dtype=None,
 ) -> TransformerOutput:
     """Runs the transformer on `token_ids` [B, T]; `key_mask` [B, T] hides padding.
 
-    `mlp_widths` (from `used_mlp_widths(params, config)`) lets each layer skip the hidden
-    units that are zero; the result is the same.
+    `mlp_widths` (from `used_mlp_widths(params, config)`) makes each layer skip the
+    hidden units past it; the result is the same, since those units are zero.
+    `dtype`: the float type to compute in (default: that of the embeddings).
     """
     token_ids = np.asarray(token_ids)
     if key_mask is None:
         key_mask = np.ones(token_ids.shape, dtype=bool)
+    batch, seq_len = token_ids.shape
     mask = attention_mask(config, key_mask)
-    residual = embed(params, token_ids)
-    input_embeddings = residual
+    embedded = embed(params, token_ids)
+    if dtype is not None:
+        embedded = embedded.astype(dtype, copy=False)
+    residual = embedded.reshape(batch * seq_len, -1)  # [N, D]: every product is 2-D
+    shape = embedded.shape
     layer_outputs, residuals, attn_logits = [], [], []
-    for layer in range(config.num_layers):
-        prefix = f"transformer/layer_{layer}"
-        attn_out, logits = _attention(params, f"{prefix}/attn", config, residual, mask)
-        residual = residual + attn_out
-        layer_outputs.append(attn_out)
-        residuals.append(residual)
-        attn_logits.append(logits)
-        width = None if mlp_widths is None else mlp_widths[layer]
-        mlp_out = _mlp(params, f"{prefix}/mlp", config, residual, width)
-        residual = residual + mlp_out
-        layer_outputs.append(mlp_out)
-        residuals.append(residual)
+    with blas_single_thread():
+        for layer in range(config.num_layers):
+            prefix = f"transformer/layer_{layer}"
+            attention = _attention if _sparse_pays(params, prefix, residual) else _dense_attention
+            attn_out, logits = attention(params, f"{prefix}/attn", config, residual, mask)
+            residual = residual + attn_out
+            width = None if mlp_widths is None else mlp_widths[layer]
+            mlp = _mlp if _sparse_pays(params, prefix, residual) else _dense_mlp
+            mlp_out = mlp(params, f"{prefix}/mlp", config, residual, width)
+            layer_outputs += [attn_out.reshape(shape), mlp_out.reshape(shape)]
+            residuals.append(residual.reshape(shape))
+            residual = residual + mlp_out
+            residuals.append(residual.reshape(shape))
+            attn_logits.append(logits)
     return TransformerOutput(
         layer_outputs=layer_outputs,
         residuals=residuals,
         attn_logits=attn_logits,
-        output=residual,
-        input_embeddings=input_embeddings,
+        output=residual.reshape(shape),
+        input_embeddings=embedded,
     )
+
+
+_BLAS_CONTROLLER: list = []  # empty before the first call, then [controller or None]
+
+
+def blas_single_thread():
+    """A context that keeps BLAS on one thread, when threadpoolctl is installed.
+
+    The products of the sparse forward pass are small; a multi-threaded BLAS spends more
+    time waking and syncing its threads than computing them (on a busy 2-core machine a
+    batch took 1.5 to 28 s instead of 0.8 s). Without threadpoolctl this does nothing.
+    """
+    if not _BLAS_CONTROLLER:
+        try:
+            import threadpoolctl
+        except ImportError:
+            _BLAS_CONTROLLER.append(None)
+        else:
+            _BLAS_CONTROLLER.append(threadpoolctl.ThreadpoolController())
+    controller = _BLAS_CONTROLLER[0]
+    if controller is None:
+        return contextlib.nullcontext()
+    return controller.limit(limits=1, user_api="blas")

@@ -93,7 +93,20 @@ def selected_pairs(
     key_space: bases.VectorSpaceWithBasis,
     attn_fn: Callable[[Hashable, Hashable], bool],
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(query indices, key indices) of the value pairs with attn_fn(query, key) true."""
+    """(query indices, key indices) of the value pairs with attn_fn(query, key) true.
+
+    An attn_fn with a `numpy_op` attribute (a comparison, called as op(key, query)) is
+    evaluated on arrays when every value is an int or float below 2^53 (the same answers).
+    """
+    op = getattr(attn_fn, "numpy_op", None)
+    if op is not None:
+        queries = [d.value for d in query_space.basis]
+        keys = [d.value for d in key_space.basis]
+        if all(type(v) in (int, float) and abs(v) < 2**53 for v in queries + keys):
+            q = np.array(queries, dtype=np.float64)
+            k = np.array(keys, dtype=np.float64)
+            q_idx, k_idx = np.nonzero(op(k[None, :], q[:, None]))
+            return q_idx.astype(np.int64), k_idx.astype(np.int64)
     pairs = [
         (i, j)
         for i, q in enumerate(query_space.basis)

@@ -48,14 +48,42 @@ def _lookup_snd(
 
 
 def _map_mlp(input_space, output_space, operation, hidden_name, numerical) -> transformers.MLP:
+    """One hidden unit per distinct result (categorical), or one or two (numerical).
+
+    Categorical: h_z = relu(sum_(v: operation(v) = z) x_v) for each non-None result z.
+    For a one-hot x = e_v exactly one term is non-zero, so h_z = 1 for z = operation(v)
+    and 0 for every other z: exact, and zero for the zero input (None, BOS).
+    Numerical: h_+ = relu(sum_v operation(v) x_v) and h_- = relu(-sum_v operation(v) x_v),
+    out = h_+ - h_-; for x = e_v the sum is the single term operation(v), so out is
+    operation(v) exactly (as float32 stores it). A unit is left out when no result has
+    its sign.
+    """
     values = [d.value for d in input_space.basis]
-    hidden = bases.VectorSpaceWithBasis.from_values(hidden_name, values)
-    n = len(values)
-    fst = vectorspace_fns.Linear.from_index_arrays(
-        input_space, hidden, np.arange(n), np.arange(n), 1.0
-    )
     results = [operation(v) for v in values]
-    snd = _lookup_snd(hidden, output_space, results, values, numerical, "Map")
+    n = len(values)
+    if numerical:
+        numbers = [_common.as_number(r, "Map", v) for r, v in zip(results, values)]
+        _common.single_direction(output_space, "output_space")
+        signs = [sign for sign in (1.0, -1.0) if any(sign * x > 0 for x in numbers)]
+        hidden = bases.VectorSpaceWithBasis.from_values(
+            hidden_name, ["+" if sign > 0 else "-" for sign in signs]
+        )
+        first = np.zeros((n, len(signs)))
+        for col, sign in enumerate(signs):
+            first[:, col] = sign * np.array(numbers)
+        fst = vectorspace_fns.Linear(input_space, hidden, first)
+        snd = vectorspace_fns.Linear(hidden, output_space, np.array(signs)[:, None])
+        return transformers.MLP(fst, snd)
+    groups: dict = {}
+    for i, r in enumerate(results):
+        if r is not None:
+            groups.setdefault(r, []).append(i)
+    hidden = bases.VectorSpaceWithBasis.from_values(hidden_name, list(range(len(groups))))
+    rows = [i for members in groups.values() for i in members]
+    cols = [unit for unit, members in enumerate(groups.values()) for _ in members]
+    fst = vectorspace_fns.Linear.from_index_arrays(input_space, hidden, rows, cols, 1.0)
+    origins = [values[members[0]] for members in groups.values()]
+    snd = _lookup_snd(hidden, output_space, list(groups), origins, numerical, "Map")
     return transformers.MLP(fst, snd)
 
 
@@ -67,12 +95,13 @@ def map_categorical_mlp(
 ) -> transformers.MLP:
     """MLP computing y = operation(x) from one-hot x to one-hot y.
 
-    Construction: one hidden unit per input value v, h_v = relu(x_v) (= 1 iff x = v);
-    output = sum_v h_v e_(out, operation(v)), with nothing written when operation(v) is
-    None. For a one-hot input every h is exactly 0 or 1, so the output is exactly the
-    one-hot of operation(x); the zero input (None, or BOS) gives zero.
+    Construction: one hidden unit per distinct non-None result z,
+    h_z = relu(sum_(v: operation(v) = z) x_v) (= 1 iff operation(x) = z); output =
+    sum_z h_z e_(out, z). For a one-hot input every h is exactly 0 or 1, so the output
+    is exactly the one-hot of operation(x) (nothing where it is None); the zero input
+    (None, or BOS) gives zero.
 
-    Hidden directions: (hidden_name, v) for each input value v. A numerical
+    Hidden directions: (hidden_name, k) for the k-th distinct result. A numerical
     output_space ((name, None)) gets the number operation(x) instead.
     Raises ValueError naming the value when a result is not in output_space.
     """
@@ -88,9 +117,10 @@ def map_categorical_to_numerical_mlp(
 ) -> transformers.MLP:
     """MLP writing the number operation(x) for one-hot x into the 1-d output_space.
 
-    Construction: h_v = relu(x_v) per input value v; output = sum_v operation(v) h_v.
-    Exact for one-hot inputs; zero for the zero input (BOS).
-    Hidden directions: (hidden_name, v).
+    Construction: h_+ = relu(sum_v operation(v) x_v), h_- = relu(-sum_v operation(v) x_v),
+    output = h_+ - h_- (a unit is left out when no result has its sign). Exact for
+    one-hot inputs (one non-zero term); zero for the zero input (BOS).
+    Hidden directions: (hidden_name, "+"), (hidden_name, "-").
     """
     return _map_mlp(input_space, output_space, operation, hidden_name, numerical=True)
 
@@ -245,6 +275,34 @@ def sequence_map_categorical_to_numerical_mlp(
     return _sequence_map(
         input1_space, input2_space, output_space, operation, one_space, hidden_name, numerical=True
     )
+
+
+def map_indicator_table(
+    input_space: bases.VectorSpaceWithBasis,
+    output_space: bases.VectorSpaceWithBasis,
+    operation: Callable[[Hashable], Hashable],
+    hidden_name: bases.Name,
+) -> transformers.MLP:
+    """The Map as a table with one indicator unit per input value: h_v = relu(x_v),
+    output = sum_v h_v (the one-hot of operation(v), or the number). Wider than
+    `map_categorical_mlp`, but every unit is an indicator, so `clean_indicators` can
+    make it immune to noisy inputs. Values whose result is None (or 0 for a numerical
+    output) get no unit. Hidden directions: (hidden_name, v)."""
+    numerical = _common.is_numerical_space(output_space)
+    rows, values, results = [], [], []
+    for row, d in enumerate(input_space.basis):
+        result = operation(d.value)
+        if result is None or (numerical and _common.as_number(result, "Map", d.value) == 0):
+            continue
+        rows.append(row)
+        values.append(d.value)
+        results.append(result)
+    hidden = bases.VectorSpaceWithBasis.from_values(hidden_name, values)
+    fst = vectorspace_fns.Linear.from_index_arrays(
+        input_space, hidden, np.array(rows, dtype=np.int64), np.arange(len(rows)), 1.0
+    )
+    snd = _lookup_snd(hidden, output_space, results, values, numerical, "Map")
+    return transformers.MLP(fst, snd)
 
 
 def clean_indicators(

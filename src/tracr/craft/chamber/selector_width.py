@@ -173,7 +173,7 @@ def conjunctive_selector_width(
     blocks = [head, transformers.MLP.combine_in_parallel([read, cleanup])]
     if two_stage:
         wanted = set(out_value_set)
-        number = categorical_mlp.map_categorical_to_numerical_mlp(
+        number = categorical_mlp.map_indicator_table(
             read_space, output_space, lambda w: w if w in wanted else 0, f"{hidden_name}number"
         )
         blocks.append(categorical_mlp.clean_indicators(number, one_space))
