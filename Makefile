@@ -10,7 +10,8 @@ $(VENV)/bin/python:
 	$(PY) -m pip install --quiet --upgrade pip
 
 $(STAMP): pyproject.toml | $(VENV)/bin/python
-	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet -e ".[dev,torch,plot]"
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -23,6 +24,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/craft_blocks.py
 	$(PY) benchmarks/compile.py
+	$(PY) benchmarks/compress.py
 
 clean:
 	rm -rf $(VENV) build .pytest_cache

@@ -62,18 +62,20 @@ class CompiledTransformerModel:
         # width would silently ignore units they switched on.
         widths = model.used_mlp_widths(self.params, self.config)
         out = model.forward(self.params, self.config, token_ids, key_mask, widths)
-        scores = out.output @ self.unembed_matrix  # [B, T, V]
-        if self.use_unembed_argmax:
-            if scores.shape[-1] == 0:
-                unembedded = np.zeros(token_ids.shape, dtype=np.int64)
-                present = np.zeros(token_ids.shape, dtype=bool)
-            else:
-                unembedded = scores.argmax(axis=-1)
-                present = scores.max(axis=-1) >= NONE_THRESHOLD
-        else:
-            unembedded = scores[..., 0]
-            present = np.ones(token_ids.shape, dtype=bool)
+        unembedded, present = unembed(out.output, self.unembed_matrix, self.use_unembed_argmax)
         return CompiledTransformerModelOutput(out, unembedded, present)
+
+
+def unembed(
+    output: np.ndarray, unembed_matrix: np.ndarray, use_argmax: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """Residual [B, T, D] -> (output ids or numbers [B, T], present [B, T] bool)."""
+    scores = output @ unembed_matrix  # [B, T, V]
+    if not use_argmax:
+        return scores[..., 0], np.ones(scores.shape[:2], dtype=bool)
+    if scores.shape[-1] == 0:
+        return np.zeros(scores.shape[:2], dtype=np.int64), np.zeros(scores.shape[:2], dtype=bool)
+    return scores.argmax(axis=-1), scores.max(axis=-1) >= NONE_THRESHOLD
 
 
 @dataclasses.dataclass
