@@ -30,14 +30,12 @@ def attention_logit_scale(config: model_lib.TransformerConfig) -> float:
     return 1.0
 
 
-def frozen_weights(params: assemble.Params, device) -> dict:
-    """The compiled weights as float32 tensors on `device`, without gradients."""
+def frozen_weights(params: assemble.Params, device, dtype=None) -> dict:
+    """The compiled weights as tensors (float32 unless `dtype`) on `device`, no gradients."""
     torch = import_torch()
+    dtype = dtype or torch.float32
     return {
-        name: {
-            k: torch.as_tensor(np.asarray(v), dtype=torch.float32, device=device)
-            for k, v in a.items()
-        }
+        name: {k: torch.as_tensor(np.asarray(v), dtype=dtype, device=device) for k, v in a.items()}
         for name, a in params.items()
     }
 

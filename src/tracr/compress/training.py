@@ -38,21 +38,21 @@ from tracr.compress import scoring, torch_forward
 
 @dataclasses.dataclass(frozen=True)
 class Options:
-    """The knobs of `compress`, as passed."""
+    """The knobs of `compress`."""
 
-    unembed_at_every_layer: bool = True
-    max_steps: int = 3000
-    batch_size: int = 128
-    learning_rate: float = 1e-2
-    layer_weight: float = 1.0
-    embedding_weight: float = 1.0
-    eval_every: int = 100
-    patience: int = 5
-    n_held_out: int = 512
-    input_limit: int = 20_000
-    atol: float = scoring.ATOL
-    seed: int = 0
-    init: str = "pca"
+    unembed_at_every_layer: bool = True  # the layout, see `compressed_model`
+    max_steps: int = 2000  # Adam steps at most
+    batch_size: int = 128  # sequences per step
+    learning_rate: float = 1e-2  # halved after every second evaluation without progress
+    layer_weight: float = 1.0  # weight of L_layer against L_out
+    embedding_weight: float = 1.0  # weight of the embedding's term inside L_layer
+    eval_every: int = 100  # steps between held-out evaluations
+    patience: int = 5  # evaluations without a 1% better held-out loss before stopping
+    n_held_out: int = 512  # held-out inputs, when at least 4 times as many exist
+    input_limit: int = 20_000  # enumerate the inputs up to this many, else sample this many
+    atol: float = scoring.ATOL  # tolerance for numerical values when scoring
+    seed: int = 0  # seeds input sampling, batches and the random init
+    init: str = "pca"  # "pca" (top principal directions of the activations) or "random"
 
 
 def compress(
@@ -71,9 +71,9 @@ def compress(
       device: a torch device; by default "cuda" when torch has one, else "cpu".
       progress: show a tqdm bar with the loss and faithfulness; by default only when
         stderr is a terminal.
-      **options: the fields of `Options`: unembed_at_every_layer (the layout, see
-        `compressed_model`), max_steps, batch_size, learning_rate, layer_weight,
-        eval_every, patience, n_held_out, input_limit, atol, seed.
+      **options: the fields of `Options`: unembed_at_every_layer, max_steps, batch_size,
+        learning_rate, layer_weight, embedding_weight, eval_every, patience, n_held_out,
+        input_limit, atol, seed, init.
     """
     torch = torch_forward.import_torch()
     unknown = sorted(set(options) - {f.name for f in dataclasses.fields(Options)})
@@ -141,7 +141,7 @@ def _train(torch, model, d, opts: Options, device, progress) -> cm_lib.Compresse
         bar.set_postfix(loss=f"{held_loss:.3g}", faithful=f"{faithful:.1%}")
         stale = 0 if held_loss < 0.99 * best_loss else stale + 1
         best_loss = min(best_loss, held_loss)
-        if stale:  # Adam steps are about lr long even where the gradient is tiny
+        if stale and stale % 2 == 0:  # Adam steps stay about lr long near a minimum
             for group in optimizer.param_groups:
                 group["lr"] /= 2
         if stale >= opts.patience:
