@@ -112,3 +112,14 @@ def test_options_match_the_documented_knobs():
     documented = training.compress.__doc__
     for field in dataclasses.fields(training.Options):
         assert field.name in documented
+
+
+def test_importing_tracr_compress_loads_neither_torch_nor_matplotlib():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, tracr, tracr.compress, tracr.compress.plots\n"
+        "assert 'torch' not in sys.modules and 'matplotlib' not in sys.modules"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
