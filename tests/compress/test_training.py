@@ -51,7 +51,9 @@ def test_history_records_every_step_and_every_evaluation():
     assert len(cm.history.step_loss) == 30
     assert cm.history.eval_steps == [0, 10, 20, 30]
     assert cm.history.best_step in cm.history.eval_steps
-    assert cm.history.device == "cpu"
+    import torch
+
+    assert cm.history.device == ("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def test_both_layouts_train_and_run():
