@@ -92,3 +92,14 @@ def test_faithfulness_on_given_sequences():
     assert report.output_accuracy == 1.0
     with pytest.raises(ValueError, match="no held-out report"):
         cm.faithfulness()
+
+
+def test_read_accepts_the_sop_itself():
+    from tracr.compiler import compiling, lib
+    from tracr.rasp import rasp
+
+    program = lib.make_frac_prevs(rasp.tokens == "x")
+    model = compiling.compile_rasp_to_model(program, {"x", "y"}, 3, compiler_bos="BOS")
+    cm = compressed_model.CompressedModel(model, _exact_W(model))
+    out = cm.apply(["BOS", "y", "x"])
+    np.testing.assert_allclose(cm.read(out.residuals[-1], program)[0, 1:, 0], [0, 0.5], atol=1e-6)

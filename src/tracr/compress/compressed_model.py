@@ -28,6 +28,7 @@ import numpy as np
 from tracr.compiler import assemble
 from tracr.compress import inputs as inputs_lib
 from tracr.compress import scoring
+from tracr.rasp import rasp
 from tracr.transformer import model as model_lib
 
 
@@ -86,12 +87,14 @@ class CompressedModel:
         """A compressed residual [..., d] in the compiled model's directions [..., D]."""
         return np.asarray(x) @ self.W
 
-    def read(self, x: np.ndarray, name: str) -> np.ndarray:
-        """The columns of the read-back residual for a residual label or an SOp label.
+    def read(self, x: np.ndarray, name: str | rasp.SOp) -> np.ndarray:
+        """The columns of the read-back residual for a residual label, SOp label or SOp.
 
-        `read(out.residuals[-1], "frac_prevs")` gives [B, T, 1]; `"tokens"` gives one
-        column per token, `"tokens:x"` one column.
+        `read(out.residuals[-1], program)` gives [B, T, 1] for a numerical program;
+        `"tokens"` gives one column per token, `"tokens:x"` one column.
         """
+        if isinstance(name, rasp.SOp):
+            name = name.label
         labels = self.residual_labels
         if name in labels:
             cols = [labels.index(name)]
