@@ -19,7 +19,9 @@ def _new_figure(size):
     try:
         from matplotlib.figure import Figure
     except ImportError as err:
-        raise ImportError("tracr.compress plots need matplotlib: pip install 'tracr[plot]'") from err
+        raise ImportError(
+            "tracr.compress plots need matplotlib: pip install 'tracr[plot]'"
+        ) from err
     return Figure(figsize=size, layout="constrained")
 
 
