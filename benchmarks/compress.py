@@ -1,6 +1,6 @@
 """Learned residual-stream compression (tracr.compress) of five library programs.
 
-Run: python benchmarks/compress.py [--out DIR] [--max-steps N]
+Run: python benchmarks/compress.py [--out DIR] [--max-steps N] [--init random] [--width-d]
 Prints one table: d_model, the rank of what the compiled blocks write (a W of that width
 with the PCA start is exact, no training needed), the smallest d whose held-out output
 accuracy is >= 99%, the per-SOp accuracies at that d and the training time (CPU here).
@@ -58,10 +58,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "out"))
     parser.add_argument("--max-steps", type=int, default=1500)
+    parser.add_argument("--init", choices=["pca", "random"], default="pca")
+    parser.add_argument(
+        "--width-d", action="store_true", help="unembed_at_every_layer=False (d-wide blocks)"
+    )
     args = parser.parse_args()
     os.makedirs(args.out, exist_ok=True)
-    options = dict(max_steps=args.max_steps, n_held_out=256, progress=False)
-    print(f"options: {options}, Adam lr 1e-2, batch 128, PCA start, seed 0, CPU")
+    options = dict(
+        max_steps=args.max_steps,
+        n_held_out=256,
+        init=args.init,
+        unembed_at_every_layer=not args.width_d,
+        progress=False,
+    )
+    print(f"options: {options}, Adam lr 1e-2, batch 128, seed 0, CPU")
     header = f"{'program':<12} {'vocab':>5} {'n':>2} {'d_model':>7} {'rank':>4} {'min d':>5}"
     print(header + "  held-out  runs  time[s]  per-SOp accuracy at min d")
     total = time.perf_counter()
