@@ -81,12 +81,13 @@ def main() -> None:
         started = time.perf_counter()
         best, runs = search(model, rank, options)
         seconds = time.perf_counter() - started
-        best = best or runs[max(runs)]
-        report = best.report
+        shown = best or runs[max(runs)]  # no width passed: show the widest run
+        report = shown.report
         held = "all" if report.exhaustive else str(report.n_inputs)
         sops = ", ".join(f"{k} {v:.1%}" for k, v in report.sop_accuracy.items())
         print(
-            f"{name:<12} {len(vocab):>5} {n:>2} {best.d_model:>7} {rank:>4} {best.d:>5}  "
+            f"{name:<12} {len(vocab):>5} {n:>2} {shown.d_model:>7} {rank:>4} "
+            f"{best.d if best else 'none':>5}  "
             f"{report.output_accuracy:>7.1%} {held:>4} {len(runs):>4} {seconds:8.1f}  {sops}"
         )
         tried = ", ".join(
@@ -94,7 +95,7 @@ def main() -> None:
             for d, cm in sorted(runs.items())
         )
         print(f"{'':<12} runs: {tried}")
-        if name == "frac_prevs":
+        if name == "frac_prevs" and best is not None:
             for normalise in (False, True):
                 fig = plots.plot_embedding_gram(best, normalise=normalise)
                 suffix = "_normalised" if normalise else ""
