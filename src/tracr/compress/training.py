@@ -96,63 +96,80 @@ def compress(
 
 def _train(torch, model, d, opts: Options, device, progress) -> cm_lib.CompressedModel:
     rng = np.random.default_rng(opts.seed)
-    all_inputs = inputs_lib.valid_inputs(model, rng, opts.input_limit)
-    train, held_out = _split(all_inputs, rng, opts.n_held_out)
+    train, held_out = _split(inputs_lib.valid_inputs(model, rng, opts.input_limit), rng, opts)
     loss_fn = _loss_function(torch, model, opts, device)
     W = torch.as_tensor(_initial_W(torch, model, train, d, opts), dtype=torch.float32)
     W = W.to(device).requires_grad_()
     optimizer = torch.optim.Adam([W], lr=opts.learning_rate)
     held_batch = _to_batch(torch, held_out, device)
     history = cm_lib.TrainingHistory(device=str(device))
-    best = (-1.0, np.inf, W.detach().cpu().numpy().copy(), 0)  # faithfulness, loss, W, step
-    best_loss, stale = np.inf, 0
+    tracker = _Tracker()
     started = time.perf_counter()
     bar = _progress_bar(opts.max_steps, progress)
-    for step in range(0, opts.max_steps + 1):
-        if step == 0:  # score the initial W, then train
-            loss = torch.zeros(())
-        else:
-            rows = rng.integers(0, len(train), size=opts.batch_size)
-            loss = loss_fn(W, _to_batch(torch, train.subset(rows), device))
+
+    def evaluate(step: int) -> bool:
+        """Scores W on the held-out inputs; True when training should stop."""
+        with torch.no_grad():
+            loss = loss_fn(W, held_batch).item()
+        W_now = W.detach().cpu().numpy().copy()
+        candidate = cm_lib.CompressedModel(model, W_now, opts.unembed_at_every_layer)
+        faithful = scoring.score(candidate, held_out, atol=opts.atol).output_accuracy
+        history.eval_steps.append(step)
+        history.eval_loss.append(loss)
+        history.eval_faithfulness.append(faithful)
+        bar.update(step - bar.n)
+        bar.set_postfix(loss=f"{loss:.3g}", faithful=f"{faithful:.1%}")
+        if tracker.record(step, W_now, loss, faithful):  # Adam steps stay about lr long
+            for group in optimizer.param_groups:
+                group["lr"] /= 2
+        return tracker.stale >= opts.patience
+
+    stop = evaluate(0)
+    for step in range(1, opts.max_steps + 1):
+        if stop:
+            history.stopped_early = True
+            break
+        rows = rng.integers(0, len(train), size=opts.batch_size)
+        loss = loss_fn(W, _to_batch(torch, train.subset(rows), device))
         if not torch.isfinite(loss):
             raise FloatingPointError(
                 f"the compression loss is {loss.item()} at step {step} (d={d}): the "
                 "compiled model's large weights amplify errors in W; lower learning_rate "
                 f"(now {opts.learning_rate:g}) or try another seed"
             )
-        if step:
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            history.step_loss.append(loss.item())
-        if step % opts.eval_every and step != opts.max_steps:
-            continue
-        with torch.no_grad():
-            held_loss = loss_fn(W, held_batch).item()
-        W_now = W.detach().cpu().numpy().copy()
-        candidate = cm_lib.CompressedModel(model, W_now, opts.unembed_at_every_layer)
-        faithful = scoring.score(candidate, held_out, atol=opts.atol).output_accuracy
-        history.eval_steps.append(step)
-        history.eval_loss.append(held_loss)
-        history.eval_faithfulness.append(faithful)
-        if (faithful, -held_loss) > (best[0], -best[1]):
-            best = (faithful, held_loss, W_now, step)
-        bar.update(step - bar.n)
-        bar.set_postfix(loss=f"{held_loss:.3g}", faithful=f"{faithful:.1%}")
-        stale = 0 if held_loss < 0.99 * best_loss else stale + 1
-        best_loss = min(best_loss, held_loss)
-        if stale and stale % 2 == 0:  # Adam steps stay about lr long near a minimum
-            for group in optimizer.param_groups:
-                group["lr"] /= 2
-        if stale >= opts.patience:
-            history.stopped_early = True
-            break
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        history.step_loss.append(loss.item())
+        if step % opts.eval_every == 0 or step == opts.max_steps:
+            stop = evaluate(step)
     bar.close()
     history.seconds = time.perf_counter() - started
-    history.best_step = best[3]
-    result = cm_lib.CompressedModel(model, best[2], opts.unembed_at_every_layer, history)
+    history.best_step = tracker.best_step
+    result = cm_lib.CompressedModel(model, tracker.best_W, opts.unembed_at_every_layer, history)
     result.report = scoring.score(result, held_out, atol=opts.atol)
     return result
+
+
+@dataclasses.dataclass
+class _Tracker:
+    """The best W so far (by held-out faithfulness, then loss) and the evaluations since
+    the held-out loss last improved by 1%."""
+
+    best_key: tuple[float, float] = (-1.0, -np.inf)
+    best_W: np.ndarray | None = None
+    best_step: int = 0
+    lowest_loss: float = np.inf
+    stale: int = 0
+
+    def record(self, step: int, W: np.ndarray, loss: float, faithful: float) -> bool:
+        """Notes one evaluation; True when the learning rate should halve (every second
+        evaluation without progress)."""
+        if (faithful, -loss) > self.best_key:
+            self.best_key, self.best_W, self.best_step = (faithful, -loss), W, step
+        self.stale = 0 if loss < 0.99 * self.lowest_loss else self.stale + 1
+        self.lowest_loss = min(self.lowest_loss, loss)
+        return self.stale > 0 and self.stale % 2 == 0
 
 
 def _initial_W(torch, model, train: inputs_lib.InputSet, d: int, opts: Options) -> np.ndarray:
@@ -237,14 +254,14 @@ def _to_batch(torch, data: inputs_lib.InputSet, device) -> _Batch:
     return _Batch(ids, key_mask, positions)
 
 
-def _split(data: inputs_lib.InputSet, rng, n_held_out: int):
+def _split(data: inputs_lib.InputSet, rng, opts: Options):
     """(train, held-out); both every input when there are too few to keep some apart."""
     if len(data) == 0:
         raise ValueError("the model has no valid input to train on")
-    if len(data) < 4 * n_held_out:
+    if len(data) < 4 * opts.n_held_out:
         return data, data
     order = rng.permutation(len(data))
-    return data.subset(order[n_held_out:]), data.subset(order[:n_held_out])
+    return data.subset(order[opts.n_held_out :]), data.subset(order[: opts.n_held_out])
 
 
 def _progress_bar(total: int, progress: bool | None):
