@@ -11,7 +11,7 @@ $(VENV)/bin/python:
 
 $(STAMP): pyproject.toml | $(VENV)/bin/python
 	$(PY) -m pip install --quiet torch==2.13.0  # the CPU build, before any extra needs torch
-	$(PY) -m pip install --quiet -e ".[dev,export,torch,lens]"
+	$(PY) -m pip install --quiet -e ".[dev,export,torch,lens,plot]"
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -37,6 +37,7 @@ test-lens3: $(LENS3)/.installed
 bench: $(STAMP)
 	$(PY) benchmarks/craft_blocks.py
 	$(PY) benchmarks/compile.py
+	$(PY) benchmarks/compress.py
 
 # The reference Tracr in a venv of its own, for side-by-side measurements.
 REF_VENV := .venv-ref

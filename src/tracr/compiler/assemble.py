@@ -77,20 +77,8 @@ class CompiledTransformerModel:
     pad_encoding: int | None = None
 
     def unembed(self, output: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """([B, T] argmax ids or numbers, [B, T] whether a value is present) of the final
-        residual [B, T, D]."""
-        # Only the residual directions the unembedding reads (usually a few).
-        rows = np.flatnonzero((self.unembed_matrix != 0).any(axis=1))
-        final = output.reshape(-1, output.shape[-1])
-        with model.blas_single_thread():
-            scores = final[:, rows] @ self.unembed_matrix[rows]
-        shape = output.shape[:2]
-        scores = scores.reshape(*shape, -1)  # [B, T, V]
-        if self.use_unembed_argmax:
-            if scores.shape[-1] == 0:
-                return np.zeros(shape, dtype=np.int64), np.zeros(shape, dtype=bool)
-            return scores.argmax(axis=-1), scores.max(axis=-1) >= NONE_THRESHOLD
-        return scores[..., 0], np.ones(shape, dtype=bool)
+        """`unembed` with this model's unembedding."""
+        return unembed(output, self.unembed_matrix, self.use_unembed_argmax)
 
     def __call__(self, token_ids: np.ndarray) -> CompiledTransformerModelOutput:
         token_ids = np.asarray(token_ids)
@@ -101,6 +89,24 @@ class CompiledTransformerModel:
         out = model.forward(self.params, self.config, token_ids, key_mask)
         unembedded, present = self.unembed(out.output)
         return CompiledTransformerModelOutput(out, unembedded, present)
+
+
+def unembed(
+    output: np.ndarray, unembed_matrix: np.ndarray, use_argmax: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """Residual [B, T, D] -> (output ids or numbers [B, T], present [B, T] bool)."""
+    # Only the residual directions the unembedding reads (usually a few).
+    rows = np.flatnonzero((unembed_matrix != 0).any(axis=1))
+    final = output.reshape(-1, output.shape[-1])
+    with model.blas_single_thread():
+        scores = final[:, rows] @ np.asarray(unembed_matrix)[rows]
+    shape = output.shape[:2]
+    scores = scores.reshape(*shape, -1)  # [B, T, V]
+    if not use_argmax:
+        return scores[..., 0], np.ones(shape, dtype=bool)
+    if scores.shape[-1] == 0:
+        return np.zeros(shape, dtype=np.int64), np.zeros(shape, dtype=bool)
+    return scores.argmax(axis=-1), scores.max(axis=-1) >= NONE_THRESHOLD
 
 
 @dataclasses.dataclass

@@ -303,6 +303,19 @@ def used_mlp_widths(
     return widths
 
 
+def attention_block(params, prefix: str, config: TransformerConfig, x, mask):
+    """Layer `prefix`'s attention on x [N, D] (N = B T; mask [B, 1, T, T]):
+    (output [N, D], logits [B, H, T, T]). Sparse or dense, whichever pays."""
+    attention = _attention if _sparse_pays(params, prefix, x) else _dense_attention
+    return attention(params, f"{prefix}/attn", config, x, mask)
+
+
+def mlp_block(params, prefix: str, config: TransformerConfig, x, width: int | None = None):
+    """Layer `prefix`'s MLP on x [N, D] -> [N, D]. Sparse or dense, whichever pays."""
+    mlp = _mlp if _sparse_pays(params, prefix, x) else _dense_mlp
+    return mlp(params, f"{prefix}/mlp", config, x, width)
+
+
 def forward(
     params: Mapping[str, Mapping[str, np.ndarray]],
     config: TransformerConfig,
@@ -331,12 +344,10 @@ def forward(
     with blas_single_thread():
         for layer in range(config.num_layers):
             prefix = f"transformer/layer_{layer}"
-            attention = _attention if _sparse_pays(params, prefix, residual) else _dense_attention
-            attn_out, logits = attention(params, f"{prefix}/attn", config, residual, mask)
+            attn_out, logits = attention_block(params, prefix, config, residual, mask)
             residual = residual + attn_out
             width = None if mlp_widths is None else mlp_widths[layer]
-            mlp = _mlp if _sparse_pays(params, prefix, residual) else _dense_mlp
-            mlp_out = mlp(params, f"{prefix}/mlp", config, residual, width)
+            mlp_out = mlp_block(params, prefix, config, residual, width)
             layer_outputs += [attn_out.reshape(shape), mlp_out.reshape(shape)]
             residuals.append(residual.reshape(shape))
             residual = residual + mlp_out

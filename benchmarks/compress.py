@@ -1,0 +1,111 @@
+"""Learned residual-stream compression (tracr.compress) of five library programs.
+
+Run: python benchmarks/compress.py [--out DIR] [--max-steps N] [--init random] [--width-d]
+Prints one table: d_model, the rank of what the compiled blocks write (a W of that width
+with the PCA start is exact, no training needed), the smallest d whose held-out output
+accuracy is >= 99%, the per-SOp accuracies at that d and the training time (CPU here).
+The search trains at d = rank - 1, rank - 2, ... and stops at the first d below 99%.
+Also saves the frac_prevs embedding heatmaps (WᵀW, raw and normalised) and its sweep
+plot under DIR (default benchmarks/out).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+import numpy as np
+
+from tracr import compress
+from tracr.compiler import compiling, lib
+from tracr.compress import inputs, plots
+from tracr.rasp import rasp
+
+LETTERS = {"a", "b", "c", "d"}
+PROGRAMS = [
+    ("frac_prevs", lambda: lib.make_frac_prevs(rasp.tokens == "x"), {"x", "y"}, 5),
+    ("sort_unique", lambda: lib.make_sort_unique(rasp.tokens, rasp.tokens), {1, 2, 3, 4}, 5),
+    ("length", lib.make_length, LETTERS, 5),
+    ("hist", lib.make_hist, LETTERS, 5),
+    ("reverse", lambda: lib.make_reverse(rasp.tokens), LETTERS, 5),
+]
+
+
+def activation_rank(model) -> int:
+    """The dimension of the span of everything the compiled model writes on valid inputs."""
+    data = inputs.valid_inputs(model, np.random.default_rng(0), 20_000)
+    out = model.forward(model.params, data.token_ids).transformer_output
+    real = data.key_mask
+    rows = np.concatenate([a[real] for a in (out.input_embeddings, *out.layer_outputs)])
+    return int(np.linalg.matrix_rank(rows.astype(np.float64), tol=1e-6))
+
+
+def search(model, rank: int, options: dict):
+    """(smallest passing CompressedModel, every run) training downward from rank - 1."""
+    runs = {}
+    passing = None
+    for d in range(min(rank, len(model.residual_labels) - 1), 0, -1):
+        cm = compress.compress(model, d, **options)
+        runs[d] = cm
+        if cm.report.output_accuracy < 0.99:
+            break
+        passing = cm
+    return passing, runs
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "out"))
+    parser.add_argument("--max-steps", type=int, default=1500)
+    parser.add_argument("--init", choices=["pca", "random"], default="pca")
+    parser.add_argument(
+        "--width-d", action="store_true", help="unembed_at_every_layer=False (d-wide blocks)"
+    )
+    args = parser.parse_args()
+    os.makedirs(args.out, exist_ok=True)
+    options = dict(
+        max_steps=args.max_steps,
+        n_held_out=256,
+        init=args.init,
+        unembed_at_every_layer=not args.width_d,
+        progress=False,
+    )
+    print(f"options: {options}, Adam lr 1e-2, batch 128, seed 0, CPU")
+    header = f"{'program':<12} {'vocab':>5} {'n':>2} {'d_model':>7} {'rank':>4} {'min d':>5}"
+    print(header + "  held-out  runs  time[s]  per-SOp accuracy at min d")
+    total = time.perf_counter()
+    for name, make, vocab, n in PROGRAMS:
+        model = compiling.compile_rasp_to_model(make(), vocab, n, compiler_bos="BOS")
+        rank = activation_rank(model)
+        started = time.perf_counter()
+        best, runs = search(model, rank, options)
+        seconds = time.perf_counter() - started
+        shown = best or runs[max(runs)]  # no width passed: show the widest run
+        report = shown.report
+        held = "all" if report.exhaustive else str(report.n_inputs)
+        sops = ", ".join(f"{k} {v:.1%}" for k, v in report.sop_accuracy.items())
+        print(
+            f"{name:<12} {len(vocab):>5} {n:>2} {shown.d_model:>7} {rank:>4} "
+            f"{best.d if best else 'none':>5}  "
+            f"{report.output_accuracy:>7.1%} {held:>4} {len(runs):>4} {seconds:8.1f}  {sops}"
+        )
+        tried = ", ".join(
+            f"d={d}: {cm.report.output_accuracy:.1%} ({cm.history.seconds:.0f}s)"
+            for d, cm in sorted(runs.items())
+        )
+        print(f"{'':<12} runs: {tried}")
+        if name == "frac_prevs" and best is not None:
+            for normalise in (False, True):
+                fig = plots.plot_embedding_gram(best, normalise=normalise)
+                suffix = "_normalised" if normalise else ""
+                fig.savefig(os.path.join(args.out, f"frac_prevs_gram{suffix}.png"), dpi=110)
+            below = runs.get(best.d - 1)
+            if below is not None:
+                fig = plots.plot_embedding_gram(below, normalise=True)
+                fig.savefig(os.path.join(args.out, f"frac_prevs_gram_d{below.d}.png"), dpi=110)
+    print(f"total {time.perf_counter() - total:.0f} s")
+
+
+if __name__ == "__main__":
+    main()

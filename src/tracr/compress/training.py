@@ -1,0 +1,304 @@
+"""`compress`: learn W [d, D] so that the compressed model keeps the program's computation.
+
+The loss follows Section 5 of the Tracr report (arXiv 2301.05062): the compiled weights
+are frozen, only W is trained, and
+
+    loss = L_out + layer_weight * L_layer
+
+- L_out: the compressed model's output against the compiled model's: cross-entropy over
+  the output values for a categorical output (positions where the program's value is None
+  are left out: they have no class), mean squared error for a numerical one;
+- L_layer: for every attention and MLP block, the squared error between its output in the
+  compressed model, read back through W, and in the compiled model, summed over the D
+  directions and averaged over positions. One addition to the report: the embedding
+  counts as a layer too (e Wᵀ W against e), so that tokens and indices, which no block
+  writes, are also kept readable.
+
+Training inputs are drawn with `seed` from the valid inputs (see `inputs`); a held-out
+set is kept apart when the input space is large enough, otherwise every input is used for
+both and the report says so. Adam; every `eval_every` steps the held-out loss and
+faithfulness are measured and the W with the best held-out faithfulness (then loss) is
+kept; training stops when the held-out loss has not improved by 1% in `patience`
+evaluations.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import time
+
+import numpy as np
+
+from tracr.compiler import assemble
+from tracr.compress import compressed_model as cm_lib
+from tracr.compress import inputs as inputs_lib
+from tracr.compress import scoring, torch_forward
+
+
+@dataclasses.dataclass(frozen=True)
+class Options:
+    """The knobs of `compress`."""
+
+    unembed_at_every_layer: bool = True  # the layout, see `compressed_model`
+    max_steps: int = 2000  # Adam steps at most
+    batch_size: int = 128  # sequences per step
+    learning_rate: float = 1e-2  # halved after every second evaluation without progress
+    layer_weight: float = 1.0  # weight of L_layer against L_out
+    embedding_weight: float = 1.0  # weight of the embedding's term inside L_layer
+    eval_every: int = 100  # steps between held-out evaluations
+    patience: int = 5  # evaluations without a 1% better held-out loss before stopping
+    n_held_out: int = 512  # held-out inputs, when at least 4 times as many exist
+    input_limit: int = 20_000  # enumerate the inputs up to this many, else sample this many
+    atol: float = scoring.ATOL  # tolerance for numerical values when scoring
+    seed: int = 0  # seeds input sampling, batches and the random init
+    init: str = "pca"  # "pca" (top principal directions of the activations) or "random"
+
+
+def compress(
+    model: assemble.AssembledTransformerModel,
+    d: int,
+    *,
+    device: str | None = None,
+    progress: bool | None = None,
+    **options,
+) -> cm_lib.CompressedModel:
+    """Learns a compression of `model`'s residual stream to width `d`; see the module doc.
+
+    Args:
+      model: a compiled model (`compile_rasp_to_model`).
+      d: the compressed width, 1 <= d < d_model.
+      device: a torch device; by default "cuda" when torch has one, else "cpu".
+      progress: show a tqdm bar with the loss and faithfulness; by default only when
+        stderr is a terminal.
+      **options: the fields of `Options`: unembed_at_every_layer, max_steps, batch_size,
+        learning_rate, layer_weight, embedding_weight, eval_every, patience, n_held_out,
+        input_limit, atol, seed, init.
+    """
+    torch = torch_forward.import_torch()
+    unknown = sorted(set(options) - {f.name for f in dataclasses.fields(Options)})
+    if unknown:
+        raise TypeError(
+            f"compress got unknown options {unknown}; known: "
+            f"{[f.name for f in dataclasses.fields(Options)]}"
+        )
+    opts = Options(**options)
+    _check_arguments(model, d, opts)
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    threads = torch.get_num_threads()
+    if str(device) == "cpu":  # tiny tensors: threads cost more than they save
+        torch.set_num_threads(1)
+    try:
+        return _train(torch, model, d, opts, device, progress)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train(torch, model, d, opts: Options, device, progress) -> cm_lib.CompressedModel:
+    rng = np.random.default_rng(opts.seed)
+    train, held_out = _split(inputs_lib.valid_inputs(model, rng, opts.input_limit), rng, opts)
+    loss_fn = _loss_function(torch, model, opts, device)
+    W = torch.as_tensor(_initial_W(torch, model, train, d, opts), dtype=torch.float32)
+    W = W.to(device).requires_grad_()
+    optimizer = torch.optim.Adam([W], lr=opts.learning_rate)
+    held_batch = _to_batch(torch, held_out, device)
+    history = cm_lib.TrainingHistory(device=str(device))
+    tracker = _Tracker()
+    started = time.perf_counter()
+    bar = _progress_bar(opts.max_steps, progress)
+
+    def evaluate(step: int) -> bool:
+        """Scores W on the held-out inputs; True when training should stop."""
+        with torch.no_grad():
+            loss = loss_fn(W, held_batch).item()
+        W_now = W.detach().cpu().numpy().copy()
+        candidate = cm_lib.CompressedModel(model, W_now, opts.unembed_at_every_layer)
+        faithful = scoring.score(candidate, held_out, atol=opts.atol).output_accuracy
+        history.eval_steps.append(step)
+        history.eval_loss.append(loss)
+        history.eval_faithfulness.append(faithful)
+        bar.update(step - bar.n)
+        bar.set_postfix(loss=f"{loss:.3g}", faithful=f"{faithful:.1%}")
+        if tracker.record(step, W_now, loss, faithful):  # Adam steps stay about lr long
+            for group in optimizer.param_groups:
+                group["lr"] /= 2
+        return tracker.stale >= opts.patience
+
+    stop = evaluate(0)
+    for step in range(1, opts.max_steps + 1):
+        if stop:
+            history.stopped_early = True
+            break
+        rows = rng.integers(0, len(train), size=opts.batch_size)
+        loss = loss_fn(W, _to_batch(torch, train.subset(rows), device))
+        if not torch.isfinite(loss):
+            raise FloatingPointError(
+                f"the compression loss is {loss.item()} at step {step} (d={d}): the "
+                "compiled model's large weights amplify errors in W; lower learning_rate "
+                f"(now {opts.learning_rate:g}) or try another seed"
+            )
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        history.step_loss.append(loss.item())
+        if step % opts.eval_every == 0 or step == opts.max_steps:
+            stop = evaluate(step)
+    bar.close()
+    history.seconds = time.perf_counter() - started
+    history.best_step = tracker.best_step
+    result = cm_lib.CompressedModel(model, tracker.best_W, opts.unembed_at_every_layer, history)
+    result.report = scoring.score(result, held_out, atol=opts.atol)
+    return result
+
+
+@dataclasses.dataclass
+class _Tracker:
+    """The best W so far (by held-out faithfulness, then loss) and the evaluations since
+    the held-out loss last improved by 1%."""
+
+    best_key: tuple[float, float] = (-1.0, -np.inf)
+    best_W: np.ndarray | None = None
+    best_step: int = 0
+    lowest_loss: float = np.inf
+    stale: int = 0
+
+    def record(self, step: int, W: np.ndarray, loss: float, faithful: float) -> bool:
+        """Notes one evaluation; True when the learning rate should halve (every second
+        evaluation without progress)."""
+        if (faithful, -loss) > self.best_key:
+            self.best_key, self.best_W, self.best_step = (faithful, -loss), W, step
+        self.stale = 0 if loss < 0.99 * self.lowest_loss else self.stale + 1
+        self.lowest_loss = min(self.lowest_loss, loss)
+        return self.stale > 0 and self.stale % 2 == 0
+
+
+def _initial_W(torch, model, train: inputs_lib.InputSet, d: int, opts: Options) -> np.ndarray:
+    """[d, D]: "random" N(0, 1/d) entries, or "pca": the top d principal directions of
+    what the blocks write (the embedding and every block's output at real positions).
+
+    When the compiled activations span at most d dimensions, the "pca" W is already an
+    exact compression (Wᵀ W is the identity on that span), and training starts there.
+    """
+    if opts.init == "random":
+        generator = torch.Generator().manual_seed(opts.seed)
+        return (
+            torch.randn(d, len(model.residual_labels), generator=generator) / np.sqrt(d)
+        ).numpy()
+    rows = []
+    for start in range(0, len(train), inputs_lib.CHUNK):
+        part = train.subset(np.arange(start, min(start + inputs_lib.CHUNK, len(train))))
+        out = model.forward(model.params, part.token_ids).transformer_output
+        real = part.key_mask
+        rows += [a[real] for a in (out.input_embeddings, *out.layer_outputs)]
+    activations = np.concatenate(rows).astype(np.float64)  # [rows, D]
+    _, _, vt = np.linalg.svd(activations, full_matrices=False)
+    return vt[:d]
+
+
+def _loss_function(torch, model, opts: Options, device):
+    """loss(W, batch) -> scalar tensor, against the compiled model on the same batch."""
+    config = model.model_config
+    compiled = model.get_compiled_model()
+    weights = torch_forward.frozen_weights(model.params, device)
+    unembed = torch.as_tensor(compiled.unembed_matrix, dtype=torch.float32, device=device)
+
+    def loss_fn(W, batch):
+        with torch.no_grad():
+            want_embedded, want_layers, want = torch_forward.forward(
+                weights, config, None, batch.ids, batch.key_mask
+            )
+        got_embedded, got_layers, got = torch_forward.forward(
+            weights,
+            config,
+            W,
+            batch.ids,
+            batch.key_mask,
+            unembed_at_every_layer=opts.unembed_at_every_layer,
+        )
+        real = batch.key_mask.float()[..., None]  # padding is left out
+        layer = sum(((g - w) ** 2 * real).sum() for g, w in zip(got_layers, want_layers))
+        layer = layer + opts.embedding_weight * ((got_embedded - want_embedded) ** 2 * real).sum()
+        layer = layer / real.sum()
+        out = _output_loss(
+            torch, got @ unembed, want @ unembed, batch.positions, compiled.use_unembed_argmax
+        )
+        return out + opts.layer_weight * layer
+
+    return loss_fn
+
+
+def _output_loss(torch, got_scores, want_scores, positions, categorical):
+    """Cross-entropy to the compiled output value, or squared error for a number."""
+    if categorical:
+        present = positions & (want_scores.max(dim=-1).values >= assemble.NONE_THRESHOLD)
+        if not bool(present.any()):
+            return got_scores.sum() * 0.0
+        target = want_scores.argmax(dim=-1)
+        return torch.nn.functional.cross_entropy(got_scores[present], target[present])
+    where = positions.float()
+    return (((got_scores[..., 0] - want_scores[..., 0]) ** 2) * where).sum() / where.sum()
+
+
+@dataclasses.dataclass(frozen=True)
+class _Batch:
+    ids: object  # [B, T] long tensor
+    key_mask: object  # [B, T] bool tensor: real tokens, BOS included
+    positions: object  # [B, T] bool tensor: real tokens after BOS
+
+
+def _to_batch(torch, data: inputs_lib.InputSet, device) -> _Batch:
+    ids = torch.as_tensor(data.token_ids, device=device)
+    key_mask = torch.as_tensor(data.key_mask, device=device)
+    positions = key_mask.clone()
+    positions[:, 0] = False
+    return _Batch(ids, key_mask, positions)
+
+
+def _split(data: inputs_lib.InputSet, rng, opts: Options):
+    """(train, held-out); both every input when there are too few to keep some apart."""
+    if len(data) == 0:
+        raise ValueError("the model has no valid input to train on")
+    if len(data) < 4 * opts.n_held_out:
+        return data, data
+    order = rng.permutation(len(data))
+    return data.subset(order[opts.n_held_out :]), data.subset(order[: opts.n_held_out])
+
+
+def _progress_bar(total: int, progress: bool | None):
+    try:
+        from tqdm.auto import tqdm
+    except ImportError as err:
+        raise ImportError(
+            "tracr.compress shows progress with tqdm: pip install 'tracr[torch]'"
+        ) from err
+    if progress is None:
+        progress = sys.stderr.isatty()
+    return tqdm(total=total, disable=not progress, desc="compress", unit="step")
+
+
+def _check_arguments(model, d, opts: Options) -> None:
+    if not isinstance(model, assemble.AssembledTransformerModel):
+        raise TypeError(
+            f"compress takes a compiled model (AssembledTransformerModel), got "
+            f"{type(model).__name__}"
+        )
+    d_model = len(model.residual_labels)
+    if isinstance(d, bool) or not isinstance(d, (int, np.integer)) or not 1 <= d < d_model:
+        raise ValueError(
+            f"d must be an int with 1 <= d < d_model = {d_model} (a compression), got {d!r}"
+        )
+    for name in ("max_steps", "batch_size", "eval_every", "patience", "n_held_out"):
+        value = getattr(opts, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive int, got {value!r}")
+    if opts.init not in ("pca", "random"):
+        raise ValueError(f'init must be "pca" or "random", got {opts.init!r}')
+    for name in ("learning_rate", "atol"):
+        if not getattr(opts, name) > 0:
+            raise ValueError(f"{name} must be positive, got {getattr(opts, name)!r}")
+    compiled = model.get_compiled_model()
+    if compiled.use_unembed_argmax and compiled.unembed_matrix.shape[1] == 0:
+        raise ValueError(
+            "the program's output has no value the compiled model can hold (an empty "
+            "categorical output space), so there is nothing to score the compression on"
+        )

@@ -1,0 +1,5 @@
+"""Plots in these tests render with the Agg backend (no display needed)."""
+
+import matplotlib
+
+matplotlib.use("Agg")

@@ -1,0 +1,105 @@
+"""CompressedModel: apply, read-back, the two layouts, the Gram matrix."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tests.compress import helpers
+from tracr.compress import compressed_model
+from tracr.transformer import model as model_lib
+
+
+def _exact_W(model):
+    """A W that drops only the PAD direction, which no real position ever holds."""
+    labels = model.residual_labels
+    keep = [i for i, label in enumerate(labels) if not label.endswith("compiler_pad")]
+    return np.eye(len(labels))[keep]
+
+
+@pytest.mark.parametrize("layout", [True, False])
+def test_dropping_only_the_pad_direction_computes_the_program(layout):
+    model = helpers.frac_prevs()
+    cm = compressed_model.CompressedModel(model, _exact_W(model), layout)
+    assert cm.d == cm.d_model - 1
+    for tokens, expected in [
+        (["BOS", "x", "y", "x"], [1.0, 0.5, 2 / 3]),
+        (["BOS", "y", "y"], [0.0, 0.0]),
+    ]:
+        decoded = cm.apply(tokens).decoded
+        assert decoded[0] == "BOS"
+        np.testing.assert_allclose(decoded[1:], expected, atol=1e-5)
+
+
+def test_apply_batch_decodes_each_sequence_like_apply():
+    model = helpers.reverse()
+    cm = compressed_model.CompressedModel(model, _exact_W(model))
+    batch = cm.apply_batch([["BOS", 1, 2], ["BOS", 2, 1, 1]])
+    assert batch.decoded[0][:3] == ["BOS", 2, 1]
+    assert batch.decoded[1] == ["BOS", 1, 1, 2]
+    assert cm.apply(["BOS", 2, 1, 1]).decoded == ["BOS", 1, 1, 2]
+
+
+def test_residuals_are_compressed_and_read_back_by_label():
+    model = helpers.frac_prevs()
+    cm = compressed_model.CompressedModel(model, _exact_W(model))
+    out = cm.apply(["BOS", "x", "y"])
+    assert out.residuals[-1].shape == (1, 3, cm.d)
+    assert out.transformer_output.shape == (1, 3, cm.d_model)
+    frac = [label for label in model.residual_labels if label.startswith("frac_prevs")][0]
+    np.testing.assert_allclose(cm.read(out.residuals[-1], frac)[0, 1:, 0], [1.0, 0.5], atol=1e-6)
+    tokens = cm.read(out.residuals[-1], "tokens")  # one column per token value
+    assert tokens.shape == (1, 3, 4)
+    assert cm.read(out.residuals[-1], "tokens:x")[0, :, 0].tolist() == [0.0, 1.0, 0.0]
+    with pytest.raises(KeyError, match="no residual label or SOp named 'nope'"):
+        cm.read(out.residuals[-1], "nope")
+
+
+def test_the_width_d_layout_is_a_plain_transformer_of_width_d():
+    model = helpers.frac_prevs()
+    rng = np.random.default_rng(1)
+    W = _exact_W(model) + 0.05 * rng.standard_normal((model.model_config.d_model - 1, 10))
+    cm = compressed_model.CompressedModel(model, W, unembed_at_every_layer=False)
+    ids = np.asarray([model.input_encoder.encode(["BOS", "x", "y", "y"])])
+    plain = model_lib.forward(cm.params, cm.model_config, ids)
+    assert plain.output.shape == (1, 4, cm.d)
+    assert cm.params["transformer/layer_0/attn/query"]["w"].shape[0] == cm.d
+    # Same function as the read-through layout: the final residuals agree.
+    other = compressed_model.CompressedModel(model, W, unembed_at_every_layer=True)
+    np.testing.assert_allclose(plain.output, other.forward(ids).residuals[-1], atol=1e-5)
+
+
+def test_embedding_gram_is_W_transpose_W_and_normalises_to_cosines():
+    model = helpers.frac_prevs()
+    W = np.arange(30, dtype=float).reshape(3, 10) - 7.0
+    cm = compressed_model.CompressedModel(model, W)
+    np.testing.assert_allclose(cm.embedding_gram(), W.T @ W, rtol=1e-6)
+    cosines = cm.embedding_gram(normalise=True)
+    np.testing.assert_allclose(np.diag(cosines), 1.0, rtol=1e-6)
+    assert np.all(np.abs(cosines) <= 1 + 1e-6)
+
+
+def test_W_of_the_wrong_width_is_refused():
+    with pytest.raises(ValueError, match=r"W must have shape \[d, d_model\] = \[d, 10\]"):
+        compressed_model.CompressedModel(helpers.frac_prevs(), np.zeros((3, 9)))
+
+
+def test_faithfulness_on_given_sequences():
+    model = helpers.reverse()
+    cm = compressed_model.CompressedModel(model, _exact_W(model))
+    report = cm.faithfulness(helpers.every_input({1, 2}, 3))
+    assert report.n_inputs == 14
+    assert report.output_accuracy == 1.0
+    with pytest.raises(ValueError, match="no held-out report"):
+        cm.faithfulness()
+
+
+def test_read_accepts_the_sop_itself():
+    from tracr.compiler import compiling, lib
+    from tracr.rasp import rasp
+
+    program = lib.make_frac_prevs(rasp.tokens == "x")
+    model = compiling.compile_rasp_to_model(program, {"x", "y"}, 3, compiler_bos="BOS")
+    cm = compressed_model.CompressedModel(model, _exact_W(model))
+    out = cm.apply(["BOS", "y", "x"])
+    np.testing.assert_allclose(cm.read(out.residuals[-1], program)[0, 1:, 0], [0, 0.5], atol=1e-6)
