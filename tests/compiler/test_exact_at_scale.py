@@ -10,7 +10,7 @@ import pytest
 
 from tests import cases
 from tests.compiler import exactness
-from tracr.compiler import compiling, lib, validating
+from tracr.compiler import compiling, lib
 from tracr.rasp import rasp
 
 VOCAB16 = set(range(16))
@@ -130,9 +130,3 @@ def test_numerical_map_of_many_values_is_exact(f, max_seq_len):
     )
     sequences = [["a"] * n for n in range(1, max_seq_len + 1)]
     assert exactness.mismatches(model, program, sequences) == []
-
-
-def test_numerical_map_beyond_float32_is_refused_with_a_hint():
-    program = _numerical_length_map(lambda n: n * n)
-    with pytest.raises(validating.UnsupportedProgramError, match="make the numerical input categ"):
-        compiling.compile_rasp_to_model(program, vocab={"a"}, max_seq_len=100)

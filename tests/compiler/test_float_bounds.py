@@ -11,25 +11,23 @@ from tracr.compiler import compiling, float_bounds, lib, rasp_to_graph, validati
 from tracr.rasp import rasp
 
 
-def _numerical_length_map(f):
-    length = rasp.numerical(lib.make_length())
-    return rasp.numerical(rasp.Map(f, length, simplify=False)).named("f_of_length")
-
-
 def test_refusal_names_the_sop_the_bound_the_budget_and_a_fix():
-    program = _numerical_length_map(lambda n: n * n)
+    frac = lib.make_frac_prevs(rasp.tokens == "a")
+    program = rasp.numerical(rasp.Map(lambda x: np.sin(20 * x), frac)).named("wiggle")
     with pytest.raises(validating.UnsupportedProgramError) as info:
-        compiling.compile_rasp_to_model(program, vocab={"a"}, max_seq_len=100, compiler_bos="BOS")
+        compiling.compile_rasp_to_model(program, vocab={"a", "b"}, max_seq_len=16)
     message = str(info.value)
-    assert "f_of_length" in message
+    assert "wiggle" in message and "frac_prevs" in message  # the SOp and its input
     assert "float32 error bound" in message and "exceeds the budget" in message
-    assert "make the numerical input categorical" in message
+    assert "shrink the value set" in message
 
 
-def test_categorical_length_then_numerical_map_is_the_fix():
-    """The refusal's advice works: a categorical width, then the Map, is exact."""
-    length = lib.make_length()
-    program = rasp.numerical(rasp.Map(lambda n: n * n, length))
+@pytest.mark.parametrize("f", [lambda n: n * n, lambda n: n % 3, lambda n: 1 / n])
+def test_maps_of_a_numerical_length_read_its_one_hot_exactly(f):
+    """Through the number these are beyond float32 at N = 100 (and were refused); through
+    the width's one-hot they are exact lookup tables."""
+    length = rasp.numerical(lib.make_length())
+    program = rasp.numerical(rasp.Map(f, length, simplify=False))
     model = compiling.compile_rasp_to_model(
         program, vocab={"a"}, max_seq_len=100, compiler_bos="BOS"
     )

@@ -275,6 +275,8 @@ def add_craft_components_to_rasp_graph(
             raise NotImplementedError(f"no lowering for {type(expr).__name__} {label!r}")
         node = LoweredSOp(expr=expr, space=space, block=block, constant=constant)
         node = _cleaner_if_noisy(node, bounds, errors, ctx, spaces)
+        if isinstance(expr, rasp.Map) and _is_numerical_width(expr.inner):
+            node = _through_one_hot_if_inexact(node, bounds, errors, ctx, lowered, tokens_space)
         if isinstance(expr, (rasp.LengthType, rasp.SelectorWidth)) and rasp.is_numerical(expr):
             node = _two_stage_if_inexact(node, bounds, errors, ctx, tokens_space)
         lowered[label], errors[label] = node, node.error
@@ -293,18 +295,49 @@ CLEAN_ABOVE = 2e-6
 NUMERICAL_WIDTH_TOLERANCE = 5e-6
 
 
-def _two_stage_if_inexact(node: LoweredSOp, bounds, errors, ctx, tokens_space) -> LoweredSOp:
-    if node.error.worst(ctx.max_seq_len) <= NUMERICAL_WIDTH_TOLERANCE * ctx.max_seq_len:
+def _is_numerical_width(expr: rasp.SOp) -> bool:
+    return isinstance(expr, (rasp.LengthType, rasp.SelectorWidth)) and rasp.is_numerical(expr)
+
+
+def _through_one_hot_if_inexact(node, bounds, errors, ctx, lowered, tokens_space) -> LoweredSOp:
+    """A Map of a numerical width, when reading the number is not exact enough in
+    float32, reads the width's one-hot of w instead (the width becomes two-stage, see
+    selector_width `via_one_hot`): an exact, noise-cleaning lookup table of f(w), in the
+    MLP sub-layer where the width's own number is looked up, so no layer is added."""
+    if not float_bounds.exceeds_budget(node, bounds, errors):
         return node
+    expr, inner = node.expr, lowered[node.expr.inner.label]
+    if len(inner.block.blocks) == 2:
+        staged = _two_stage(inner, bounds, errors, ctx, tokens_space)
+        lowered[inner.expr.label], errors[inner.expr.label] = staged, staged.error
+        inner = staged
+    one_hot, one_hot_error = float_bounds.width_one_hot(inner.block, bounds, errors)
+    name = one_hot.basis[0].name
+    bounds.hidden[name] = ([d.value for d in one_hot.basis], one_hot_error)
+    table = categorical_mlp.map_indicator_table(
+        one_hot, node.space, _quiet(expr.f, expr), _hidden(expr)
+    )
+    read = dataclasses.replace(node, block=categorical_mlp.clean_indicators(table, ctx.one_space))
+    read = dataclasses.replace(read, error=float_bounds.sop_error(read, bounds, errors))
+    return read if read.error.worst(0.0) < node.error.worst(0.0) or node.error.unstable else node
+
+
+def _two_stage(node: LoweredSOp, bounds, errors, ctx, tokens_space) -> LoweredSOp:
+    """The numerical width `node` built in two stages, with its error."""
     expr = node.expr
     if isinstance(expr, rasp.LengthType):
-        every = categorical_attn.AttnTerm(tokens_space, tokens_space, lambda q, k: True)
-        terms = [every]
+        terms = [categorical_attn.AttnTerm(tokens_space, tokens_space, lambda q, k: True)]
     else:
         terms = _terms(expr.selector, {k: v.space for k, v in bounds.lowered.items()})
     block = _lower_width(expr, terms, node.space, ctx, via_one_hot=True)
     staged = dataclasses.replace(node, block=block)
-    staged = dataclasses.replace(staged, error=float_bounds.sop_error(staged, bounds, errors))
+    return dataclasses.replace(staged, error=float_bounds.sop_error(staged, bounds, errors))
+
+
+def _two_stage_if_inexact(node: LoweredSOp, bounds, errors, ctx, tokens_space) -> LoweredSOp:
+    if node.error.worst(ctx.max_seq_len) <= NUMERICAL_WIDTH_TOLERANCE * ctx.max_seq_len:
+        return node
+    staged = _two_stage(node, bounds, errors, ctx, tokens_space)
     return (
         staged if staged.error.worst(ctx.max_seq_len) < node.error.worst(ctx.max_seq_len) else node
     )

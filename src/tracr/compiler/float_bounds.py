@@ -115,9 +115,22 @@ class Context:
     bos: bases.BasisDirection
     one: bases.BasisDirection
     max_seq_len: int
+    #: One-hots inside blocks that other blocks read (a two-stage SelectorWidth's
+    #: one-hot of w): direction name -> (values, SOpError).
+    hidden: dict = dataclasses.field(default_factory=dict)
+
+
+def _numerical(ctx: Context, label: str) -> bool:
+    return label not in ctx.hidden and rasp.is_numerical(ctx.lowered[label].expr)
+
+
+def _error(ctx: Context, errors: Mapping[str, SOpError], label: str) -> SOpError:
+    return ctx.hidden[label][1] if label in ctx.hidden else errors[label]
 
 
 def _values(ctx: Context, label: str) -> list | None:
+    if label in ctx.hidden:
+        return list(ctx.hidden[label][0])
     values = ctx.value_sets.get(label)
     if values is None:
         return None
@@ -129,7 +142,7 @@ def _values(ctx: Context, label: str) -> list | None:
 
 def _magnitude(ctx: Context, label: str) -> float:
     """Largest |value| of a numerical SOp (1 for a categorical one: its one-hot)."""
-    if rasp.is_categorical(ctx.lowered[label].expr):
+    if not _numerical(ctx, label):
         return 1.0
     values = _values(ctx, label)
     if values is None:
@@ -169,8 +182,8 @@ def _mlp_rows(mlp: transformers.MLP, ctx: Context, errors: Mapping[str, SOpError
     x = np.zeros((count + 1, space.num_dims))
     e = np.zeros_like(x)
     for column, (label, values) in enumerate(zip(labels, choices)):
-        err, picks = errors[label], grid[:, column]
-        if rasp.is_numerical(ctx.lowered[label].expr):
+        err, picks = _error(ctx, errors, label), grid[:, column]
+        if _numerical(ctx, label):
             (i,) = groups[label]
             x[:-1, i] = np.asarray(values, np.float64)[picks]
             e[:-1, i] = err.at_many(np.asarray(values, np.float64))[picks]
@@ -199,12 +212,12 @@ def _exact_lookup(mlp, ctx, errors) -> bool:
     for i, d in enumerate(space.basis):
         if d in (ctx.bos, ctx.one):
             continue
-        if d.name not in errors:  # the selector-width head's output: not a lookup
+        if d.name not in errors and d.name not in ctx.hidden:  # a width head's t
             return False
-        err = errors[d.name]
+        err = _error(ctx, errors, d.name)
         if err.abs or err.rel or (err.per_value is not None and np.any(err.per_value)):
             return False
-        if rasp.is_numerical(ctx.lowered[d.name].expr):
+        if _numerical(ctx, d.name):
             values = _values(ctx, d.name)
             if values is None:
                 return False
@@ -231,12 +244,12 @@ def _mlp_error(mlp, out_space, ctx, errors, rows) -> SOpError:
         for i, d in enumerate(space.basis):
             if d in (ctx.bos, ctx.one):
                 high[i] = 1.0
-            elif rasp.is_numerical(ctx.lowered[d.name].expr):
+            elif _numerical(ctx, d.name):
                 mag = _magnitude(ctx, d.name)
                 low[i], high[i] = -mag, mag
-                err[i] = errors[d.name].worst(mag)
+                err[i] = _error(ctx, errors, d.name).worst(mag)
             else:
-                high[i], err[i] = 1.0, errors[d.name].abs
+                high[i], err[i] = 1.0, _error(ctx, errors, d.name).abs
         bound = rounding.box_mlp_bound(mlp.fst.matrix, mlp.snd.matrix, low, high, err)[cols]
         return SOpError(float(np.max(bound, initial=0.0)), l1=float(np.sum(bound)))
     x, e = rows
@@ -340,14 +353,15 @@ def _aggregate_error(head, ctx, errors, value_label: str) -> SOpError:
     return SOpError(v_err * (1 + w_dev) + (w_dev + mixing * (1 + w_dev)) * v_hat + _FLUSH)
 
 
-def _width_error(block: transformers.SeriesWithResiduals, node, ctx, errors):
-    head, mlp, *number = block.blocks
+def _width_inputs(block, ctx, errors):
+    """(readout MLP rows X, E) of a selector-width block: t = 1/(w+1) for w = 0..N with
+    its error from the head, and BOS."""
+    head, mlp = block.blocks[:2]
     d, tie, c = _logit_error(head, ctx, errors, aggregate=False)
     n = ctx.max_seq_len
     spread = _softmax_spread(tie, n + 1)
     t_dir = head.w_ov.output_space.basis[0]
-    widths = np.arange(n + 1)
-    t = 1.0 / (widths + 1)
+    t = 1.0 / (np.arange(n + 1) + 1)
     t_err = t * spread + _exp(2 * d) * n * math.exp(-c) * t**2 + _FLUSH
     bos_err = _exp(2 * d) * n * math.exp(-c) + spread
     space = mlp.fst.input_space
@@ -358,11 +372,26 @@ def _width_error(block: transformers.SeriesWithResiduals, node, ctx, errors):
     x[-1, it], e[-1, it] = 1.0, bos_err
     x[:, space.index(ctx.one)] = 1.0
     x[-1, space.index(ctx.bos)] = 1.0
-    if not number:
-        return _mlp_error(mlp, node.space, ctx, errors, (x, e))
-    # Two stages: the readout's one-hot of w, then a lookup of the number.
+    return x, e
+
+
+def width_one_hot(block, ctx, errors) -> tuple[bases.VectorSpaceWithBasis, SOpError]:
+    """The one-hot of w that a two-stage selector-width block writes, and its error."""
+    head, mlp = block.blocks[:2]
+    t_dir = head.w_ov.output_space.basis[0]
     one_hot = bases.VectorSpaceWithBasis([d for d in mlp.snd.output_space.basis if d != t_dir])
-    hidden = _mlp_error(mlp, one_hot, ctx, errors, (x, e))
+    return one_hot, _mlp_error(mlp, one_hot, ctx, errors, _width_inputs(block, ctx, errors))
+
+
+def _width_error(block: transformers.SeriesWithResiduals, node, ctx, errors):
+    number = block.blocks[2:]
+    if not number:
+        return _mlp_error(
+            block.blocks[1], node.space, ctx, errors, _width_inputs(block, ctx, errors)
+        )
+    # Two stages: the readout's one-hot of w, then a lookup of the number.
+    one_hot, hidden = width_one_hot(block, ctx, errors)
+    n = ctx.max_seq_len
     lookup = number[0]
     space = lookup.fst.input_space
     x = np.zeros((n + 2, space.num_dims))
@@ -436,8 +465,15 @@ def bound_errors(
     return errors, findings(lowered, errors, ctx, output_label)
 
 
+def exceeds_budget(node, ctx: Context, errors: Mapping[str, SOpError]) -> bool:
+    """Whether `node`'s error would be refused if it were the program's output."""
+    label = node.expr.label
+    ctx = dataclasses.replace(ctx, lowered={**ctx.lowered, label: node})
+    return _check(node, {**errors, label: node.error}, ctx, True, node.block) is not None
+
+
 def _carried(block, ctx, errors) -> str:
-    inputs = [(errors[s].worst(_magnitude(ctx, s)), s) for s in _inputs_of(block, ctx)]
+    inputs = [(_error(ctx, errors, s).worst(_magnitude(ctx, s)), s) for s in _inputs_of(block, ctx)]
     if not inputs:
         return ""
     err, label = max(inputs)
@@ -447,7 +483,10 @@ def _carried(block, ctx, errors) -> str:
 def _check(node, errors, ctx, is_output, block) -> str | None:
     err = errors[node.expr.label]
     unstable = err.unstable
-    hint = "make the numerical input categorical (an exact lookup table), or shrink its value set"
+    hint = (
+        "make the numerical input categorical where it can be (an exact lookup table), "
+        "or shrink the value set"
+    )
     if unstable:
         return (
             "float32 rounding can move its numerical input out of the range where the MLP "
