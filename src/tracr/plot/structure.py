@@ -359,3 +359,11 @@ def value_set_sizes(model, program) -> dict[str, int]:
     extracted = rasp_to_graph.extract_rasp_graph(program)
     value_sets = basis_inference.infer_bases(extracted, vocab=vocab, max_seq_len=max_seq_len)
     return {label: len(values) for label, values in value_sets.items()}
+
+
+def output_sop(model) -> str:
+    """The label of the SOp the model outputs (the residual columns it unembeds)."""
+    unembed = model.get_compiled_model().unembed_matrix  # [D, V]
+    columns = np.flatnonzero(np.any(unembed != 0, axis=1))
+    names = {_split(model.residual_labels[int(c)])[0] for c in columns}
+    return ", ".join(sorted(names)) if names else "(none)"
