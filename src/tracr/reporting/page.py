@@ -159,15 +159,19 @@ def _values_table(model, tokens, final: np.ndarray) -> str:
     return _table(["SOp", "computed at"] + [f"{i}: {t}" for i, t in enumerate(tokens)], rows)
 
 
+def _dim_header(group: structure.ResidualGroup, text: str) -> str:
+    if group.encoding == structure.HIDDEN:  # long internal names: shown on hover
+        return f'<th class="dim" title="{_e(group.label)}">hidden</th>'
+    return f'<th class="dim">{_e(text)}</th>'
+
+
 def _residual_table(model, tokens, data: np.ndarray) -> str:
     groups = structure.residual_groups(model.residual_labels)
     scale = float(np.abs(data).max()) or 1.0
     top = '<th class="label" rowspan="2">position</th>' + "".join(
         f'<th colspan="{len(g.columns)}">{_e(g.label if g.values else "")}</th>' for g in groups
     )
-    dims = "".join(
-        f'<th class="dim">{_e(v)}</th>' for g in groups for v in (g.values or (g.label,))
-    )
+    dims = "".join(_dim_header(g, v) for g in groups for v in (g.values or (g.label,)))
     body = "".join(
         f'<tr><th class="label">{i}: {_e(t)}</th>'
         + "".join(_heat_cell(float(v), scale) for v in data[i])
