@@ -67,7 +67,11 @@ def model_max_seq_len(model) -> int:
 
 
 def _order(token: Any) -> tuple:
-    return (type(token).__name__, token) if isinstance(token, (int, float, str)) else ("~", repr(token))
+    return (
+        (type(token).__name__, token)
+        if isinstance(token, (int, float, str))
+        else ("~", repr(token))
+    )
 
 
 def count_inputs(vocab_size: int, max_seq_len: int) -> int:
@@ -178,6 +182,4 @@ def _run_chunk(model, sequences: list[list]) -> list[tuple[tuple, Any]]:
             return [(tuple(sequences[0][1:]), str(err))]
         half = len(sequences) // 2
         return _run_chunk(model, sequences[:half]) + _run_chunk(model, sequences[half:])
-    return [
-        (tuple(seq[1:]), tuple(row[1 : len(seq)])) for seq, row in zip(sequences, decoded)
-    ]
+    return [(tuple(seq[1:]), tuple(row[1 : len(seq)])) for seq, row in zip(sequences, decoded)]

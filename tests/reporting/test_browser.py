@@ -47,7 +47,9 @@ def loaded(browser, tmp_path_factory):
     """(page, console messages, page errors, requested URLs) for the sort_unique report."""
     program, model, _ = programs.compiled()
     path = tracr.report(
-        model, [[2, 4, 3, 1], [3, 1]], tmp_path_factory.mktemp("report") / "sort.html",
+        model,
+        [[2, 4, 3, 1], [3, 1]],
+        tmp_path_factory.mktemp("report") / "sort.html",
         program=program,
     )
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
@@ -72,13 +74,25 @@ def test_shows_the_expected_texts(loaded):
     page, *_ = loaded
     _, _, names = programs.compiled()
     text = page.inner_text("body")
-    for expected in ("Model summary", "Program graph", "Layer allocation", "Circuit map",
-                     "Input 0: BOS 2 4 3 1", "Input 1: BOS 3 1", "Attention patterns",
-                     f"layer 1 head 0: {names['sort']}"):
+    for expected in (
+        "Model summary",
+        "Program graph",
+        "Layer allocation",
+        "Circuit map",
+        "Input 0: BOS 2 4 3 1",
+        "Input 1: BOS 3 1",
+        "Attention patterns",
+        f"layer 1 head 0: {names['sort']}",
+    ):
         assert expected in text
     decoded = page.locator("table.decoded").first.inner_text()
-    assert [line.split("\t")[-1] for line in decoded.splitlines()[1:]] == \
-        ["BOS", "1", "2", "3", "4"]
+    assert [line.split("\t")[-1] for line in decoded.splitlines()[1:]] == [
+        "BOS",
+        "1",
+        "2",
+        "3",
+        "4",
+    ]
     graph = page.locator("svg.graph")
     assert graph.is_visible()
     assert graph.locator("g.sop").count() == 4

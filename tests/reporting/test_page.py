@@ -35,15 +35,20 @@ def test_each_input_is_shown_with_its_decoded_output(html_text):
     decoded = re.findall(r'<table class="decoded">(.*?)</table>', html_text)
     assert len(decoded) == 2
     rows = re.findall(r"<tr><td>(\d)</td><td>(\w+)</td><td>(\w+)</td></tr>", decoded[0])
-    assert rows == [("0", "BOS", "BOS"), ("1", "2", "1"), ("2", "4", "2"), ("3", "3", "3"),
-                    ("4", "1", "4")]
+    assert rows == [
+        ("0", "BOS", "BOS"),
+        ("1", "2", "1"),
+        ("2", "4", "2"),
+        ("3", "3", "3"),
+        ("4", "1", "4"),
+    ]
 
 
 def test_circuit_map_and_allocation_name_the_blocks(html_text):
     _, _, names = programs.compiled()
     sort, target_pos = names["sort"], names["target_pos"]
     assert f"<tr><td>1</td><td>attn</td><td>{sort}</td></tr>" in html_text
-    assert f"<tr><td>1</td><td>mlp</td><td>(empty)</td></tr>" in html_text
+    assert "<tr><td>1</td><td>mlp</td><td>(empty)</td></tr>" in html_text
     assert f"<tr><td>{sort}</td><td>layer 1</td><td>head 0</td>" in html_text
     reads = ", ".join(sorted(["indices", target_pos, "tokens"]))
     assert f"<td>{reads}</td>" in html_text

@@ -55,14 +55,25 @@ def build_parser() -> argparse.ArgumentParser:
         "with 1 if any output differs.",
     )
     _program_arguments(verify)
-    verify.add_argument("--exhaustive-limit", type=int, default=1_000_000, metavar="N",
-                        help="check every input when there are at most N (default 1000000)")
-    verify.add_argument("--samples", type=int, default=10_000, metavar="N",
-                        help="otherwise check N random inputs (default 10000)")
+    verify.add_argument(
+        "--exhaustive-limit",
+        type=int,
+        default=1_000_000,
+        metavar="N",
+        help="check every input when there are at most N (default 1000000)",
+    )
+    verify.add_argument(
+        "--samples",
+        type=int,
+        default=10_000,
+        metavar="N",
+        help="otherwise check N random inputs (default 10000)",
+    )
     verify.add_argument("--seed", type=int, default=0, help="seed of the random sample")
     verify.add_argument("--batch-size", type=int, default=2048, metavar="N")
-    verify.add_argument("--show", type=int, default=5, metavar="N",
-                        help="print the first N mismatches (default 5)")
+    verify.add_argument(
+        "--show", type=int, default=5, metavar="N", help="print the first N mismatches (default 5)"
+    )
     verify.add_argument("--no-progress", action="store_true", help="no progress bar")
     verify.set_defaults(run=_verify)
 
@@ -73,8 +84,13 @@ def build_parser() -> argparse.ArgumentParser:
         "graph, its circuit map and how each --input flows through it.",
     )
     _program_arguments(report)
-    report.add_argument("--input", action="append", default=[], metavar="TOKENS",
-                        help="an input to show, e.g. '3,1,2' (repeatable)")
+    report.add_argument(
+        "--input",
+        action="append",
+        default=[],
+        metavar="TOKENS",
+        help="an input to show, e.g. '3,1,2' (repeatable)",
+    )
     report.add_argument("-o", "--output", default="report.html", help="the .html file to write")
     report.add_argument("--title", default=None)
     report.set_defaults(run=_report)
@@ -89,7 +105,10 @@ def _compile(args):
     program = references.load_program(args.program)
     vocab = references.parse_vocab(args.vocab)
     model = compiling.compile_rasp_to_model(
-        program, vocab=vocab, max_seq_len=args.max_seq_len, causal=args.causal,
+        program,
+        vocab=vocab,
+        max_seq_len=args.max_seq_len,
+        causal=args.causal,
         compiler_bos=args.bos,
     )
     return program, model, vocab
@@ -105,8 +124,13 @@ def _verify(args) -> int:
     bar = _progress_bar(planned, disabled=args.no_progress)
     try:
         result = verifying.verify(
-            model, program, exhaustive_limit=args.exhaustive_limit, samples=args.samples,
-            seed=args.seed, batch_size=args.batch_size, keep=args.show,
+            model,
+            program,
+            exhaustive_limit=args.exhaustive_limit,
+            samples=args.samples,
+            seed=args.seed,
+            batch_size=args.batch_size,
+            keep=args.show,
             progress=bar.update if bar else None,
         )
     finally:
@@ -123,8 +147,9 @@ def _verify(args) -> int:
         f"refused by the model: {result.refused:,}  undefined: {result.undefined:,}"
     )
     for m in result.mismatches:
-        print(f"MISMATCH input {list(m.tokens)}: evaluator {list(m.expected)}, "
-              f"model {list(m.actual)}")
+        print(
+            f"MISMATCH input {list(m.tokens)}: evaluator {list(m.expected)}, model {list(m.actual)}"
+        )
     for tokens, message in result.refusals[:1]:
         print(f"first refused input {list(tokens)}: {message}")
     return EXIT_OK if result.ok else EXIT_MISMATCH

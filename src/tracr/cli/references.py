@@ -35,6 +35,7 @@ from tracr.rasp import rasp
 class InputError(ValueError):
     """A program reference, vocab or token list that cannot be used; the message says why."""
 
+
 _INT = re.compile(r"[+-]?\d+")
 
 _COMPARE = {
@@ -77,8 +78,12 @@ def parse_vocab(items: list[str]) -> set[int | str]:
 
 def load_program(reference: str) -> rasp.SOp:
     """The SOp that `reference` (`file.py:expr` or `package.module:expr`) denotes."""
-    source, sep, expression = reference.rpartition(":")
-    if not sep or not source or not expression.strip():
+    # Split after "file.py" when there is one, else at the first colon (an expression
+    # may hold colons of its own, a module name never does).
+    cut = reference.find(".py:")
+    cut = cut + 3 if cut >= 0 else reference.find(":")
+    source, expression = (reference[:cut], reference[cut + 1 :]) if cut >= 0 else ("", "")
+    if not source or not expression.strip():
         raise InputError(
             f"program reference {reference!r} must be SOURCE:NAME, e.g. 'programs.py:program' "
             "or 'tracr.compiler.lib:make_hist'"
@@ -130,7 +135,9 @@ def _call(function, args, kwargs, where: str):
         return function(*args, **kwargs)
     except Exception as err:
         name = getattr(function, "__name__", repr(function))
-        raise InputError(f"calling {name} in {where!r} failed: {type(err).__name__}: {err}") from None
+        raise InputError(
+            f"calling {name} in {where!r} failed: {type(err).__name__}: {err}"
+        ) from None
 
 
 class _Evaluator:

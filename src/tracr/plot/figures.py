@@ -56,7 +56,9 @@ def _stream(model, tokens, arrays: list[np.ndarray], titles: list[str], width_pe
     labels = model.residual_labels
     groups = structure.residual_groups(labels)
     rows = len(tokens)
-    fig = _figure(max(6.0, 1.5 + width_per_dim * len(labels)), len(arrays) * (1.0 + 0.3 * rows) + 1.5)
+    fig = _figure(
+        max(6.0, 1.5 + width_per_dim * len(labels)), len(arrays) * (1.0 + 0.3 * rows) + 1.5
+    )
     axes = fig.subplots(len(arrays), 1, squeeze=False)[:, 0]
     for ax, data, title in zip(axes, arrays, titles):
         image = _heatmap(ax, data)

@@ -295,9 +295,7 @@ def decode_group(group: ResidualGroup, vectors: np.ndarray) -> list[str]:
     values = vectors[:, list(group.columns)]  # [T, V]
     if group.encoding == CATEGORICAL:
         best = values.argmax(axis=1)
-        return [
-            group.values[b] if row[b] >= 0.5 else "None" for b, row in zip(best, values)
-        ]
+        return [group.values[b] if row[b] >= 0.5 else "None" for b, row in zip(best, values)]
     return [f"{v:.4g}" for v in values[:, 0]]
 
 

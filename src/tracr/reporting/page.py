@@ -127,8 +127,9 @@ def circuit_section(model) -> str:
         (
             part.sop,
             f"layer {part.layer}",
-            f"head {part.head}" if part.kind == structure.ATTN else f"MLP units {part.units[0]}"
-            f"-{part.units[1]}",
+            f"head {part.head}"
+            if part.kind == structure.ATTN
+            else f"MLP units {part.units[0]}-{part.units[1]}",
             " ".join(labels[c] for c in part.written),
             ", ".join(part.reads) or "-",
         )
@@ -178,7 +179,9 @@ def _residual_table(model, tokens, data: np.ndarray) -> str:
         + "</tr>"
         for i, t in enumerate(tokens)
     )
-    return f'<div class="scroll"><table class="heat"><tr>{top}</tr><tr>{dims}</tr>{body}</table></div>'
+    return (
+        f'<div class="scroll"><table class="heat"><tr>{top}</tr><tr>{dims}</tr>{body}</table></div>'
+    )
 
 
 def _attention_tables(model, tokens, logits: list[np.ndarray]) -> str:
@@ -192,8 +195,7 @@ def _attention_tables(model, tokens, logits: list[np.ndarray]) -> str:
                 continue
             head_row = "<th>query \\ key</th>" + "".join(f"<th>{_e(t)}</th>" for t in tokens)
             body = "".join(
-                f"<tr><th>{_e(t)}</th>" + "".join(_heat_cell(float(w), 1.0) for w in row)
-                + "</tr>"
+                f"<tr><th>{_e(t)}</th>" + "".join(_heat_cell(float(w), 1.0) for w in row) + "</tr>"
                 for t, row in zip(tokens, pattern)
             )
             blocks.append(

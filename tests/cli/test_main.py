@@ -1,0 +1,167 @@
+"""The `tracr` command: round trips on lib programs, and one-line errors for bad input."""
+
+from __future__ import annotations
+
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+from tracr import cli
+from tracr.rasp import rasp
+
+TRACR = pathlib.Path(sys.executable).parent / "tracr"  # the installed console script
+
+LIB = "tracr.compiler.lib"
+PROGRAMS = [
+    # (reference, vocab, max_seq_len, inputs checked: sum of |vocab|**n)
+    (f"{LIB}:make_sort_unique(tokens, tokens)", "1,2,3", 3, 39),
+    (f"{LIB}:make_hist", "a b c", 3, 39),
+    (f'{LIB}:make_frac_prevs(tokens == "x")', "x,y", 4, 30),
+]
+
+
+def _tracr(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([str(TRACR), *args], capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize(("reference", "vocab", "max_seq_len", "count"), PROGRAMS)
+def test_verify_round_trip(reference, vocab, max_seq_len, count):
+    result = _tracr(
+        "verify", reference, "--vocab", *vocab.split(), "--max-seq-len", str(max_seq_len)
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert (
+        lines[0] == f"checked {count} inputs (every input of length 1-{max_seq_len} over "
+        f"{len(vocab.replace(',', ' ').split())} tokens)"
+    )
+    assert lines[1].startswith(f"agree: {count} (100.00%)  mismatch: 0")
+    assert result.stderr == ""  # no progress bar when stderr is not a terminal
+
+
+def test_report_from_the_command_line(tmp_path):
+    out = tmp_path / "sort.html"
+    result = _tracr(
+        "report",
+        f"{LIB}:make_sort_unique(tokens, tokens)",
+        "--vocab",
+        "1,2,3",
+        "--max-seq-len",
+        "3",
+        "--input",
+        "3,1,2",
+        "--input",
+        "2 1",
+        "-o",
+        str(out),
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"wrote {out}"
+    text = out.read_text(encoding="utf-8")
+    assert ">Input 0: BOS 3 1 2<" in text and ">Input 1: BOS 2 1<" in text
+
+
+def test_sampled_verify_and_causal(capsys):
+    status = cli.main(
+        [
+            "verify",
+            f"{LIB}:shift_by(1, tokens)",
+            "--vocab",
+            "1,2,3",
+            "--max-seq-len",
+            "5",
+            "--exhaustive-limit",
+            "10",
+            "--samples",
+            "40",
+            "--seed",
+            "7",
+            "--causal",
+        ]
+    )
+    out = capsys.readouterr().out
+    assert status == 0
+    assert out.splitlines()[0] == "checked 40 inputs (a sample with seed 7 of the 363 inputs)"
+
+
+def test_a_mismatch_exits_with_1_and_is_printed(monkeypatch, capsys):
+    real = rasp.evaluate
+
+    def wrong_on_long_inputs(program, xs):
+        out = real(program, xs)
+        return out if len(xs) < 3 else [None] * len(xs)
+
+    monkeypatch.setattr(rasp, "evaluate", wrong_on_long_inputs)
+    status = cli.main(
+        ["verify", f"{LIB}:make_hist", "--vocab", "1", "2", "--max-seq-len", "3", "--show", "2"]
+    )
+    out = capsys.readouterr().out.splitlines()
+    assert status == 1
+    assert out[1].startswith("agree: 6 (42.86%)  mismatch: 8")
+    assert out[2] == "MISMATCH input [1, 1, 1]: evaluator [None, None, None], model [3, 3, 3]"
+    assert len([line for line in out if line.startswith("MISMATCH")]) == 2
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["verify", "nofile.py:p", "--vocab", "1", "--max-seq-len", "2"],
+            "tracr: error: no such Python file: nofile.py",
+        ),
+        (
+            ["verify", f"{LIB}:nope", "--vocab", "1", "--max-seq-len", "2"],
+            f"tracr: error: 'nope' is not defined in {LIB}",
+        ),
+        (
+            ["verify", f"{LIB}:make_hist", "--vocab", ",", "--max-seq-len", "2"],
+            "tracr: error: the vocab is empty",
+        ),
+        (
+            ["verify", f"{LIB}:make_hist", "--vocab", "BOS", "--max-seq-len", "2"],
+            "tracr: error: ValueError: the compiler BOS token 'BOS' must not be in the vocab",
+        ),
+        (
+            ["verify", f"{LIB}:make_hist", "--vocab", "1", "--max-seq-len", "0"],
+            "tracr: error: ValueError: max_seq_len must be a positive int",
+        ),
+        (
+            ["report", f"{LIB}:make_hist", "--vocab", "1", "--max-seq-len", "2", "--input", "7"],
+            "tracr: error: ValueError:",
+        ),
+        (
+            [
+                "verify",
+                "tracr.rasp.rasp:Aggregate(Select(tokens, tokens, Comparison.LEQ), tokens)",
+                "--vocab",
+                "1,2",
+                "--max-seq-len",
+                "2",
+            ],
+            "tracr: error: the compiler refuses the program:",
+        ),
+    ],
+)
+def test_bad_input_gets_one_line_and_status_2(args, message, capsys):
+    assert cli.main(args) == 2
+    captured = capsys.readouterr()
+    assert captured.err.startswith(message)
+    assert "Traceback" not in captured.err
+
+
+def test_bad_vocab_from_the_console_script_is_one_line():
+    result = _tracr("verify", f"{LIB}:make_hist", "--vocab", "1", "--max-seq-len", "x")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "tracr verify: error: argument --max-seq-len: invalid int value: 'x'"
+    ]
+
+
+@pytest.mark.parametrize("command", [[], ["verify"], ["report"]])
+def test_every_command_has_help(command, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        cli.main([*command, "--help"])
+    assert exit_.value.code == 0
+    assert capsys.readouterr().out.startswith(f"usage: tracr {' '.join(command)}".rstrip())
