@@ -13,13 +13,16 @@ from tracr.rasp import rasp
 
 
 def test_residual_groups_split_labels_by_sop():
-    groups = structure.residual_groups(["a:1", "a:2", "one", "x", "_hidden_y", "tokens:BOS"])
+    groups = structure.residual_groups(
+        ["a:1", "a:2", "one", "x", "_hidden_y", "t_selector_width_attn_output", "tokens:BOS"]
+    )
     assert [(g.label, g.columns, g.values, g.encoding) for g in groups] == [
         ("a", (0, 1), ("1", "2"), "categorical"),
         ("one", (2,), (), "constant"),
         ("x", (3,), (), "numerical"),
         ("_hidden_y", (4,), (), "hidden"),
-        ("tokens", (5,), ("BOS",), "categorical"),
+        ("t_selector_width_attn_output", (5,), (), "hidden"),
+        ("tokens", (6,), ("BOS",), "categorical"),
     ]
 
 

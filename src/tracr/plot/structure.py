@@ -4,9 +4,9 @@ Everything here is plain numpy (no matplotlib), so the plots and the HTML report
 
 The residual stream is a row of labelled dimensions (`model.residual_labels`): a
 categorical SOp owns one dimension per value (`"tokens:3"`), a numerical SOp one
-dimension (`"frac_x"`), `"one"` is the constant direction and `"_hidden..."` dimensions
-carry a block's private intermediate (a SelectorWidth's attention output). `residual_groups`
-groups the dimensions by SOp.
+dimension (`"frac_x"`), `"one"` is the constant direction, and a SelectorWidth's
+attention output (`"..._selector_width_attn_output"`) is a block's private intermediate.
+`residual_groups` groups the dimensions by SOp.
 
 `circuit` finds, from the weights alone, which block computes each SOp: an attention head
 writes a SOp when a row of its output matrix is non-zero on the SOp's dimensions; an MLP
@@ -28,7 +28,15 @@ import numpy as np
 CATEGORICAL, NUMERICAL, CONSTANT, HIDDEN = "categorical", "numerical", "constant", "hidden"
 ATTN, MLP = "attn", "mlp"
 HIDDEN_PREFIX = "_hidden"
+# A SelectorWidth's attention output: "_hidden_<label>_selector_width_attn_output" here,
+# "<label>_selector_width_attn_output" in the reference's naming.
+HIDDEN_SUFFIX = "_selector_width_attn_output"
 ONE = "one"
+
+
+def is_hidden(name: str) -> bool:
+    """Whether a residual group is a block's private intermediate rather than an SOp."""
+    return name.startswith(HIDDEN_PREFIX) or name.endswith(HIDDEN_SUFFIX)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,7 +91,7 @@ def residual_groups(residual_labels: Sequence[str]) -> list[ResidualGroup]:
     for name, cols in columns.items():
         if name == ONE:
             encoding = CONSTANT
-        elif name.startswith(HIDDEN_PREFIX):
+        elif is_hidden(name):
             encoding = HIDDEN
         elif name in values:
             encoding = CATEGORICAL
@@ -154,10 +162,10 @@ def _mlp_blocks(layer, w_in, w_out, group_of, groups_read) -> list[_Block]:
         if not written.size:
             continue
         targets = sorted(_by_group(written, group_of))
-        visible = [t for t in targets if not t.startswith(HIDDEN_PREFIX)] or targets
+        visible = [t for t in targets if not is_hidden(t)] or targets
         by_target.setdefault(visible[0], []).append(unit)
     reads = {t: groups_read(_nonzero_rows(w_in[:, units])) for t, units in by_target.items()}
-    for hidden in [t for t in by_target if t.startswith(HIDDEN_PREFIX)]:
+    for hidden in [t for t in by_target if is_hidden(t)]:
         readers = [t for t in by_target if hidden in reads[t] and t != hidden]
         if readers:
             by_target[readers[0]] += by_target.pop(hidden)
@@ -188,18 +196,18 @@ def circuit(model) -> list[CircuitPart]:
     hidden_writers: dict[str, list[_Block]] = {}
     for block in blocks:
         for group in block.writes:
-            if group.startswith(HIDDEN_PREFIX):
+            if is_hidden(group):
                 hidden_writers.setdefault(group, []).append(block)
     parts: list[CircuitPart] = []
     for block in blocks:
-        visible = [g for g in block.writes if not g.startswith(HIDDEN_PREFIX)]
+        visible = [g for g in block.writes if not is_hidden(g)]
         for sop in visible:
             chain = [block]
             for group in sorted(block.reads):
                 chain[:0] = hidden_writers.get(group, [])
             reads = set()
             for member in chain:
-                reads |= {g for g in member.reads if not g.startswith(HIDDEN_PREFIX)}
+                reads |= {g for g in member.reads if not is_hidden(g)}
             for member in chain:
                 written = member.writes.get(sop) or [c for cs in member.writes.values() for c in cs]
                 parts.append(
@@ -222,8 +230,9 @@ class GraphNode:
     """A SOp of the program graph, placed at the sub-layer where its value appears.
 
     `stage` 0 is the embedding; the attention of layer l is stage 2l + 1 and its MLP
-    stage 2l + 2. `size` is the size of the value set when known (categorical: its
-    dimensions; numerical: only from the program), else None.
+    stage 2l + 2. `size` is the size of the value set: the compiler's (which counts None
+    where an SOp can be None) when the program is given, else, for a categorical SOp, its
+    number of dimensions (None has none), and for a numerical one unknown (None).
     """
 
     label: str
