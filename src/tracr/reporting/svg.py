@@ -52,12 +52,17 @@ def program_graph_svg(graph: structure.ProgramGraph) -> str:
         (x0, y0), (x1, y1) = centre(source), centre(target)
         x0 += BOX_WIDTH / 2
         x1 -= BOX_WIDTH / 2
-        # Arrows that skip stages bow upwards a fixed height, clear of the boxes between.
-        lift = 0 if positions[target][0] - positions[source][0] <= 1 else ROW_HEIGHT * 1.2
-        cx, cy = (x0 + x1) / 2, min(y0, y1) - lift
+        if positions[target][0] - positions[source][0] <= 1:
+            path = f"M {x0:.1f} {y0:.1f} L {x1:.1f} {y1:.1f}"
+        else:  # skipping stages: up over the boxes between, and down into the target
+            top = min(y0, y1) - 0.95 * ROW_HEIGHT
+            path = (
+                f"M {x0:.1f} {y0:.1f} C {x0 + 70:.1f} {top:.1f} {x1 - 70:.1f} {top:.1f} "
+                f"{x1:.1f} {y1:.1f}"
+            )
         parts.append(
-            f'<path d="M {x0:.1f} {y0:.1f} Q {cx:.1f} {cy:.1f} {x1:.1f} {y1:.1f}" '
-            'fill="none" stroke="#555" stroke-width="1.2" marker-end="url(#arrow)"/>'
+            f'<path d="{path}" fill="none" stroke="#555" stroke-width="1.2" '
+            'marker-end="url(#arrow)"/>'
         )
     for node in graph.nodes:
         x, y = centre(node.label)
