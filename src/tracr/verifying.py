@@ -92,7 +92,8 @@ def sampled_inputs(vocab: Sequence, max_seq_len: int, samples: int, seed: int) -
         yield tuple(rng.choice(vocab) for _ in range(length))
 
 
-def _same(actual: Any, expected: Any) -> bool:
+def same_value(actual: Any, expected: Any) -> bool:
+    """Equal, or for numbers equal to 1e-5 relative (1e-6 absolute near zero)."""
     if actual is None or expected is None:
         return actual is None and expected is None
     if isinstance(actual, (int, float)) and isinstance(expected, (int, float)):
@@ -152,7 +153,7 @@ def verify(
                 counts["refused"] += 1
                 if len(refusals) < keep:
                     refusals.append((tokens, outcome))
-            elif all(_same(a, e) for a, e in zip(outcome, expected)):
+            elif all(same_value(a, e) for a, e in zip(outcome, expected)):
                 counts["agree"] += 1
             else:
                 counts["mismatch"] += 1

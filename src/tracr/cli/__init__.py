@@ -1,7 +1,12 @@
 """The `tracr` command: compile, check and look at RASP programs from the shell.
 
+    tracr compile PROGRAM --vocab 1,2,3 --max-seq-len 5 [--causal] -o model.safetensors
+    tracr run model.safetensors 3 1 2
     tracr verify PROGRAM --vocab 1,2,3 --max-seq-len 5 [--causal]
+    tracr show model.safetensors
     tracr report PROGRAM --vocab 1,2,3 --max-seq-len 5 --input 3,1,2 -o report.html
+    tracr report model.safetensors --input 3,1,2 -o report.html
+    tracr export model.safetensors --to torch|lens -o model.pt
 
 PROGRAM is `path/file.py:name` or `package.module:function(args)`; see
 `tracr.cli.references` for exactly what may be written. A mistake in the command line
@@ -13,10 +18,11 @@ the evaluator disagree.
 from __future__ import annotations
 
 import argparse
+import pathlib
 import sys
 from collections.abc import Sequence
 
-from tracr.cli import references
+from tracr.cli import model_commands, references
 
 EXIT_OK, EXIT_MISMATCH, EXIT_USAGE = 0, 1, 2
 
@@ -26,16 +32,16 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
 
 
-def _program_arguments(parser: argparse.ArgumentParser) -> None:
+def _program_arguments(parser: argparse.ArgumentParser, required: bool = True) -> None:
     parser.add_argument("program", metavar="PROGRAM", help="file.py:name or module:function(args)")
     parser.add_argument(
         "--vocab",
         nargs="+",
-        required=True,
+        required=required,
         metavar="TOKEN",
         help="input tokens: '1,2,3' or 'a b c' (integers are read as ints)",
     )
-    parser.add_argument("--max-seq-len", type=int, required=True, metavar="N")
+    parser.add_argument("--max-seq-len", type=int, required=required, metavar="N")
     parser.add_argument("--causal", action="store_true", help="compile a causally masked model")
     parser.add_argument("--bos", default="BOS", help="the BOS token (default: BOS)")
 
@@ -79,11 +85,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     report = commands.add_parser(
         "report",
-        help="write a self-contained HTML report of a compiled program",
-        description="Compile PROGRAM and write an HTML page showing the model, its program "
-        "graph, its circuit map and how each --input flows through it.",
+        help="write a self-contained HTML report of a program or a saved model",
+        description="Compile PROGRAM (or load a MODEL file from `tracr compile`) and write an "
+        "HTML page showing the model, its program graph, its circuit map and how each --input "
+        "flows through it. --vocab and --max-seq-len are needed for a PROGRAM only.",
     )
-    _program_arguments(report)
+    _program_arguments(report, required=False)
     report.add_argument(
         "--input",
         action="append",
@@ -94,30 +101,16 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("-o", "--output", default="report.html", help="the .html file to write")
     report.add_argument("--title", default=None)
     report.set_defaults(run=_report)
+    model_commands.add_commands(commands, _program_arguments)
     for sub in commands.choices.values():
         sub.error = lambda message, sub=sub: sub.exit(EXIT_USAGE, f"{sub.prog}: error: {message}\n")
     return parser
 
 
-def _compile(args):
-    from tracr.compiler import compiling
-
-    program = references.load_program(args.program)
-    vocab = references.parse_vocab(args.vocab)
-    model = compiling.compile_rasp_to_model(
-        program,
-        vocab=vocab,
-        max_seq_len=args.max_seq_len,
-        causal=args.causal,
-        compiler_bos=args.bos,
-    )
-    return program, model, vocab
-
-
 def _verify(args) -> int:
     from tracr import verifying
 
-    program, model, vocab = _compile(args)
+    program, model, vocab = model_commands.compile_program(args)
     total = verifying.count_inputs(len(verifying.model_vocab(model)), args.max_seq_len)
     exhaustive = total <= args.exhaustive_limit
     planned = total if exhaustive else args.samples
@@ -169,7 +162,10 @@ def _progress_bar(total: int, *, disabled: bool):
 def _report(args) -> int:
     from tracr.reporting import page
 
-    program, model, _ = _compile(args)
+    if pathlib.Path(args.program).is_file() and not args.program.endswith(".py"):
+        program, model = None, model_commands.load_model(args.program)
+    else:
+        program, model, _ = model_commands.compile_program(args)
     inputs = [references.parse_tokens([text]) for text in args.input]
     path = page.report(model, inputs, args.output, program=program, title=args.title)
     print(f"wrote {path}")
@@ -187,8 +183,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = str(err)
     except validating.UnsupportedProgramError as err:
         message = f"the compiler refuses the program: {err}"
-    except (ValueError, TypeError, OSError) as err:
-        message = f"{type(err).__name__}: {err}"
+    except (ValueError, TypeError, OSError, ImportError) as err:
+        message = str(err)
     print(f"tracr: error: {message}", file=sys.stderr)
     return EXIT_USAGE
 
