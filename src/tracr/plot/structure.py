@@ -8,7 +8,8 @@ dimension (`"frac_x"`), `"one"` is the constant direction, and a SelectorWidth's
 attention output (`"..._selector_width_attn_output"`) is a block's private intermediate.
 `residual_groups` groups the dimensions by SOp.
 
-`circuit` finds, from the weights alone, which block computes each SOp: an attention head
+`circuit` says which block computes each SOp: from the compiler's record (`model.circuit`)
+when the model carries one, else `circuit_from_weights` finds it from the weights alone: an attention head
 writes a SOp when a row of its output matrix is non-zero on the SOp's dimensions; an MLP
 hidden unit does when its row of `linear_2` is. A block reads the SOps on whose dimensions
 its input weights (query, key, value; `linear_1`) are non-zero, leaving out the auxiliary
@@ -187,11 +188,53 @@ def _by_group(columns: np.ndarray, group_of: dict[int, str]) -> dict[str, list[i
 
 
 def circuit(model) -> list[CircuitPart]:
-    """Which block computes each SOp, read off the weights; ordered by layer.
+    """Which block computes each SOp, ordered by layer.
 
-    A SOp computed by a head and an MLP (SelectorWidth) has two parts; a SOp that no block
-    writes (tokens, indices) has none.
+    From the compiler's record (`model.circuit`) where the model has one, else read off
+    the weights (`circuit_from_weights`). A SOp computed by a head and an MLP
+    (SelectorWidth) has two parts; a SOp that no block writes (tokens, indices) has none.
     """
+    recorded = getattr(model, "circuit", None)
+    if recorded is None:
+        return circuit_from_weights(model)
+    return _sort(_parts_from_record(recorded, model.residual_labels))
+
+
+def _parts_from_record(recorded, residual_labels: Sequence[str]) -> list[CircuitPart]:
+    """CircuitParts from a `tracr.compiler.circuit.Circuit` (SOp nodes only)."""
+    parts = []
+    for node in recorded.nodes:
+        if node.kind != "sop":
+            continue
+        blocks = [b for b in node.blocks if b.kind in (ATTN, MLP)]
+        hidden = tuple(c for c in node.writes if is_hidden(_split(residual_labels[c])[0]))
+        visible = tuple(c for c in node.writes if c not in hidden)
+        both = len({b.kind for b in blocks}) == 2  # a SelectorWidth: head, then MLP
+        for block in blocks:
+            written = hidden if both and block.kind == ATTN else visible if both else node.writes
+            parts.append(
+                CircuitPart(
+                    sop=node.label,
+                    layer=block.layer,
+                    kind=block.kind,
+                    head=block.head,
+                    units=None if block.units is None else (block.units[0], block.units[1] - 1),
+                    written=tuple(written),
+                    reads=tuple(sorted(set(node.reads) - {node.label})),
+                )
+            )
+    return parts
+
+
+def _sort(parts: list[CircuitPart]) -> list[CircuitPart]:
+    return sorted(
+        parts, key=lambda p: (p.layer, p.kind != ATTN, p.head or 0, p.units or (0, 0), p.sop)
+    )
+
+
+def circuit_from_weights(model) -> list[CircuitPart]:
+    """`circuit` read off the weights alone (see the module docstring), so it follows
+    weights a user has edited."""
     blocks = _raw_blocks(model)
     hidden_writers: dict[str, list[_Block]] = {}
     for block in blocks:
@@ -221,8 +264,7 @@ def circuit(model) -> list[CircuitPart]:
                         reads=tuple(sorted(reads - {sop})),
                     )
                 )
-    parts.sort(key=lambda p: (p.layer, p.kind != ATTN, p.head or 0, p.units or (0, 0), p.sop))
-    return parts
+    return _sort(parts)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -117,7 +117,7 @@ def graph_section(model, program=None) -> str:
 
 
 def circuit_parts(model) -> list[structure.CircuitPart]:
-    """The circuit map: which block computes each SOp (read off the weights)."""
+    """The circuit map: which block computes each SOp (`structure.circuit`)."""
     return structure.circuit(model)
 
 
@@ -135,10 +135,14 @@ def circuit_section(model) -> str:
         )
         for part in circuit_parts(model)
     ]
+    if getattr(model, "circuit", None) is not None:
+        source = "From the compiler's record of the circuit (<code>model.circuit</code>)"
+    else:
+        source = "Read off the weights (the constant and BOS directions left out)"
     return (
         "<h2>Circuit map</h2>"
-        '<p class="note">Read off the weights: the residual dimensions each block writes, and '
-        "the SOps its input weights read (the constant and BOS directions left out).</p>"
+        f'<p class="note">{source}: for each SOp, the block that computes it, the residual '
+        "dimensions it writes and the SOps it reads.</p>"
         + _table(["SOp", "layer", "block", "writes", "reads"], rows, "circuit")
     )
 
