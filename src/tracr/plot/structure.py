@@ -9,14 +9,14 @@ attention output (`"..._selector_width_attn_output"`) is a block's private inter
 `residual_groups` groups the dimensions by SOp.
 
 `circuit` says which block computes each SOp: from the compiler's record (`model.circuit`)
-when the model carries one, else `circuit_from_weights` finds it from the weights alone: an attention head
-writes a SOp when a row of its output matrix is non-zero on the SOp's dimensions; an MLP
-hidden unit does when its row of `linear_2` is. A block reads the SOps on whose dimensions
-its input weights (query, key, value; `linear_1`) are non-zero, leaving out the auxiliary
-directions every head uses (`one`, the BOS token's dimension). A block that writes only a
-hidden dimension is the first half of the block that reads it (SelectorWidth: head, then
-MLP), so it is listed with that SOp, and the reads go through it. Because it only looks at
-the weights, it describes the model as it is, edited weights included.
+when the model carries one, else from the weights alone (`circuit_from_weights`). An
+attention head writes a SOp when a row of its output matrix is non-zero on the SOp's
+dimensions; an MLP hidden unit does when its row of `linear_2` is. A block reads the SOps
+on whose dimensions its input weights (query, key, value; `linear_1`) are non-zero,
+leaving out the auxiliary directions every head uses (`one`, the BOS token's dimension).
+A block that writes only a hidden dimension is the first half of the block that reads it
+(SelectorWidth: head, then MLP), so it is listed with that SOp, and the reads go through
+it. Read off the weights, the circuit describes the model as it is, edits included.
 """
 
 from __future__ import annotations
