@@ -167,3 +167,44 @@ def test_every_command_has_help(command, capsys):
         cli.main([*command, "--help"])
     assert exit_.value.code == 0
     assert capsys.readouterr().out.startswith(f"usage: tracr {' '.join(command)}".rstrip())
+
+
+def test_progress_bar_on_a_terminal():
+    import fcntl
+    import os
+    import pty
+    import struct
+    import termios
+    import threading
+
+    leader, follower = pty.openpty()
+    # a terminal of 24 x 100 characters (tqdm draws nothing on one without a size)
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
+    shown = []
+
+    def read_terminal():
+        while True:
+            try:
+                chunk = os.read(leader, 4096)
+            except OSError:  # the terminal closed
+                return
+            if not chunk:
+                return
+            shown.append(chunk)
+
+    reader = threading.Thread(target=read_terminal)
+    reader.start()
+    process = subprocess.Popen(
+        [str(TRACR), "verify", f"{LIB}:make_hist", "--vocab", "1,2", "--max-seq-len", "3"],
+        stdout=subprocess.PIPE,
+        stderr=follower,
+        text=True,
+    )
+    stdout, _ = process.communicate(timeout=120)
+    os.close(follower)
+    reader.join(timeout=10)
+    os.close(leader)
+    assert process.returncode == 0
+    assert stdout.startswith("checked 14 inputs")
+    terminal = b"".join(shown)
+    assert b"0/14 [" in terminal and b"input/s" in terminal  # tqdm draws its bar on stderr

@@ -156,7 +156,7 @@ def _progress_bar(total: int, *, disabled: bool):
         from tqdm import tqdm
     except ImportError:
         return None
-    return tqdm(total=total, unit="input", unit_scale=True, file=sys.stderr, leave=False)
+    return tqdm(total=total, unit="input", unit_scale=total >= 10_000, file=sys.stderr, leave=False)
 
 
 def _report(args) -> int:
