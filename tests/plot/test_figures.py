@@ -131,3 +131,19 @@ def test_a_figure_is_not_kept_by_pyplot():
     before = plt.get_fignums()
     plot.attention(model, programs.INPUT)
     assert plt.get_fignums() == before
+
+
+def test_causal_attention_never_looks_ahead():
+    from tracr.compiler import compiling, lib
+    from tracr.rasp import rasp
+
+    program = lib.make_frac_prevs(rasp.tokens == "x")
+    model = compiling.compile_rasp_to_model(
+        program, vocab={"x", "y"}, max_seq_len=5, causal=True, compiler_bos="BOS"
+    )
+    panels = _panels(plot.attention(model, ["BOS", "x", "y", "x"]))
+    assert panels[1].get_title() == f"layer 1 head 0: {program.label}"
+    pattern = np.asarray(panels[1].images[0].get_array())
+    assert np.all(np.triu(pattern, k=1) == 0)
+    # frac_prevs averages over the prefix: query 3 spreads evenly over keys 1..3
+    np.testing.assert_allclose(pattern[3], [0, 1 / 3, 1 / 3, 1 / 3], atol=1e-6)

@@ -89,3 +89,18 @@ def test_a_token_outside_the_vocab_is_refused():
     _, model, _ = programs.compiled()
     with pytest.raises(ValueError, match="7"):
         page.render(model, [[1, 7]])
+
+
+def test_a_numerical_program_shows_its_numbers():
+    from tracr.compiler import compiling, lib
+    from tracr.rasp import rasp
+
+    program = lib.make_frac_prevs(rasp.tokens == "x")
+    model = compiling.compile_rasp_to_model(program, {"x", "y"}, 4, compiler_bos="BOS")
+    text = page.render(model, [["x", "y", "x"]], program=program)
+    # decoded output and the SOp's value per position: 1, 1/2, 2/3
+    assert "<td>3</td><td>x</td><td>0.666666" in text
+    row = re.search(rf"<tr><td>{program.label}</td><td>layer 1 attn</td>(.*?)</tr>", text)
+    assert re.findall(r"<td>([^<]*)</td>", row.group(1)) == ["0", "1", "0.5", "0.6667"]
+    # k / n for n = 1..4: 0, 1, 1/2, 1/3, 2/3, 1/4, 3/4
+    assert "numerical, 7 values" in text

@@ -33,6 +33,8 @@ HIDDEN_PREFIX = "_hidden"
 # "<label>_selector_width_attn_output" in the reference's naming.
 HIDDEN_SUFFIX = "_selector_width_attn_output"
 ONE = "one"
+# Numbers smaller than this are shown as 0: far below every exactness budget (1e-5).
+NUMBER_FLOOR = 1e-7
 
 
 def is_hidden(name: str) -> bool:
@@ -341,13 +343,14 @@ def decode_group(group: ResidualGroup, vectors: np.ndarray) -> list[str]:
     """The value a group holds at each position of `vectors` [T, D], as text.
 
     Categorical: the value whose dimension is largest, if it is at least 0.5, else "None".
-    Numerical: the number. This mirrors how the model's output is decoded.
+    Numerical: the number to 4 digits, "0" below NUMBER_FLOOR (the attention's leakage).
+    This mirrors how the model's output is decoded.
     """
     values = vectors[:, list(group.columns)]  # [T, V]
     if group.encoding == CATEGORICAL:
         best = values.argmax(axis=1)
         return [group.values[b] if row[b] >= 0.5 else "None" for b, row in zip(best, values)]
-    return [f"{v:.4g}" for v in values[:, 0]]
+    return [f"{v:.4g}" if abs(v) >= NUMBER_FLOOR else "0" for v in values[:, 0]]
 
 
 def attention_patterns(logits: np.ndarray) -> np.ndarray:
