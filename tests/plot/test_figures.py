@@ -147,3 +147,13 @@ def test_causal_attention_never_looks_ahead():
     assert np.all(np.triu(pattern, k=1) == 0)
     # frac_prevs averages over the prefix: query 3 spreads evenly over keys 1..3
     np.testing.assert_allclose(pattern[3], [0, 1 / 3, 1 / 3, 1 / 3], atol=1e-6)
+
+
+def test_bos_is_added_where_missing():
+    _, model, _ = programs.compiled()
+    with_bos = _panels(plot.residual_stream(model, programs.INPUT))
+    without = _panels(plot.residual_stream(model, programs.INPUT[1:]))
+    assert _ticks(without[0].get_yticklabels()) == ["BOS", "2", "4", "3", "1"]
+    np.testing.assert_array_equal(
+        without[-1].images[0].get_array(), with_bos[-1].images[0].get_array()
+    )

@@ -1,9 +1,9 @@
 """Matplotlib figures of a compiled model: residual stream, attention, MLPs, program graph.
 
-Every function takes the model and (except `program_graph`) one input as `model.apply`
-takes it (BOS first), runs the model, and returns a `matplotlib.figure.Figure` that it
-does not show or save. Each image's data is the array it depicts, so
-`fig.axes[i].images[0].get_array()` gives the numbers back.
+Every function takes the model and (except `program_graph`) one input (BOS first as
+`model.apply` takes it; it is added where missing), runs the model, and returns a
+`matplotlib.figure.Figure` that it does not show or save. Each image's data is the array
+it depicts, so `fig.axes[i].images[0].get_array()` gives the numbers back.
 """
 
 from __future__ import annotations
@@ -29,7 +29,12 @@ def _figure(width: float, height: float):
 
 
 def _run(model, tokens: Sequence[Any]):
-    return model.apply(list(tokens), strict=False)
+    """(tokens with BOS first, the model's output); strict=False so edited models plot."""
+    tokens = list(tokens)
+    bos = model.input_encoder.bos_token
+    if not tokens or tokens[0] != bos:
+        tokens = [bos, *tokens]
+    return tokens, model.apply(tokens, strict=False)
 
 
 def _token_labels(tokens: Sequence[Any]) -> list[str]:
@@ -78,7 +83,7 @@ def residual_stream(model, tokens: Sequence[Any]):
     positions (rows, labelled with the tokens) x residual dimensions (columns, labelled
     with `model.residual_labels`, separated and named by SOp).
     """
-    out = _run(model, tokens)
+    tokens, out = _run(model, tokens)
     arrays = [out.input_embeddings[0]] + [r[0] for r in out.residuals]
     titles = ["embedding"] + [
         f"residual after {structure.stage_name(stage)}" for stage in range(1, len(arrays))
@@ -88,7 +93,7 @@ def residual_stream(model, tokens: Sequence[Any]):
 
 def layer_outputs(model, tokens: Sequence[Any]):
     """What each block adds to the residual stream, laid out as in `residual_stream`."""
-    out = _run(model, tokens)
+    tokens, out = _run(model, tokens)
     arrays = [o[0] for o in out.layer_outputs]
     titles = [f"output of {structure.stage_name(s)}" for s in range(1, len(arrays) + 1)]
     return _stream(model, tokens, arrays, titles)
@@ -109,7 +114,7 @@ def attention(model, tokens: Sequence[Any]):
     model's own output, queries down the side and keys along the top, labelled with the
     tokens, and titled with the SOp the head computes ("unused" for an idle head).
     """
-    out = _run(model, tokens)
+    tokens, out = _run(model, tokens)
     config = model.model_config
     names = _head_titles(model)
     labels = _token_labels(tokens)
@@ -144,7 +149,7 @@ def mlp_activations(model, tokens: Sequence[Any]):
     One panel per layer: positions x the hidden units in use, each SOp's units named
     above them. Layers whose MLP has no units in use say so.
     """
-    out = _run(model, tokens)
+    tokens, out = _run(model, tokens)
     config = model.model_config
     parts = [p for p in structure.circuit(model) if p.kind == structure.MLP]
     fig = _figure(8.0, config.num_layers * (1.0 + 0.25 * len(tokens)))
