@@ -208,3 +208,60 @@ def test_progress_bar_on_a_terminal():
     assert stdout.startswith("checked 14 inputs")
     terminal = b"".join(shown)
     assert b"0/14 [" in terminal and b"input/s" in terminal  # tqdm draws its bar on stderr
+
+
+class _StandInExport:
+    """Stands in for `tracr.export` (issue 8's save/load) in the model-file commands' tests:
+    the commands only call `export.save(model, path)` and `export.load(path)`. It keeps the
+    models in memory and writes a marker file."""
+
+    saved: dict = {}
+
+    @classmethod
+    def save(cls, model, path):
+        pathlib.Path(path).write_text("stand-in model")
+        cls.saved[str(path)] = model
+
+    @classmethod
+    def load(cls, path):
+        if str(path) not in cls.saved:
+            raise ValueError(f"{path}: not a tracr model file")
+        return cls.saved[str(path)]
+
+
+@pytest.fixture
+def stand_in_export(monkeypatch):
+    import tracr
+
+    monkeypatch.setitem(sys.modules, "tracr.export", _StandInExport)
+    monkeypatch.setattr(tracr, "export", _StandInExport, raising=False)
+
+
+def test_compile_run_show_and_report_a_model_file(stand_in_export, tmp_path, capsys):
+    path = tmp_path / "sort.safetensors"
+    reference = f"{LIB}:make_sort_unique(tokens, tokens)"
+    args = ["--vocab", "1,2,3,4", "--max-seq-len", "4", "-o", str(path)]
+    assert cli.main(["compile", reference, *args]) == 0
+    assert capsys.readouterr().out.startswith(f"wrote {path}: 2 layers, 1 heads, d_model ")
+    assert cli.main(["run", str(path), "3", "1", "4", "2"]) == 0
+    assert capsys.readouterr().out == "1 2 3 4\n"
+    assert cli.main(["run", str(path), "BOS,2,1"]) == 0
+    assert capsys.readouterr().out == "1 2\n"
+    assert cli.main(["show", str(path)]) == 0
+    shown = capsys.readouterr().out
+    assert "layers         2\n" in shown and "vocab          1 2 3 4\n" in shown
+    assert "max_seq_len    4\n" in shown
+    assert "  tokens (categorical)  values 1 2 3 4 BOS compiler_pad" in shown
+    assert "L1 attn head 0" in shown
+    report = tmp_path / "r.html"
+    assert cli.main(["report", str(path), "--input", "4,3", "-o", str(report)]) == 0
+    assert ">Input 0: BOS 4 3<" in report.read_text(encoding="utf-8")
+
+
+def test_a_file_that_is_not_a_model(stand_in_export, tmp_path, capsys):
+    junk = tmp_path / "junk.safetensors"
+    junk.write_text("hello")
+    assert cli.main(["run", str(junk), "1"]) == 2
+    assert capsys.readouterr().err == f"tracr: error: {junk}: not a tracr model file\n"
+    assert cli.main(["show", str(tmp_path / "missing.safetensors")]) == 2
+    assert capsys.readouterr().err.startswith("tracr: error: no such model file: ")
