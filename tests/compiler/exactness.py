@@ -6,6 +6,8 @@ import itertools
 import random
 from collections.abc import Iterable, Sequence
 
+import numpy as np
+
 from tests import cases
 from tracr.rasp import causal_eval, rasp
 
@@ -48,6 +50,39 @@ def mismatches(model, program, sequences, *, causal=False, batch=512) -> list:
     for start in range(0, len(sequences), batch):
         chunk = sequences[start : start + batch]
         decoded = model.apply_batch([[BOS, *xs] for xs in chunk]).decoded
+        for xs, row in zip(chunk, decoded):
+            want = expected_output(program, xs, causal)
+            if want is None:
+                continue
+            got = row[1 : 1 + len(xs)]
+            if not cases.outputs_match(got, want):
+                bad.append((xs, got, want))
+    return bad
+
+
+def adversarial_mismatches(model, program, sequences, order, *, causal=False, batch=256):
+    """Like `mismatches`, with the forward pass of tests/transformer/adversarial.py: every
+    dot product summed in `order` instead of BLAS's."""
+    from tests.transformer import adversarial
+    from tracr.compiler import assemble
+    from tracr.transformer import model as forward_model
+
+    compiled = model.get_compiled_model()
+    bad = []
+    for start in range(0, len(sequences), batch):
+        chunk = sequences[start : start + batch]
+        encoded = [model._encode([BOS, *xs]) for xs in chunk]
+        width = max(len(ids) for ids, _ in encoded)
+        ids = np.full((len(chunk), width), compiled.pad_encoding, dtype=np.int64)
+        for row, (seq, _) in enumerate(encoded):
+            ids[row, : len(seq)] = seq
+        final = adversarial.forward(
+            compiled.params, compiled.config, ids, ids != compiled.pad_encoding, order
+        )
+        unembedded, present = compiled.unembed(final)
+        result = forward_model.TransformerOutput([], [], [], final, final)
+        out = assemble.CompiledTransformerModelOutput(result, unembedded, present)
+        decoded = model._output(out, [n for _, n in encoded], batched=True).decoded
         for xs, row in zip(chunk, decoded):
             want = expected_output(program, xs, causal)
             if want is None:

@@ -134,5 +134,5 @@ def test_numerical_map_of_many_values_is_exact(f, max_seq_len):
 
 def test_numerical_map_beyond_float32_is_refused_with_a_hint():
     program = _numerical_length_map(lambda n: n * n)
-    with pytest.raises(validating.UnsupportedProgramError, match="a categorical input makes it"):
+    with pytest.raises(validating.UnsupportedProgramError, match="make the numerical input categ"):
         compiling.compile_rasp_to_model(program, vocab={"a"}, max_seq_len=100)

@@ -18,7 +18,8 @@ Params = dict[str, dict[str, np.ndarray]]
 NONE_THRESHOLD = 0.5
 
 # How far a categorical SOp's vector may be from a one-hot (or zero) vector at a real
-# position; compiled blocks stay within about 1e-6 of it on every valid input.
+# position before `apply` calls it a mixture: this, or twice the SOp's worst-case float32
+# error bound (compiler/float_bounds.py) where that is larger.
 MIXTURE_TOLERANCE = 0.01
 
 
@@ -52,6 +53,17 @@ class CompiledTransformerModel:
     use_unembed_argmax: bool
     pad_encoding: int | None = None
 
+    def unembed(self, output: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """([B, T] argmax ids or numbers, [B, T] whether a value is present) of the final
+        residual [B, T, D]."""
+        scores = output @ self.unembed_matrix  # [B, T, V]
+        shape = output.shape[:2]
+        if self.use_unembed_argmax:
+            if scores.shape[-1] == 0:
+                return np.zeros(shape, dtype=np.int64), np.zeros(shape, dtype=bool)
+            return scores.argmax(axis=-1), scores.max(axis=-1) >= NONE_THRESHOLD
+        return scores[..., 0], np.ones(shape, dtype=bool)
+
     def __call__(self, token_ids: np.ndarray) -> CompiledTransformerModelOutput:
         token_ids = np.asarray(token_ids)
         if self.pad_encoding is None:
@@ -62,17 +74,7 @@ class CompiledTransformerModel:
         # width would silently ignore units they switched on.
         widths = model.used_mlp_widths(self.params, self.config)
         out = model.forward(self.params, self.config, token_ids, key_mask, widths)
-        scores = out.output @ self.unembed_matrix  # [B, T, V]
-        if self.use_unembed_argmax:
-            if scores.shape[-1] == 0:
-                unembedded = np.zeros(token_ids.shape, dtype=np.int64)
-                present = np.zeros(token_ids.shape, dtype=bool)
-            else:
-                unembedded = scores.argmax(axis=-1)
-                present = scores.max(axis=-1) >= NONE_THRESHOLD
-        else:
-            unembedded = scores[..., 0]
-            present = np.ones(token_ids.shape, dtype=bool)
+        unembedded, present = self.unembed(out.output)
         return CompiledTransformerModelOutput(out, unembedded, present)
 
 
@@ -89,22 +91,28 @@ class AssembledTransformerModel:
     output_encoder: encoder.Encoder | None = None
     # SOp label -> residual columns of each categorical SOp, checked by every apply.
     categorical_sops: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+    # SOp label -> the one-hot check's tolerance (MIXTURE_TOLERANCE where absent).
+    mixture_tolerances: dict[str, float] = dataclasses.field(default_factory=dict)
 
     def apply(
-        self, tokens: Sequence[Any], *, strict: bool = True
+        self, tokens: Sequence[Any], *, strict: bool = True, dtype: Any = np.float32
     ) -> AssembledTransformerModelOutput:
         """Runs one sequence (BOS first); outputs carry a batch dimension of 1.
+
+        dtype: the arithmetic of the forward pass, numpy.float32 (the default, as exported
+        models run) or numpy.float64 (more headroom; the compiler's guarantees are proven
+        for float32 and hold a fortiori).
 
         strict: check that every categorical SOp holds a single value at every position
         and raise ValueError otherwise (see `_check_one_hot`). Pass False to run weights
         you have edited (ablations, patching), where mixtures are expected.
         """
         ids, length = self._encode(tokens)
-        out = self.forward(self.params, np.asarray([ids]))
+        out = self.forward(self._params_in(dtype), np.asarray([ids]))
         return self._output(out, [length], strict=strict)
 
     def apply_batch(
-        self, sequences: Sequence[Sequence[Any]], *, strict: bool = True
+        self, sequences: Sequence[Sequence[Any]], *, strict: bool = True, dtype: Any = np.float32
     ) -> AssembledTransformerModelOutput:
         """Runs many sequences in one forward pass, padding them to a common length.
 
@@ -119,9 +127,22 @@ class AssembledTransformerModel:
         batch = np.full((len(encoded), width), pad, dtype=np.int64)
         for row, (ids, _) in enumerate(encoded):
             batch[row, : len(ids)] = ids
-        out = self.forward(self.params, batch)
+        out = self.forward(self._params_in(dtype), batch)
         lengths = [length for _, length in encoded]
         return self._output(out, lengths, batched=True, strict=strict)
+
+    def _params_in(self, dtype: Any) -> Params:
+        """self.params in `dtype` (float32 or float64), cast on every call so that
+        weights edited in place take effect."""
+        try:
+            dtype = np.dtype(dtype)
+        except TypeError as err:
+            raise TypeError(f"dtype must be numpy.float32 or numpy.float64, got {dtype!r}") from err
+        if dtype not in (np.float32, np.float64):
+            raise ValueError(f"dtype must be numpy.float32 or numpy.float64, got {dtype}")
+        if all(a.dtype == dtype for p in self.params.values() for a in p.values()):
+            return self.params
+        return {k: {n: a.astype(dtype) for n, a in p.items()} for k, p in self.params.items()}
 
     def _encode(self, tokens: Sequence[Any]) -> tuple[list[int], int]:
         if isinstance(tokens, (str, bytes)) or not isinstance(tokens, Sequence):
@@ -152,12 +173,11 @@ class AssembledTransformerModel:
         for row, length in enumerate(lengths):
             mask[row, 1:length] = True
         for label, cols in self.categorical_sops.items():
+            tol = self.mixture_tolerances.get(label, MIXTURE_TOLERANCE)
             values = final[..., cols]  # [B, T, V]
             top = values.max(axis=-1, initial=0.0)
             rest = values.sum(axis=-1) - top
-            clean = ((top > 1 - MIXTURE_TOLERANCE) | (top < MIXTURE_TOLERANCE)) & (
-                np.abs(rest) < MIXTURE_TOLERANCE
-            )
+            clean = ((top > 1 - tol) | (top < tol)) & (np.abs(rest) < tol)
             bad = np.argwhere(mask & ~clean)
             if bad.size:
                 row, position = (int(i) for i in bad[0])
@@ -165,7 +185,7 @@ class AssembledTransformerModel:
                 mixture = {
                     labels[i].split(":", 1)[1]: round(float(v), 3)
                     for i, v in enumerate(values[row, position])
-                    if abs(v) > MIXTURE_TOLERANCE
+                    if abs(v) > tol
                 }
                 where = f"sequence {row}, " if len(lengths) > 1 else ""
                 raise ValueError(
@@ -250,6 +270,7 @@ def assemble_craft_model(
     causal: bool,
     token_constants: Mapping[bases.BasisDirection, float],
     categorical_spaces: Mapping[str, bases.VectorSpaceWithBasis],
+    mixture_tolerances: Mapping[str, float] | None = None,
     bos_token: Any,
     pad_token: Any,
     max_seq_len: int,
@@ -370,4 +391,5 @@ def assemble_craft_model(
             for label, space in categorical_spaces.items()
             if space.num_dims
         },
+        mixture_tolerances=dict(mixture_tolerances or {}),
     )

@@ -9,6 +9,7 @@ from tracr.compiler import (
     basis_inference,
     craft_graph_to_model,
     expr_to_craft_graph,
+    float_bounds,
     rasp_to_graph,
     validating,
 )
@@ -97,6 +98,20 @@ def compile_rasp_to_model(
         max_seq_len=max_seq_len,
         causal=causal,
     )
+    unsupported = float_bounds.findings(
+        lowered,
+        {label: node.error for label, node in lowered.items()},
+        float_bounds.Context(
+            lowered,
+            value_sets,
+            bases.BasisDirection(rasp.tokens.label, compiler_bos),
+            expr_to_craft_graph.ONE,
+            max_seq_len,
+        ),
+        output_label=program.label,
+    )
+    if unsupported:
+        raise validating.UnsupportedProgramError(unsupported)
     craft_model = craft_graph_to_model.craft_graph_to_model(extracted, lowered)
 
     tokens_space = bases.VectorSpaceWithBasis.from_values(
@@ -114,6 +129,11 @@ def compile_rasp_to_model(
         categorical_output=rasp.is_categorical(program),
         causal=causal,
         token_constants=constants,
+        mixture_tolerances={
+            label: max(assemble.MIXTURE_TOLERANCE, 2 * node.error.worst(0.0), 2 * node.error.l1)
+            for label, node in lowered.items()
+            if rasp.is_categorical(node.expr) and node.block is not None
+        },
         categorical_spaces={
             label: node.space
             for label, node in lowered.items()

@@ -69,15 +69,17 @@ def craft_graph_to_model(
         if node is None or node.block is None:
             ready[label] = start
             continue
-        parts = _parts(node.block)
-        if (start % 2 == 0) != (parts[0][0] == ATTN):
-            start += 1
-        placement[label] = start
-        for offset, (kind, block) in enumerate(parts):
-            expected = ATTN if (start + offset) % 2 == 0 else MLP
-            assert kind == expected, f"block parts of {label} do not alternate"
-            placed.append((start + offset, label, block))
-        ready[label] = start + len(parts)
+        # Each part goes to the first sub-layer of its kind after the previous part
+        # (two MLPs in a row skip an attention sub-layer).
+        sub = start - 1
+        for kind, block in _parts(node.block):
+            sub += 1
+            if (sub % 2 == 0) != (kind == ATTN):
+                sub += 1
+            if label not in placement:
+                placement[label] = sub
+            placed.append((sub, label, block))
+        ready[label] = sub + 1
     num_sublayers = max((s + 1 for s, _, _ in placed), default=0)
     layers = []
     for layer in range((num_sublayers + 1) // 2):

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 
 import networkx as nx
 
-from tracr.compiler import nodes, numeric_points, rasp_to_graph, selector_logic
+from tracr.compiler import float_bounds, nodes, numeric_points, rasp_to_graph, selector_logic
 from tracr.craft import bases
 from tracr.craft.chamber import categorical_attn, categorical_mlp, numerical_mlp, selector_width
 from tracr.rasp import rasp
@@ -30,6 +30,8 @@ class LoweredSOp:
     space: bases.VectorSpaceWithBasis
     block: object | None
     constant: float | None = None  # for Full: the value the token embedding writes
+    # Worst-case float32 deviation of the SOp's coordinates, any summation order.
+    error: float_bounds.SOpError = float_bounds.EXACT
 
 
 @dataclasses.dataclass(frozen=True)
@@ -135,7 +137,7 @@ def _lower_aggregate(expr: rasp.Aggregate, space, spaces, ctx):
     )
 
 
-def _lower_width(expr: rasp.SOp, terms, space, ctx):
+def _lower_width(expr: rasp.SOp, terms, space, ctx, via_one_hot=False):
     return selector_width.conjunctive_selector_width(
         terms,
         space,
@@ -146,6 +148,7 @@ def _lower_width(expr: rasp.SOp, terms, space, ctx):
         max_seq_len=ctx.max_seq_len,
         causal=ctx.causal,
         hidden_name=_hidden(expr),
+        via_one_hot=via_one_hot,
     )
 
 
@@ -170,6 +173,8 @@ def add_craft_components_to_rasp_graph(
     graph = extracted.graph
     spaces: dict[str, bases.VectorSpaceWithBasis] = {}
     lowered: dict[str, LoweredSOp] = {}
+    errors: dict[str, float_bounds.SOpError] = {}
+    bounds = float_bounds.Context(lowered, value_sets, bos_dir, ONE, max_seq_len)
     for label in nx.topological_sort(graph):
         expr = graph.nodes[label][nodes.EXPR]
         if not isinstance(expr, rasp.SOp):
@@ -195,5 +200,57 @@ def add_craft_components_to_rasp_graph(
             block = _lower_width(expr, _terms(expr.selector, spaces), space, ctx)
         else:
             raise NotImplementedError(f"no lowering for {type(expr).__name__} {label!r}")
-        lowered[label] = LoweredSOp(expr=expr, space=space, block=block, constant=constant)
+        node = LoweredSOp(expr=expr, space=space, block=block, constant=constant)
+        node = _cleaner_if_noisy(node, bounds, errors, ctx)
+        if isinstance(expr, (rasp.LengthType, rasp.SelectorWidth)) and rasp.is_numerical(expr):
+            node = _two_stage_if_inexact(node, bounds, errors, ctx, tokens_space)
+        lowered[label], errors[label] = node, node.error
     return lowered
+
+
+#: A lookup whose output error bound (coordinates added up) exceeds this is rebuilt
+#: with noise-cleaning units (categorical_mlp.clean_indicators) when that at least
+#: halves the bound. Attention outputs at moderate sizes stay below it.
+CLEAN_ABOVE = 2e-6
+
+
+#: A numerical SelectorWidth whose one-stage readout may be off by more than this times
+#: max_seq_len (half the output budget 1e-5 times its scale) reads w through a
+#: one-hot instead (selector_width `via_one_hot`), at the cost of one MLP sub-layer.
+NUMERICAL_WIDTH_TOLERANCE = 5e-6
+
+
+def _two_stage_if_inexact(node: LoweredSOp, bounds, errors, ctx, tokens_space) -> LoweredSOp:
+    if node.error.worst(ctx.max_seq_len) <= NUMERICAL_WIDTH_TOLERANCE * ctx.max_seq_len:
+        return node
+    expr = node.expr
+    if isinstance(expr, rasp.LengthType):
+        every = categorical_attn.AttnTerm(tokens_space, tokens_space, lambda q, k: True)
+        terms = [every]
+    else:
+        terms = _terms(expr.selector, {k: v.space for k, v in bounds.lowered.items()})
+    block = _lower_width(expr, terms, node.space, ctx, via_one_hot=True)
+    staged = dataclasses.replace(node, block=block)
+    staged = dataclasses.replace(staged, error=float_bounds.sop_error(staged, bounds, errors))
+    return (
+        staged if staged.error.worst(ctx.max_seq_len) < node.error.worst(ctx.max_seq_len) else node
+    )
+
+
+def _cleaner_if_noisy(node: LoweredSOp, bounds, errors, ctx) -> LoweredSOp:
+    """`node` with its error bound, its lookup MLP made noise-proof where inputs are noisy."""
+    node = dataclasses.replace(node, error=float_bounds.sop_error(node, bounds, errors))
+    expr = node.expr
+    lookup = (isinstance(expr, rasp.Map) and rasp.is_categorical(expr.inner)) or (
+        isinstance(expr, rasp.SequenceMap)
+        and rasp.is_categorical(expr.fst)
+        and rasp.is_categorical(expr.snd)
+    )
+    if not lookup or max(node.error.worst(0.0), node.error.l1) <= CLEAN_ABOVE:
+        return node
+    block = categorical_mlp.clean_indicators(node.block, ctx.one_space)
+    cleaned = dataclasses.replace(node, block=block)
+    cleaned = dataclasses.replace(cleaned, error=float_bounds.sop_error(cleaned, bounds, errors))
+    if max(cleaned.error.abs, cleaned.error.l1) <= max(node.error.abs, node.error.l1) / 2:
+        return cleaned
+    return node

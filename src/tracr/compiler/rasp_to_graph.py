@@ -28,10 +28,13 @@ class ExtractRaspGraphOutput:
 def extract_rasp_graph(tip: rasp.SOp) -> ExtractRaspGraphOutput:
     """Returns the graph of every expression reachable from `tip`.
 
+    Two expressions with one label that compute the same thing (`same_computation`:
+    `rasp.indices` and `rasp.indices.named("indices")`, say) are one node.
+
     Raises:
       TypeError: `tip` is not a RASP expression.
-      ValueError: two different expressions share one label (labels name residual
-        subspaces, so they must be unique within a program).
+      ValueError: two expressions that compute different things share one label (labels
+        name residual subspaces, so they must be unique within a program).
     """
     if not isinstance(tip, rasp.RASPExpr):
         raise TypeError(f"expected a RASP expression to trace, got {type(tip).__name__}: {tip!r}")
@@ -42,10 +45,11 @@ def extract_rasp_graph(tip: rasp.SOp) -> ExtractRaspGraphOutput:
     def add(expr: rasp.RASPExpr) -> bool:
         seen = by_label.get(expr.label)
         if seen is not None:
-            if seen is not expr:
+            difference = None if seen is expr else _difference(seen, expr)
+            if difference:
                 raise ValueError(
-                    f"two different expressions are both labelled {expr.label!r}; "
-                    "give them distinct names with .named(...)"
+                    f"two expressions that compute different things are both labelled "
+                    f"{expr.label!r} ({difference}); give them distinct names with .named(...)"
                 )
             return False
         by_label[expr.label] = expr
@@ -64,3 +68,41 @@ def extract_rasp_graph(tip: rasp.SOp) -> ExtractRaspGraphOutput:
                 queue.append(child)
             graph.add_edge(child.label, expr.label)
     return ExtractRaspGraphOutput(graph=graph, sink=graph.nodes[tip.label], sources=sources)
+
+
+# Attributes that say how an expression is stored, not what it computes.
+_BOOKKEEPING = ("_unique_id",)
+
+
+def _difference(a: rasp.RASPExpr, b: rasp.RASPExpr) -> str | None:
+    """None when a and b compute the same thing, else what differs.
+
+    Same class, same encoding, the same functions and parameters (functions compared by
+    identity: two lambdas may differ), and children that compute the same things.
+    Names aside, annotations must agree too (they choose the encoding).
+    """
+    if type(a) is not type(b):
+        return f"a {type(a).__name__} and a {type(b).__name__}"
+    notes_a = {k: v for k, v in a.annotations.items() if k != "name"}
+    notes_b = {k: v for k, v in b.annotations.items() if k != "name"}
+    if notes_a != notes_b:
+        return f"annotations {notes_a} and {notes_b}"
+    attrs_a = {k: v for k, v in vars(a).items() if k not in _BOOKKEEPING + ("_annotations",)}
+    attrs_b = {k: v for k, v in vars(b).items() if k not in _BOOKKEEPING + ("_annotations",)}
+    if attrs_a.keys() != attrs_b.keys():
+        return f"attributes {sorted(attrs_a)} and {sorted(attrs_b)}"
+    for key, value in attrs_a.items():
+        other = attrs_b[key]
+        if isinstance(value, rasp.RASPExpr) and isinstance(other, rasp.RASPExpr):
+            if value is not other and _difference(value, other):
+                return f"their {key} differ: {value.label!r} and {other.label!r}"
+        elif value is not other and not _equal(value, other):
+            return f"their {key} differ: {value!r} and {other!r}"
+    return None
+
+
+def _equal(x, y) -> bool:
+    try:
+        return bool(x == y)
+    except Exception:  # values without a usable ==
+        return False

@@ -20,10 +20,7 @@ import itertools
 import numbers
 from collections.abc import Iterable, Mapping, Sequence
 
-import numpy as np
-
 from tracr.compiler import numeric_points, selector_logic
-from tracr.craft.chamber import numerical_mlp
 from tracr.rasp import rasp
 
 # Relative input error a numerical MLP must tolerate: float32 attention and MLPs leave
@@ -136,19 +133,6 @@ def _numeric_resolution_problem(expr: rasp.Map, values: Iterable) -> str | None:
             f"to tell apart in float32 (gap {gap:.3g}, needs at least "
             f"{4 * NUMERIC_RESOLUTION * scale:.3g})"
         )
-    if rasp.is_numerical(expr) and all(_is_number(o) for o in outputs):
-        f = numeric_points.quiet(expr.f, 0)
-        estimate = numerical_mlp.output_error_estimate(f, points)[1]
-        estimate = np.maximum(estimate, numerical_mlp.float32_error_bound(f, points)[1])
-        budget = [max(1e-5 * abs(o), 1e-6) for o in outputs]
-        worst = max(range(len(points)), key=lambda i: estimate[i] / budget[i])
-        if estimate[worst] > budget[worst]:
-            return (
-                f"its MLP cannot be exact in float32: error bound {estimate[worst]:.3g} "
-                f"at input {points[worst]!r} exceeds the budget {budget[worst]:.3g} "
-                f"({len(points)} input points); a categorical input makes it an exact "
-                "lookup table"
-            )
     return None
 
 

@@ -89,10 +89,11 @@ class Discretisation:
     biases: np.ndarray
     gates: np.ndarray
 
-    @property
-    def num_falling(self) -> int:
-        """P, the pivot: the falling steps are exactly the first P gaps."""
-        return int(np.sum(self.signs < 0))
+    def constant_row(self, rows: np.ndarray) -> np.ndarray:
+        """The output of the gated constant unit: y_0 plus the jumps of the falling
+        steps (a falling unit pair computes 1 - step, so their jumps start switched on)."""
+        deltas = rows[1:] - rows[:-1]
+        return rows[0] + deltas[self.signs < 0].sum(axis=0)
 
     def ramps(self) -> tuple[np.ndarray, np.ndarray]:
         """(lo, hi) per gap: step k is constant outside [lo_k, hi_k]."""
@@ -117,60 +118,77 @@ class Discretisation:
         return float(max(1.0, np.max(self.signs * self.slopes * ends + self.biases)))
 
 
-def _activation_sums(steps: _Steps, weights: np.ndarray, pivots: np.ndarray) -> np.ndarray:
-    """[len(pivots), n]: sum over the steps active at s_j of weights_k * (a_k + b_k).
+def _term_sums(steps: _Steps, weights: np.ndarray, rising: np.ndarray) -> np.ndarray:
+    """[m, n]: for each orientation pattern (rising [m, n - 1] bool) and point s_j, the
+    sum over the steps active at s_j of weights_k * (L_k |s_j| + |c_k| + 1): the size of
+    the terms whose rounding step k carries (its two pre-activations, and the outputs
+    a_k + b_k, at most twice that).
 
-    With pivot P, rising steps k >= P are active at s_j for j > k with a + b =
-    2 (L_k s_j + c_k) - 1; falling steps k < P for j <= k with a + b = 2 (c_k - L_k s_j) - 1.
-    Prefix sums make this O(n) per pivot.
+    A rising step k is active at s_j for j > k, a falling one for j <= k; prefix and
+    suffix sums make this O(n) per pattern.
     """
-    s = steps.points[None, :]  # [1, n]
-    j = np.arange(len(steps.points))[None, :]
-    p = pivots[:, None]  # [m, 1]
-
-    def prefix(x):
-        return np.concatenate([[0.0], np.cumsum(x)])
-
-    slope_sum = prefix(2 * weights * steps.slopes)
-    rise_sum = prefix(weights * (2 * steps.bias_rise - 1))
-    fall_sum = prefix(weights * (2 * steps.bias_fall - 1))
-    rise = s * (slope_sum[j] - slope_sum[p]) + (rise_sum[j] - rise_sum[p])
-    fall = (fall_sum[p] - fall_sum[j]) - s * (slope_sum[p] - slope_sum[j])
-    total = np.where(j > p, rise, 0.0) + np.where(j < p, fall, 0.0)
-    return np.maximum(total, 0.0)
+    s = np.abs(steps.points)  # [n]
+    rising = np.asarray(rising, dtype=bool)
+    slope = weights * steps.slopes
+    up = rising * slope, rising * weights * (np.abs(steps.bias_rise) + 1)
+    down = ~rising * slope, ~rising * weights * (np.abs(steps.bias_fall) + 1)
+    zeros = np.zeros((len(rising), 1))
+    # rising steps k < j: prefix sums; falling steps k >= j: suffix sums.
+    prefix = [np.concatenate([zeros, np.cumsum(a, axis=1)], axis=1) for a in up]
+    suffix = [np.concatenate([np.cumsum(a[:, ::-1], axis=1)[:, ::-1], zeros], axis=1) for a in down]
+    return s * (prefix[0] + suffix[0]) + prefix[1] + suffix[1]
 
 
 def _row_norms(outputs: np.ndarray) -> np.ndarray:
     return np.max(np.abs(outputs), axis=-1) if outputs.shape[-1] else np.zeros(len(outputs))
 
 
-def _estimates(steps: _Steps, outputs: np.ndarray, pivots: np.ndarray, eps: float):
-    """[len(pivots), n] first-order float error of the output at each point."""
-    weights = _row_norms(outputs[1:] - outputs[:-1])
-    norms = _row_norms(outputs)
-    sums = _activation_sums(steps, weights, pivots)
-    return eps * (sums + norms[pivots][:, None] + norms[None, :])
+def _step_costs(steps: _Steps, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Worst term size of each step over the points where it is active, rising or
+    falling: (L_k max_(j > k) |s_j| + |c_rise| + 1, L_k max_(j <= k) |s_j| + |c_fall| + 1)."""
+    s = np.abs(steps.points)
+    above = np.maximum.accumulate(s[::-1])[::-1][1:]  # max over j > k
+    below = np.maximum.accumulate(s)[:-1]  # max over j <= k
+    rise = weights * (steps.slopes * above + np.abs(steps.bias_rise) + 1)
+    fall = weights * (steps.slopes * below + np.abs(steps.bias_fall) + 1)
+    return rise, fall
 
 
-def choose_pivot(steps: _Steps, outputs: np.ndarray, relative: bool) -> int:
-    """The pivot P minimising the worst estimated float32 error over the points, measured
-    against max(1e-5 |y_j|, 1e-6) when `relative` (numerical outputs), else absolutely.
-    Geometric fallback: steps with midpoint above the centre of the range rise."""
+def choose_orientation(steps: _Steps, outputs: np.ndarray, relative: bool) -> np.ndarray:
+    """[n - 1] bool, True where step k rises (is active above its ramp).
+
+    Each output coordinate of a one-hot output reads two steps, so its rounding is set by
+    the costliest step: each step takes its cheaper orientation (`_step_costs`). A
+    numerical output reads every active step; the candidates (that choice, and every
+    pivot P: steps k >= P rise, up to 256 of them) are scored by the worst over the
+    points of the summed term size, relative to max(1e-5 |y_j|, 1e-6) when `relative`.
+    Without outputs: rise above the centre of the range.
+    """
     n = len(steps.points)
     mids = (steps.points[:-1] + steps.points[1:]) / 2
-    geometric = int(np.sum(mids < (steps.points[0] + steps.points[-1]) / 2))
+    geometric = mids >= (steps.points[0] + steps.points[-1]) / 2
     if n == 1 or not np.any(outputs[1:] != outputs[:-1]):
         return geometric
+    weights = _row_norms(outputs[1:] - outputs[:-1])
+    rise, fall = _step_costs(steps, weights)
+    greedy = rise <= fall
+    if not relative:
+        return greedy
     count = min(n, _MAX_PIVOTS)
-    pivots = np.unique(np.concatenate([np.linspace(0, n - 1, count).round(), [geometric]]))
-    pivots = pivots.astype(np.int64)
-    budget = np.maximum(1e-5 * _row_norms(outputs), 1e-6) if relative else np.ones(n)
-    eps = float(np.finfo(_F32).eps)
-    chunks = np.array_split(pivots, len(pivots) * n // _CHUNK + 1)  # bounded memory
-    worst = np.concatenate(
-        [np.max(_estimates(steps, outputs, c, eps) / budget, axis=1) for c in chunks if len(c)]
+    pivots = np.unique(np.linspace(0, n - 1, count).round()).astype(np.int64)
+    candidates = np.concatenate(
+        [greedy[None], geometric[None], np.arange(n - 1)[None, :] >= pivots[:, None]]
     )
-    return int(pivots[np.argmin(worst)])
+    budget = np.maximum(1e-5 * _row_norms(outputs), 1e-6)
+    chunks = np.array_split(np.arange(len(candidates)), len(candidates) * n // _CHUNK + 1)
+    worst = np.concatenate(
+        [
+            np.max(_term_sums(steps, weights, candidates[c]) / budget, axis=1)
+            for c in chunks
+            if len(c)
+        ]
+    )
+    return candidates[int(np.argmin(worst))]
 
 
 def discretise(
@@ -178,17 +196,16 @@ def discretise(
 ) -> Discretisation:
     """The step units for a finite set of numbers.
 
-    With `outputs` ([n, d], rows in sorted order of the values), the pivot is chosen by
-    `choose_pivot`; without, geometrically (rise above the centre of the range).
+    With `outputs` ([n, d], rows in sorted order of the values), the orientation of each
+    step is chosen by `choose_orientation`; without, geometrically.
     """
     points, _ = sorted_points(values)
     steps = _steps(points)
     if outputs is None:
         outputs = np.zeros((len(points), 0))
-    pivot = choose_pivot(steps, np.asarray(outputs, dtype=np.float64), relative)
-    falling = np.arange(len(points) - 1) < pivot
-    signs = np.where(falling, -1.0, 1.0)
-    biases = np.where(falling, steps.bias_fall, steps.bias_rise)
+    rising = choose_orientation(steps, np.asarray(outputs, dtype=np.float64), relative)
+    signs = np.where(rising, 1.0, -1.0)
+    biases = np.where(rising, steps.bias_rise, steps.bias_fall)
     gates = 2 * (np.abs(biases) + steps.slopes * np.max(np.abs(points))) + 1.0
     return Discretisation(points, steps.slopes, signs, biases, gates)
 
@@ -212,16 +229,3 @@ def input_tolerance(values: Iterable[float]) -> float:
     value and keep its output: the smallest ramp margin (~ a quarter of the min gap)."""
     _, below, above = point_margins(values)
     return float(min(np.min(below), np.min(above)))
-
-
-def error_estimate(disc: Discretisation, outputs: np.ndarray, eps: float) -> np.ndarray:
-    """[n] first-order float rounding error of the MLP's output at each point, for inputs
-    near (not exactly at) the points, with unit roundoff `eps`; rows in sorted order."""
-    steps = _Steps(
-        disc.points,
-        disc.slopes,
-        np.where(disc.signs > 0, disc.biases, 0.0),
-        np.where(disc.signs < 0, disc.biases, 0.0),
-    )
-    pivot = np.array([disc.num_falling])
-    return _estimates(steps, np.asarray(outputs, dtype=np.float64), pivot, eps)[0]

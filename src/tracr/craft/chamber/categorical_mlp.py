@@ -245,3 +245,49 @@ def sequence_map_categorical_to_numerical_mlp(
     return _sequence_map(
         input1_space, input2_space, output_space, operation, one_space, hidden_name, numerical=True
     )
+
+
+def clean_indicators(
+    mlp: transformers.MLP, one_space: bases.VectorSpaceWithBasis
+) -> transformers.MLP:
+    """The same lookup table, made immune to noise in its one-hot inputs.
+
+    Every hidden unit of the lookup MLPs above is an indicator h = relu(s), with s an
+    integer <= 1 on ideal inputs (s = x_v, or a_x + b_y - 1) and h = [s = 1]. Inputs
+    computed by earlier float32 layers are one-hots only up to an error; a plain
+    indicator passes that error on (and a one-hot's off coordinates add up in the
+    output). Here each unit becomes two,
+
+        h+ = relu(2 s - 1/2),  h- = relu(2 s - 3/2),  h+ - h- = [s = 1]
+
+    exactly for every s within 1/4 of an integer <= 1: at s = 1 + d both are on and
+    differ by exactly 1; at s <= d both are off (exactly 0). The output layer writes
+    W2_u (h+ - h-). So the output is the exact table entry whatever the input noise
+    below 1/4, and the float32 rounding is that of terms of size ~2: the error does
+    not carry on. Twice the hidden units; exact and zero at BOS like the original.
+    Hidden directions: (name, (value, "+")) and (name, (value, "-")) for each original
+    unit (name, value).
+    """
+    one = _common.single_direction(one_space, "one_space")
+    in_space = bases.join_vector_spaces(mlp.fst.input_space, one_space)
+    rows = in_space.indices(mlp.fst.input_space.basis)
+    w1 = np.zeros((in_space.num_dims, mlp.hidden_space.num_dims))
+    w1[rows] = 2.0 * mlp.fst.matrix
+    iu = in_space.index(one)
+    up, down = w1.copy(), w1.copy()
+    up[iu] -= 0.5
+    down[iu] -= 1.5
+    names = [
+        bases.BasisDirection(d.name, (d.value, sign))
+        for d in mlp.hidden_space.basis
+        for sign in ("+", "-")
+    ]
+    hidden = bases.VectorSpaceWithBasis(names)
+    fst = np.empty((in_space.num_dims, 2 * mlp.hidden_space.num_dims))
+    fst[:, 0::2], fst[:, 1::2] = up, down
+    snd = np.empty((2 * mlp.hidden_space.num_dims, mlp.snd.output_space.num_dims))
+    snd[0::2], snd[1::2] = mlp.snd.matrix, -mlp.snd.matrix
+    return transformers.MLP(
+        vectorspace_fns.Linear(in_space, hidden, fst),
+        vectorspace_fns.Linear(hidden, mlp.snd.output_space, snd),
+    )

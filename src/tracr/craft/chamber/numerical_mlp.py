@@ -17,29 +17,30 @@ and 1 above it; a falling step is the reverse. One more unit is the gated consta
 h_0 = relu(one - bos). With the output rows y_1 .. y_n (a number, or a one-hot) and
 Delta_k = y_(k+1) - y_k, the output is
 
-    out = y_P h_0 + sum_(rising k) Delta_k (a_k - b_k) - sum_(falling k) Delta_k (a_k - b_k)
+    out = C h_0 + sum_(rising k) Delta_k (a_k - b_k) - sum_(falling k) Delta_k (a_k - b_k),
+    C = y_1 + sum_(falling k) Delta_k
 
-where the first P steps fall and the rest rise (P, the pivot, is discussed below). At
-x = s_j the sum telescopes to y_j EXACTLY (every step is saturated), and stays y_j for
-any x within `input_tolerance` of s_j: the min over k of the margins lo_k - s_k and
-s_(k+1) - hi_k, a quarter of the smallest gap (less a float32 rounding shift of at most
-g_k / 16, usually zero). Outside [s_1, s_n] the output is y_1 or y_n.
+(a falling pair computes 1 - step_k, so its jump starts switched on). At x = s_j the sum
+telescopes to y_j EXACTLY (every step is saturated), and stays y_j for any x within
+`input_tolerance` of s_j: the min over k of the margins lo_k - s_k and s_(k+1) - hi_k, a
+quarter of the smallest gap (less a float32 rounding shift of at most g_k / 16, usually
+zero). Outside [s_1, s_n] the output is y_1 or y_n.
 
 Floating point. Each unit is active on a half-line, so a saturated step k far from x
-still carries activations ~ L_k |x - m_k| that cancel in a_k - b_k; rounding then
-leaves an error of about eps |Delta_k| (a_k + b_k). Summed over the steps active at
-s_j, this first-order estimate is `output_error_estimate` (for numerical outputs) and
-`_discretising.error_estimate`. Three choices keep it small:
-* Steps point away from the pivot: the steps between the pivot and x are the only ones
-  active at x, so the output is exact-to-rounding AT the pivot. P is chosen among
-  (up to 256) candidates to minimise the worst estimated float32 error, relative to
-  max(1e-5 |y_j|, 1e-6) for numerical outputs (so small outputs get small errors),
-  absolute for one-hot outputs. Without outputs: rise above the centre of the range.
+still carries activations ~ L_k |x - m_k| that cancel in a_k - b_k; in float32 the
+rounding of its pre-activations and of the output sum grows with the size of the terms,
+L_k |x| + |c_k| (craft/rounding.py bounds it for every summation order, and the
+compiler checks that bound; `float32_error_bound` here). Three choices keep it small:
+* Each step's orientation (`_discretising.choose_orientation`) makes it active where its
+  terms are small: for one-hot outputs each step takes its cheaper side (an output
+  coordinate reads only two steps); for numerical outputs, which read every active step,
+  that choice and every pivot (steps below P fall, the rest rise) are scored by the worst
+  summed term size relative to the output's budget max(1e-5 |y_j|, 1e-6).
 * c_k is rounded so that c_k and c_k - 1 are exact float32 numbers (when that moves
   the ramp by at most g_k / 16); L_k is rounded to float32 and its ramp re-centred.
-  Then the float32 slopes and biases equal the float64 ones, the two pre-activations of a step
-  differ by exactly 1, and a_k - b_k is exactly 1 whenever both lie in one binade
-  below 2^24 (integer-valued inputs and outputs come out exact).
+  Then the float32 slopes and biases equal the float64 ones, the two pre-activations of a
+  step differ by exactly 1, and inputs and outputs on a binary grid (integers, say) are
+  computed exactly in every summation order.
 * No fixed large numbers: every constant follows from the gaps and the range.
 
 BOS gate: M_k = 2 (|c_k| + L_k X) + 1, so at BOS (bos = 1) every step pre-activation is
@@ -55,30 +56,12 @@ from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 
-from tracr.craft import bases, transformers, vectorspace_fns
+from tracr.craft import bases, rounding, transformers, vectorspace_fns
 from tracr.craft.chamber import _common, _discretising
 
 Discretisation = _discretising.Discretisation
 discretise = _discretising.discretise
 input_tolerance = _discretising.input_tolerance
-
-
-def output_error_estimate(
-    f: Callable[[float], float],
-    input_value_set: Iterable[float],
-    eps: float = float(np.finfo(np.float32).eps),
-) -> tuple[np.ndarray, np.ndarray]:
-    """(sorted points, estimated absolute output error at each) of `map_numerical_mlp`
-    in arithmetic with machine epsilon eps (float32's by default), for inputs near (not
-    exactly at) the points.
-
-    A first-order estimate (module docstring), not a proof; compare it with the output
-    budget, e.g. max(1e-5 |f(x)|, 1e-6).
-    """
-    points, originals = _discretising.sorted_points(input_value_set)
-    outputs = np.array([[_common.as_number(f(v), "numerical Map", v)] for v in originals])
-    disc = discretise(points, outputs, relative=True)
-    return disc.points, _discretising.error_estimate(disc, outputs, eps)
 
 
 def discretising_mlp(
@@ -119,7 +102,7 @@ def discretising_mlp(
     fst[ibos, a_cols] = fst[ibos, b_cols] = -disc.gates
 
     snd = np.zeros((hidden.num_dims, output_space.num_dims))
-    snd[0] = rows_out[disc.num_falling]
+    snd[0] = disc.constant_row(rows_out)
     deltas = (rows_out[1:] - rows_out[:-1]) * disc.signs[:, None]  # [n - 1, out]
     snd[a_cols], snd[b_cols] = deltas, -deltas
     return transformers.MLP(
@@ -256,19 +239,15 @@ def map_affine_numerical_mlp(
 def float32_error_bound(
     f: Callable[[float], float],
     input_value_set: Iterable[float],
-    relative_input_error: float = 1e-6,
+    input_error: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(sorted points, a bound on the float32 error of `map_numerical_mlp` near each).
+    """(sorted points, worst-case float32 error of `map_numerical_mlp` at each point).
 
-    The second layer sums terms h_k w_k whose large parts cancel, so whatever order a
-    matrix library adds them in, the rounding error stays below about
-    eps * sum_k |h_k w_k|; each pre-activation is rounded too, adding
-    eps * (|x a_k| + |b_k|) |w_k| for every active unit. The bound is that sum,
-    taken over each point and the point moved by +-relative_input_error (relative to
-    the largest magnitude), as inputs computed by earlier float32 layers are. It is
-    computed from the very weights the compiler uses.
+    Valid in every summation order, with or without FMA (craft/rounding.py), for inputs
+    within `input_error` of each point (which must stay below `input_tolerance`). The
+    bound is computed from the float32 weights the compiler uses and includes their
+    rounding of the output values.
     """
-    eps = float(np.finfo(np.float32).eps)
     x_dir, y_dir = bases.BasisDirection("x"), bases.BasisDirection("y")
     one_space = bases.VectorSpaceWithBasis([bases.BasisDirection("one")])
     bos_space = bases.VectorSpaceWithBasis([bases.BasisDirection("bos")])
@@ -282,19 +261,18 @@ def float32_error_bound(
         bos_space,
         "h",
     )
-    points, _ = _discretising.sorted_points(values)
-    inputs = mlp.fst.input_space
-    slopes = mlp.fst.matrix[inputs.index(x_dir)].astype(np.float32).astype(np.float64)
-    biases = mlp.fst.matrix[inputs.index(one_space.basis[0])].astype(np.float32)
-    biases = biases.astype(np.float64)
-    out_weights = np.abs(mlp.snd.matrix[:, 0].astype(np.float32).astype(np.float64))
-    shift = relative_input_error * max(1.0, float(np.max(np.abs(points))))
-    bound = np.zeros(len(points))
-    for delta in (0.0, shift, -shift):
-        x = (points + delta)[:, None]  # [n, 1]
-        pre = x * slopes + biases  # [n, hidden]
-        active = pre > 0
-        rounding = (np.abs(x * slopes) + np.abs(biases)) * active
-        total = (np.maximum(pre, 0) + rounding) @ out_weights
-        bound = np.maximum(bound, eps * total)
-    return points, bound
+    points, originals = _discretising.sorted_points(values)
+    space = mlp.fst.input_space
+    x = np.zeros((len(points), space.num_dims))
+    x[:, space.index(x_dir)] = points
+    x[:, space.index(one_space.basis[0])] = 1.0
+    errors = np.zeros_like(x)
+    errors[:, space.index(x_dir)] = input_error
+    result = rounding.mlp_bound(mlp.fst.matrix, mlp.snd.matrix, x, errors)
+    if np.any(result.unstable):
+        raise ValueError(
+            f"input_error {input_error!r} exceeds the MLP's input tolerance "
+            f"{input_tolerance(values)!r}"
+        )
+    targets = np.array([float(f(v)) for v in originals])
+    return points, result.bound[:, 0] + np.abs(result.ideal[:, 0] - targets)

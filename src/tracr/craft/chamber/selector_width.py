@@ -2,7 +2,7 @@
 
 Head. The selector is a conjunction of n >= 1 terms (query_t, key_t, attn_fn_t) (see
 categorical_attn; n = 1 is a plain Select). With N = max_seq_len, delta =
-ATTENTION_LEAKAGE = 1e-9 and c = ln(N / delta) rounded up to a multiple of 1/4 (so every
+WIDTH_LEAKAGE = 1/64 and c = ln(N / delta) rounded up to a multiple of 1/4 (so every
 logit is exact in float32, see categorical_attn):
 
     W_qk(x_q, x_k) = c sum_t [attn_fn_t(q_t, k_t)] + n c one_q bos_k + c bos_q bos_k,
@@ -21,11 +21,13 @@ t ~ 1 there.
 MLP. The discretiser of numerical_mlp on the points 1/(w+1), w = 0..N, writing w (the
 number, or the one-hot of w) for widths in out_value_set and nothing for other widths.
 Its input tolerance at 1/(w+1) is at least 3/16 of the smaller adjacent gap,
-3 / (16 (w+1)(w+2)) >= 3 / (32 (w+1)^2), so the head's error delta/(w+1)^2 (plus a
-float32 rounding of a few eps/(w+1)) is far inside it: delta = 1e-9 << 3/32, and
-float32 suffices while N < ~10^5. The builder checks this inequality for every w and
-raises ValueError if it fails. The discretiser's gate makes the output exactly 0 at BOS,
-and one extra unit relu(bos) subtracts 1 from t there, so the BOS position is clean.
+3 / (16 (w+1)(w+2)) >= 3 / (32 (w+1)^2), so the head's error delta/(w+1)^2 uses a sixth
+of it (delta = 1/64 against 3/32). The rest is left for float32 rounding and for logits
+moved by noisy query/key inputs, which shift t by about 2 D_tie t (compiler/float_bounds.py
+checks both; a small c keeps D_tie, proportional to c, small). The builder checks the
+inequality for every w and raises ValueError if it fails. The discretiser's gate makes
+the output exactly 0 at BOS, and one extra unit relu(bos) subtracts 1 from t there, so
+the BOS position is clean.
 """
 
 from __future__ import annotations
@@ -36,13 +38,24 @@ from collections.abc import Hashable, Iterable, Sequence
 import numpy as np
 
 from tracr.craft import bases, transformers, vectorspace_fns
-from tracr.craft.chamber import _common, _discretising, categorical_attn, numerical_mlp
+from tracr.craft.chamber import (
+    _common,
+    _discretising,
+    categorical_attn,
+    categorical_mlp,
+    numerical_mlp,
+)
 
 # Relative rounding error allowed for t in the check (a few float32 epsilons).
 _T_ROUNDING = 4 * float(np.finfo(np.float32).eps)
 
 
-def selector_width_coldness(max_seq_len: int, leakage: float = _common.ATTENTION_LEAKAGE) -> float:
+#: Attention weight the selector-width head may leak off BOS and the selected keys: it
+#: moves t = 1/(w+1) by at most WIDTH_LEAKAGE / (w+1)^2, a sixth of the readout's tolerance.
+WIDTH_LEAKAGE = 1.0 / 64
+
+
+def selector_width_coldness(max_seq_len: int, leakage: float = WIDTH_LEAKAGE) -> float:
     """c0 = ln(max_seq_len / leakage): the least score margin per term that meets the
     leakage budget, for any number of terms (the head rounds it up to a multiple of 1/4)."""
     return math.log(_common.check_max_seq_len(max_seq_len) / leakage)
@@ -96,9 +109,17 @@ def conjunctive_selector_width(
     max_seq_len: int,
     causal: bool = False,
     hidden_name: bases.Name,
+    via_one_hot: bool = False,
 ) -> transformers.SeriesWithResiduals:
     """SeriesWithResiduals([head, mlp]) writing the number of keys each query selects,
     where a key is selected when it meets every term.
+
+    via_one_hot (numerical outputs): SeriesWithResiduals([head, mlp, mlp]) instead; the
+    first MLP writes the one-hot of w into hidden directions (hidden_name + "width", w),
+    the second (a noise-cleaning lookup, categorical_mlp.clean_indicators) writes the
+    number. One more MLP sub-layer, but the number is exact in float32 at any N: the
+    one-stage readout adds up every step on one side of t, whose float32 rounding grows
+    like N^3 u in the worst summation order.
 
     Each term's attn_fn takes values in the order (query, key). The output is the width w
     (one-hot in output_space when categorical_output, else the number) for widths in
@@ -122,10 +143,18 @@ def conjunctive_selector_width(
 
     widths = list(range(n + 1))
     points = [1.0 / (w + 1) for w in widths]
-    rows = _output_rows(widths, out_value_set, output_space, categorical_output)
-    _check_tolerance(points, _common.ATTENTION_LEAKAGE)
+    _check_tolerance(points, WIDTH_LEAKAGE)
+    two_stage = via_one_hot and not categorical_output
+    read_space = (
+        bases.VectorSpaceWithBasis.from_values(f"{hidden_name}width", widths)
+        if two_stage
+        else output_space
+    )
+    rows = _output_rows(
+        widths, widths if two_stage else out_value_set, read_space, categorical_output or two_stage
+    )
     read = numerical_mlp.discretising_mlp(
-        t_space, output_space, points, rows, one_space, bos_space, hidden_name
+        t_space, read_space, points, rows, one_space, bos_space, hidden_name
     )
     cleanup_dir = bases.BasisDirection(hidden_name, "bos_cleanup")
     cleanup_space = bases.VectorSpaceWithBasis([cleanup_dir])
@@ -133,9 +162,14 @@ def conjunctive_selector_width(
         vectorspace_fns.Linear(bos_space, cleanup_space, np.ones((1, 1))),
         vectorspace_fns.Linear(cleanup_space, t_space, -np.ones((1, 1))),
     )
-    return transformers.SeriesWithResiduals(
-        [head, transformers.MLP.combine_in_parallel([read, cleanup])]
-    )
+    blocks = [head, transformers.MLP.combine_in_parallel([read, cleanup])]
+    if two_stage:
+        wanted = set(out_value_set)
+        number = categorical_mlp.map_categorical_to_numerical_mlp(
+            read_space, output_space, lambda w: w if w in wanted else 0, f"{hidden_name}number"
+        )
+        blocks.append(categorical_mlp.clean_indicators(number, one_space))
+    return transformers.SeriesWithResiduals(blocks)
 
 
 def selector_width(

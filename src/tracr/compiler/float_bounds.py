@@ -1,0 +1,479 @@
+"""Prove, before assembly, that the float32 model is exact in any summation order.
+
+A compiler pass: `bound_errors(lowered, ...)` walks the SOps in topological order and
+bounds, for every SOp, how far its residual coordinates can be from their ideal values
+(the one-hot of the program's value, or the number) at any position of any valid input,
+for float32 arithmetic in ANY summation order, with or without FMA (craft/rounding.py has
+the lemma). Errors compose: each block's bound takes its inputs' bounds as input errors.
+
+* tokens, indices, `one`, BOS and categorical constants are exact; a numerical constant
+  carries its float32 rounding.
+* MLPs (Map, SequenceMap, the selector-width readout) are bounded on every ideal input
+  (every value combination of the SOps they read, and BOS) by `rounding.mlp_bound`,
+  crediting the cancellation of a discretiser's saturated steps; blocks with too many
+  input combinations are bounded over a box (`rounding.box_mlp_bound`).
+* Attention heads: the logit error D (`rounding.attention_logit_error`) shrinks every
+  score margin by 2D, so the leaked weight is at most lambda = e^(2D) (N + 1) e^(-c/2)
+  (Aggregate, margin c/2) and the selected keys' weights agree within a factor e^(2D),
+  times the softmax's own rounding (exp within 4 ulp, the sum, the division).
+
+Refused, with the SOp, the bound and the budget named: a categorical SOp whose coordinates
+may be off by more than CATEGORICAL_BUDGET in all (decoding stays exact; the runtime
+one-hot check takes twice the bound as its tolerance), a numerical output beyond
+max(1e-5 |y|, 1e-6), and a numerical-input MLP whose input error exceeds its tolerance
+(a unit may switch).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+
+import numpy as np
+
+from tracr.compiler import validating
+from tracr.craft import bases, rounding, transformers
+from tracr.rasp import rasp
+
+#: Most ideal inputs, and (ideal input x hidden unit) cells, an MLP is bounded on one
+#: input at a time; beyond, over a box of inputs.
+_MAX_ROWS = 200_000
+_MAX_CELLS = 40_000_000
+#: Relative error of one float32 exp (libm and SIMD implementations stay within 4 ulp).
+_EXP_ULPS = 4
+#: Values below this are flushed to zero by the forward pass (model.FLUSH_BELOW).
+_FLUSH = 1e-30
+#: Most a categorical SOp's one-hot may be off, coordinates added up: decoding (argmax,
+#: None below 0.5) stays exact far beyond it, and twice the bound, the one-hot check's
+#: tolerance, stays below most real mixtures (which are off by >= 1/max_seq_len).
+CATEGORICAL_BUDGET = 0.05
+
+
+@dataclasses.dataclass(frozen=True)
+class SOpError:
+    """Worst-case deviation of an SOp's residual coordinates from their ideal values.
+
+    Categorical: every coordinate is within `abs` of the one-hot, and the deviations of
+    all coordinates add up to at most `l1`. Numerical: the number is within
+    abs + rel |value|; where the values were enumerated, `per_value` gives the bound at
+    each of the sorted `values`.
+    """
+
+    abs: float
+    rel: float = 0.0
+    l1: float = 0.0
+    values: np.ndarray | None = None
+    per_value: np.ndarray | None = None
+    #: Some MLP unit reading a numerical input may switch: the input error exceeds the
+    #: block's tolerance, and no bound holds.
+    unstable: bool = False
+
+    def at(self, value: float) -> float:
+        return float(self.at_many(np.array([value], np.float64))[0])
+
+    def at_many(self, values: np.ndarray) -> np.ndarray:
+        """The bound at each of `values` (a numerical SOp's values)."""
+        values = np.asarray(values, np.float64)
+        out = self.abs + self.rel * np.abs(values)
+        if self.values is not None and len(self.values):
+            i = np.clip(np.searchsorted(self.values, values), 1, len(self.values) - 1)
+            i = np.where(
+                np.abs(self.values[i - 1] - values) <= np.abs(self.values[i] - values), i - 1, i
+            )
+            i = np.minimum(i, len(self.values) - 1)
+            near = np.abs(self.values[i] - values) <= 1e-9 * np.maximum(1.0, np.abs(values))
+            out = np.where(near, self.per_value[i], out)
+        return out
+
+    def worst(self, magnitude: float) -> float:
+        """The bound for values of size up to `magnitude`."""
+        if self.per_value is not None and len(self.per_value):
+            return float(max(np.max(self.per_value), self.abs + self.rel * magnitude))
+        return self.abs + self.rel * magnitude
+
+
+EXACT = SOpError(0.0)
+
+
+def numerical_budget(value: float, scale: float = 0.0) -> float:
+    """What a numerical output may be off by: 1e-5 relative to the value, or to the
+    output's scale (its largest magnitude) for values near 0, and never below 1e-6.
+
+    A value near 0 is often a difference of larger ones (opens - closes); no float32
+    computation gets it to 1e-5 of itself, but one gets it to 1e-5 of the scale."""
+    return max(1e-5 * abs(value), 1e-5 * scale, 1e-6)
+
+
+@dataclasses.dataclass(frozen=True)
+class Context:
+    """What the bounds need besides the blocks: lowered SOps so far (label -> an object
+    with .expr, .space, .block, .constant), value sets, the BOS and `one` directions."""
+
+    lowered: Mapping[str, object]
+    value_sets: Mapping[str, frozenset | None]
+    bos: bases.BasisDirection
+    one: bases.BasisDirection
+    max_seq_len: int
+
+
+def _values(ctx: Context, label: str) -> list | None:
+    values = ctx.value_sets.get(label)
+    if values is None:
+        return None
+    node = ctx.lowered[label]
+    if rasp.is_categorical(node.expr):
+        return sorted(values, key=repr)
+    return sorted(float(v) for v in values if v is not None)
+
+
+def _magnitude(ctx: Context, label: str) -> float:
+    """Largest |value| of a numerical SOp (1 for a categorical one: its one-hot)."""
+    if rasp.is_categorical(ctx.lowered[label].expr):
+        return 1.0
+    values = _values(ctx, label)
+    if values is None:
+        return math.inf
+    return max((abs(v) for v in values), default=0.0)
+
+
+def _numerical_error(values: np.ndarray, errors: np.ndarray) -> SOpError:
+    """SOpError from per-row (value, error) pairs; equal values keep the larger error."""
+    order = np.argsort(values, kind="stable")
+    values, errors = values[order], errors[order]
+    unique, start = np.unique(values, return_index=True)
+    per_value = np.maximum.reduceat(errors, start) if len(values) else errors
+    return SOpError(float(np.max(errors, initial=0.0)), values=unique, per_value=per_value)
+
+
+# -- MLPs -------------------------------------------------------------------------------
+
+
+def _mlp_rows(mlp: transformers.MLP, ctx: Context, errors: Mapping[str, SOpError]):
+    """Ideal inputs X and their errors E [P, I] (BOS last), or None if too many."""
+    space = mlp.fst.input_space
+    groups: dict[str, list[int]] = {}
+    for i, d in enumerate(space.basis):
+        if d != ctx.bos and d != ctx.one:
+            groups.setdefault(d.name, []).append(i)
+    labels = list(groups)
+    choices = [_values(ctx, label) for label in labels]
+    if any(c is None for c in choices):
+        return None
+    sizes = [max(1, len(c)) for c in choices]
+    count = math.prod(sizes)
+    cells = count * (mlp.hidden_space.num_dims + mlp.snd.output_space.num_dims)
+    if count > _MAX_ROWS or cells > _MAX_CELLS:
+        return None
+    grid = np.indices(sizes).reshape(len(sizes), -1).T  # [P, SOps]: value index per SOp
+    x = np.zeros((count + 1, space.num_dims))
+    e = np.zeros_like(x)
+    for column, (label, values) in enumerate(zip(labels, choices)):
+        err, picks = errors[label], grid[:, column]
+        if rasp.is_numerical(ctx.lowered[label].expr):
+            (i,) = groups[label]
+            x[:-1, i] = np.asarray(values, np.float64)[picks]
+            e[:-1, i] = err.at_many(np.asarray(values, np.float64))[picks]
+        else:
+            e[:-1, groups[label]] = err.abs
+            coords = np.array(
+                [
+                    space.index(bases.BasisDirection(label, v)) if v is not None else -1
+                    for v in values
+                ]
+            )[picks]
+            present = coords >= 0
+            x[np.flatnonzero(present), coords[present]] = 1.0
+        e[-1, groups[label]] = err.worst(_magnitude(ctx, label))  # BOS: SOps ideally 0
+    for d, rows in ((ctx.one, slice(None)), (ctx.bos, slice(-1, None))):
+        if d in space:
+            x[rows, space.index(d)] = 1.0
+    return x, e
+
+
+def _exact_lookup(mlp, ctx, errors) -> bool:
+    """Exact inputs on a grid and a block whose sums all stay exact (see
+    rounding.exact_block): the float32 output is the table entry rounded to float32."""
+    space = mlp.fst.input_space
+    in_max, bits = np.ones(space.num_dims), 0
+    for i, d in enumerate(space.basis):
+        if d in (ctx.bos, ctx.one):
+            continue
+        if d.name not in errors:  # the selector-width head's output: not a lookup
+            return False
+        err = errors[d.name]
+        if err.abs or err.rel or (err.per_value is not None and np.any(err.per_value)):
+            return False
+        if rasp.is_numerical(ctx.lowered[d.name].expr):
+            values = _values(ctx, d.name)
+            if values is None:
+                return False
+            in_max[i] = _magnitude(ctx, d.name)
+            bits = max(bits, rounding.grid_bits(np.array(values)))
+    return rounding.exact_block(mlp.fst.matrix, mlp.snd.matrix, in_max, bits)
+
+
+def _mlp_error(mlp, out_space, ctx, errors, rows) -> SOpError:
+    """The error of the SOp an MLP writes in out_space."""
+    cols = mlp.snd.output_space.indices(out_space.basis)
+    numerical = out_space.num_dims == 1 and out_space.basis[0].value is None
+    if _exact_lookup(mlp, ctx, errors):
+        weights = mlp.snd.matrix[:, cols]
+        represented = np.array_equal(rounding.as_float32_values(weights), weights)
+        return SOpError(0.0, rel=0.0 if represented else rounding.U)
+    if rows is None:
+        space = mlp.fst.input_space
+        low, high, err = (
+            np.zeros(space.num_dims),
+            np.zeros(space.num_dims),
+            np.zeros(space.num_dims),
+        )
+        for i, d in enumerate(space.basis):
+            if d in (ctx.bos, ctx.one):
+                high[i] = 1.0
+            elif rasp.is_numerical(ctx.lowered[d.name].expr):
+                mag = _magnitude(ctx, d.name)
+                low[i], high[i] = -mag, mag
+                err[i] = errors[d.name].worst(mag)
+            else:
+                high[i], err[i] = 1.0, errors[d.name].abs
+        bound = rounding.box_mlp_bound(mlp.fst.matrix, mlp.snd.matrix, low, high, err)[cols]
+        return SOpError(float(np.max(bound, initial=0.0)), l1=float(np.sum(bound)))
+    x, e = rows
+    result = rounding.mlp_bound(mlp.fst.matrix, mlp.snd.matrix, x, e)
+    design = np.maximum(x @ mlp.fst.matrix, 0) @ mlp.snd.matrix  # float64 weights
+    total = (result.bound + np.abs(result.ideal - design))[:, cols]
+    unstable = bool(np.any(result.unstable))
+    if numerical:
+        err = _numerical_error(design[:, cols[0]], total[:, 0])
+        return dataclasses.replace(err, unstable=unstable)
+    worst = float(np.max(total, initial=0.0))
+    l1 = float(np.max(total.sum(axis=1), initial=0.0))
+    return SOpError(worst, l1=l1, unstable=unstable)
+
+
+# -- attention --------------------------------------------------------------------------
+
+
+def _head_inputs(head: transformers.AttentionHead, ctx: Context, errors):
+    """(query SOps, key SOps) read by a head's scores."""
+    aux = {ctx.bos, ctx.one}
+    query = sorted({d.name for d in head.w_qk.left_space.basis if d not in aux})
+    keys = sorted({d.name for d in head.w_qk.right_space.basis if d not in aux})
+    return query, keys
+
+
+def _logit_error(head, ctx, errors) -> tuple[float, float, float]:
+    """(logit error D, tie error D_tie, coldness c) of a categorical_attn/selector_width
+    head."""
+    query, keys = _head_inputs(head, ctx, errors)
+    w = head.w_qk
+    aux = (ctx.bos, ctx.one)
+    query_noisy = np.array([d not in aux for d in w.left_space.basis])
+    key_noisy = np.array([d not in aux for d in w.right_space.basis])
+    c = float(w.matrix[w.left_space.index(ctx.bos), w.right_space.index(ctx.bos)])
+    d, tie = rounding.attention_logit_error(
+        w.matrix,
+        query_noisy,
+        key_noisy,
+        len(query),
+        len(keys),
+        max((errors[s].abs for s in query), default=0.0),
+        max((errors[s].abs for s in keys), default=0.0),
+        sum(max(errors[s].l1, errors[s].abs) for s in query),
+        sum(max(errors[s].l1, errors[s].abs) for s in keys),
+    )
+    return d, tie, c
+
+
+def _exp(x: float) -> float:
+    return math.exp(x) if x < 700 else math.inf
+
+
+def _softmax_spread(d: float, keys: int) -> float:
+    """eps_w: computed selected weights are within a factor 1 + eps_w of each other's
+    ideal share (logit errors +-D, exp rounding, the sum of `keys` terms, the division)."""
+    return _exp(2 * d) * (1 + (2 * _EXP_ULPS + 2) * rounding.U + float(rounding.gamma(keys))) - 1
+
+
+def _aggregate_error(head, ctx, errors, value_label: str) -> SOpError:
+    """Selected keys hold ideally equal logits, BOS scores c/2 less, others c less.
+
+    The computed weights put at most `leak` outside the selected keys. A categorical mean
+    moves one value, so only the total weight on it matters (`mass`: the sum and the
+    division). A numerical one also depends on each selected weight: within a factor
+    1 + theta of its ideal share. With exactly tied logits (exact inputs) the selected
+    exps are exactly 1 and their sum an exact integer, so theta is one division's u;
+    otherwise ties differ by D_tie and every exp, the sum and the division round.
+    """
+    d, tie, c = _logit_error(head, ctx, errors)
+    n = ctx.max_seq_len
+    keys = n + 1
+    leak = _exp(2 * d) * (n + 1) * math.exp(-c / 2)
+    mass = float(rounding.gamma(keys + 2 * _EXP_ULPS + 2))
+    mixing = float(rounding.gamma(keys))
+    value = errors[value_label]
+    if rasp.is_categorical(ctx.lowered[value_label].expr):
+        v_hat = 1.0 + value.abs
+        err = leak * v_hat + mass + value.abs * (1 + mass) + mixing * (1 + mass) * v_hat + _FLUSH
+        l1 = (leak + mass + mixing * (1 + mass)) * (1 + value.l1) + value.l1 * (1 + mass)
+        return SOpError(err, l1=l1 + _FLUSH)
+    if tie == 0:
+        theta = (1 + rounding.U) / (1 - 2 * leak) - 1
+    else:
+        theta = _softmax_spread(tie, keys) + mass
+    w_dev = 2 * leak * (1 + theta) + theta
+    values = _values(ctx, value_label)
+    magnitude = _magnitude(ctx, value_label)
+    v_err = value.worst(magnitude)
+    v_hat = magnitude + v_err
+    same_sign = values is not None and (min(values, default=0) >= 0 or max(values, default=0) <= 0)
+    if same_sign:
+        # Sum of w_s |v_s| over the selected keys is |y|: errors relative to the output.
+        rel = theta + value.rel * (1 + theta) + mixing * (1 + theta) * (1 + value.rel)
+        a = value.abs if value.per_value is None else v_err
+        return SOpError(2 * leak * v_hat * (1 + mixing) + (1 + w_dev) * a + _FLUSH, rel)
+    return SOpError(v_err * (1 + w_dev) + (w_dev + mixing * (1 + w_dev)) * v_hat + _FLUSH)
+
+
+def _width_error(block: transformers.SeriesWithResiduals, node, ctx, errors):
+    head, mlp, *number = block.blocks
+    d, tie, c = _logit_error(head, ctx, errors)
+    n = ctx.max_seq_len
+    spread = _softmax_spread(tie, n + 1)
+    t_dir = head.w_ov.output_space.basis[0]
+    widths = np.arange(n + 1)
+    t = 1.0 / (widths + 1)
+    t_err = t * spread + _exp(2 * d) * n * math.exp(-c) * t**2 + _FLUSH
+    bos_err = _exp(2 * d) * n * math.exp(-c) + spread
+    space = mlp.fst.input_space
+    x = np.zeros((n + 2, space.num_dims))
+    e = np.zeros_like(x)
+    it = space.index(t_dir)
+    x[:-1, it], e[:-1, it] = t, t_err
+    x[-1, it], e[-1, it] = 1.0, bos_err
+    x[:, space.index(ctx.one)] = 1.0
+    x[-1, space.index(ctx.bos)] = 1.0
+    if not number:
+        return _mlp_error(mlp, node.space, ctx, errors, (x, e))
+    # Two stages: the readout's one-hot of w, then a lookup of the number.
+    one_hot = bases.VectorSpaceWithBasis([d for d in mlp.snd.output_space.basis if d != t_dir])
+    hidden = _mlp_error(mlp, one_hot, ctx, errors, (x, e))
+    lookup = number[0]
+    space = lookup.fst.input_space
+    x = np.zeros((n + 2, space.num_dims))
+    cols = space.indices(one_hot.basis)
+    x[np.arange(n + 1), cols] = 1.0
+    x[:, space.index(ctx.one)] = 1.0
+    e = np.zeros_like(x)
+    e[:, cols] = hidden.abs
+    err = _mlp_error(lookup, node.space, ctx, errors, (x, e))
+    return dataclasses.replace(err, unstable=err.unstable or hidden.unstable)
+
+
+def _inputs_of(block, ctx) -> list[str]:
+    aux = {ctx.bos, ctx.one}
+    if isinstance(block, transformers.MLP):
+        spaces = [block.fst.input_space]
+    elif isinstance(block, transformers.AttentionHead):
+        spaces = [block.w_qk.left_space, block.w_qk.right_space, block.w_ov.input_space]
+    else:
+        head = block.blocks[0]
+        spaces = [head.w_qk.left_space, head.w_qk.right_space]
+    return sorted(
+        {d.name for s in spaces for d in s.basis if d not in aux and d.name in ctx.lowered}
+    )
+
+
+def sop_error(node, ctx: Context, errors: Mapping[str, SOpError]) -> SOpError:
+    """The worst-case error of one lowered SOp, given the errors of the SOps it reads."""
+    block = node.block
+    if block is None:
+        if node.constant is not None and rasp.is_numerical(node.expr):
+            exact = float(node.constant)
+            return SOpError(abs(float(np.float32(exact)) - exact))
+        return EXACT
+    if isinstance(block, transformers.MLP):
+        return _mlp_error(block, node.space, ctx, errors, _mlp_rows(block, ctx, errors))
+    if isinstance(block, transformers.AttentionHead):
+        return _aggregate_error(block, ctx, errors, block.w_ov.input_space.basis[0].name)
+    return _width_error(block, node, ctx, errors)
+
+
+def findings(
+    lowered: Mapping[str, object], errors: Mapping[str, SOpError], ctx: Context, output_label: str
+) -> list[validating.TracrUnsupportedExpr]:
+    """The SOps whose error bound breaks exactness, with the reason."""
+    found = []
+    for label, node in lowered.items():
+        if node.block is None:
+            continue
+        reason = _check(node, errors, ctx, label == output_label, node.block)
+        if reason:
+            found.append(validating.TracrUnsupportedExpr(expr=node.expr, reason=reason))
+    return found
+
+
+def bound_errors(
+    lowered: Mapping[str, object],
+    *,
+    value_sets: Mapping[str, frozenset | None],
+    bos_dir: bases.BasisDirection,
+    one_dir: bases.BasisDirection,
+    max_seq_len: int,
+    output_label: str,
+) -> tuple[dict[str, SOpError], list[validating.TracrUnsupportedExpr]]:
+    """Every SOp's worst-case float32 error (in topological order of `lowered`), and the
+    SOps whose error breaks exactness."""
+    ctx = Context(lowered, value_sets, bos_dir, one_dir, max_seq_len)
+    errors: dict[str, SOpError] = {}
+    for label, node in lowered.items():
+        errors[label] = sop_error(node, ctx, errors)
+    return errors, findings(lowered, errors, ctx, output_label)
+
+
+def _carried(block, ctx, errors) -> str:
+    inputs = [(errors[s].worst(_magnitude(ctx, s)), s) for s in _inputs_of(block, ctx)]
+    if not inputs:
+        return ""
+    err, label = max(inputs)
+    return f"; its input {label!r} carries an error of up to {err:.3g}"
+
+
+def _check(node, errors, ctx, is_output, block) -> str | None:
+    err = errors[node.expr.label]
+    unstable = err.unstable
+    hint = "make the numerical input categorical (an exact lookup table), or shrink its value set"
+    if unstable:
+        return (
+            "float32 rounding can move its numerical input out of the range where the MLP "
+            f"reads it correctly{_carried(block, ctx, errors)}; {hint}"
+        )
+    if rasp.is_categorical(node.expr):
+        worst = max(err.abs, err.l1)
+        if worst > CATEGORICAL_BUDGET:
+            return (
+                f"float32 error bound {worst:.3g} on its one-hot exceeds the budget "
+                f"{CATEGORICAL_BUDGET:.3g}{_carried(block, ctx, errors)}; {hint}"
+            )
+        return None
+    if not is_output:
+        return None
+    values = _values(ctx, node.expr.label)
+    if values is None:
+        worst = err.abs + 0.1 * err.rel
+        if worst > 1e-6 or err.rel > 1e-5:
+            return (
+                f"float32 error bound {err.abs:.3g} + {err.rel:.3g} |y| exceeds the budget "
+                f"max(1e-5 |y|, 1e-6){_carried(block, ctx, errors)}"
+            )
+        return None
+    scale = max((abs(v) for v in values), default=0.0)
+    bounds = err.at_many(np.asarray(values, np.float64))
+    for v, bound in zip(values, bounds):
+        if bound > numerical_budget(v, scale):
+            return (
+                f"float32 error bound {bound:.3g} at output {v!r} exceeds the budget "
+                f"{numerical_budget(v, scale):.3g}{_carried(block, ctx, errors)}; {hint}"
+            )
+    return None

@@ -1,0 +1,149 @@
+"""compiler/float_bounds: the compiler's worst-case float32 bounds, its refusals and the
+constructions it picks to stay exact (noise-cleaning lookups, two-stage widths)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tests.compiler import exactness
+from tracr.compiler import compiling, float_bounds, lib, rasp_to_graph, validating
+from tracr.rasp import rasp
+
+
+def _numerical_length_map(f):
+    length = rasp.numerical(lib.make_length())
+    return rasp.numerical(rasp.Map(f, length, simplify=False)).named("f_of_length")
+
+
+def test_refusal_names_the_sop_the_bound_the_budget_and_a_fix():
+    program = _numerical_length_map(lambda n: n * n)
+    with pytest.raises(validating.UnsupportedProgramError) as info:
+        compiling.compile_rasp_to_model(program, vocab={"a"}, max_seq_len=100, compiler_bos="BOS")
+    message = str(info.value)
+    assert "f_of_length" in message
+    assert "float32 error bound" in message and "exceeds the budget" in message
+    assert "make the numerical input categorical" in message
+
+
+def test_categorical_length_then_numerical_map_is_the_fix():
+    """The refusal's advice works: a categorical width, then the Map, is exact."""
+    length = lib.make_length()
+    program = rasp.numerical(rasp.Map(lambda n: n * n, length))
+    model = compiling.compile_rasp_to_model(
+        program, vocab={"a"}, max_seq_len=100, compiler_bos="BOS"
+    )
+    sequences = [["a"] * n for n in range(1, 101)]
+    assert exactness.mismatches(model, program, sequences) == []
+
+
+def test_numerical_width_reads_through_a_one_hot_at_large_sizes():
+    """One readout MLP adds up every step on one side of t (error ~N^3 u); past a size
+    the compiler adds a second MLP reading w from its one-hot, exactly."""
+    program = rasp.numerical(lib.make_length())
+    small = compiling.compile_rasp_to_model(program, vocab={"a"}, max_seq_len=4)
+    large = compiling.compile_rasp_to_model(
+        program, vocab={"a"}, max_seq_len=100, compiler_bos="BOS"
+    )
+    assert small.model_config.num_layers == 1
+    assert large.model_config.num_layers == 2
+    assert any("width" in label for label in large.residual_labels)
+    sequences = [["a"] * n for n in range(1, 101)]
+    assert exactness.mismatches(large, program, sequences) == []
+
+
+def test_lookups_reading_noisy_one_hots_are_cleaned():
+    """length comes out of a readout with float32 noise; the SequenceMap reading it gets
+    the two-unit cleaning indicators, so its own output is clean again."""
+    lowered_error = _errors(lib.make_reverse(rasp.tokens), set(range(16)), 16)
+    noisy = lowered_error["length"]
+    cleaned = lowered_error["opp_idx"]
+    assert max(cleaned.abs, cleaned.l1) < max(noisy.abs, noisy.l1) / 2
+
+
+def _errors(program, vocab, max_seq_len):
+    from tracr.compiler import basis_inference, expr_to_craft_graph
+    from tracr.craft import bases
+
+    extracted = rasp_to_graph.extract_rasp_graph(program)
+    value_sets = basis_inference.infer_bases(extracted, vocab=vocab, max_seq_len=max_seq_len)
+    lowered = expr_to_craft_graph.add_craft_components_to_rasp_graph(
+        extracted,
+        value_sets=value_sets,
+        vocab=frozenset(vocab),
+        bos_dir=bases.BasisDirection("tokens", "BOS"),
+        max_seq_len=max_seq_len,
+    )
+    return {label.rsplit("_", 1)[0]: node.error for label, node in lowered.items()}
+
+
+def test_exact_inputs_give_exact_lookups():
+    errors = _errors(lib.make_hist(), {"a", "b"}, 4)
+    assert errors["tokens"] == float_bounds.EXACT
+    assert errors["hist"].abs > 0  # the readout of t = 1/(w+1) rounds
+
+
+def test_numerical_budget_is_relative_to_the_value_or_the_scale():
+    assert float_bounds.numerical_budget(2.0) == pytest.approx(2e-5)
+    assert float_bounds.numerical_budget(0.0) == 1e-6
+    assert float_bounds.numerical_budget(0.0, scale=1.0) == pytest.approx(1e-5)
+
+
+def test_sop_error_at_many_matches_at():
+    err = float_bounds.SOpError(
+        1e-6, rel=1e-7, values=np.array([0.0, 0.5, 1.0]), per_value=np.array([1.0, 2.0, 3.0])
+    )
+    assert err.at(0.5) == 2.0
+    assert err.at(0.25) == pytest.approx(1e-6 + 0.25e-7)
+    np.testing.assert_allclose(err.at_many(np.array([1.0, 0.0, 7.0])), [3.0, 1.0, 1e-6 + 7e-7])
+
+
+@pytest.mark.parametrize("max_seq_len", [16, 32])
+def test_lib_programs_compile_at_16_and_32(max_seq_len):
+    vocab = set(range(16))
+    programs = [
+        lib.make_length(),
+        lib.make_reverse(rasp.tokens),
+        lib.make_hist(),
+        lib.make_sort_unique(rasp.tokens, rasp.tokens),
+        lib.make_sort(rasp.tokens, rasp.tokens, max_seq_len=max_seq_len, min_key=1),
+        lib.make_sort_freq(max_seq_len),
+        lib.make_frac_prevs(rasp.tokens == 3),
+        lib.make_pair_balance(rasp.tokens, 1, 2),
+        lib.shift_by(2, rasp.tokens),
+        lib.detect_pattern(rasp.tokens, [1, 2, 3]),
+        lib.make_count(rasp.tokens, 5),
+    ]
+    for program in programs:
+        compiling.compile_rasp_to_model(program, vocab=vocab, max_seq_len=max_seq_len)
+
+
+def test_apply_in_float64_agrees_and_keeps_the_dtype():
+    program = lib.make_frac_prevs(rasp.tokens == "a")
+    model = compiling.compile_rasp_to_model(
+        program, vocab={"a", "b"}, max_seq_len=5, compiler_bos="BOS"
+    )
+    out = model.apply(["BOS", "a", "b", "a"], dtype=np.float64)
+    assert out.transformer_output.dtype == np.float64
+    assert model.apply(["BOS", "a"]).transformer_output.dtype == np.float32
+    np.testing.assert_allclose(out.decoded[1:], [1.0, 0.5, 2 / 3], rtol=1e-8)
+    batch = model.apply_batch([["BOS", "a"], ["BOS", "b", "a"]], dtype=np.float64)
+    assert all(r.dtype == np.float64 for r in batch.residuals)
+    with pytest.raises(ValueError, match="float32 or numpy.float64"):
+        model.apply(["BOS", "a"], dtype=np.int32)
+
+
+def test_same_labelled_copies_that_compute_the_same_thing_are_one_node():
+    program = rasp.SequenceMap(lambda a, b: a + b, rasp.indices, rasp.indices.named("indices"))
+    graph = rasp_to_graph.extract_rasp_graph(program + rasp.tokens).graph
+    assert sum(1 for label in graph if label == "indices") == 1
+    model = compiling.compile_rasp_to_model(
+        program + rasp.tokens, vocab={1}, max_seq_len=3, compiler_bos="BOS"
+    )
+    assert model.apply(["BOS", 1, 1, 1]).decoded == ["BOS", 1, 3, 5]
+
+
+def test_same_labelled_expressions_that_differ_are_refused_with_the_difference():
+    program = rasp.SequenceMap(lambda a, b: a + b, rasp.indices, rasp.numerical(rasp.indices))
+    with pytest.raises(ValueError, match="'indices'.*annotations"):
+        rasp_to_graph.extract_rasp_graph(program)
