@@ -90,7 +90,9 @@ def test_attention_shows_each_head_with_query_and_key_tokens():
     assert moved[1, 4] > 0.999
     # layer 0 (counting smaller tokens) spreads the query of token 2 over BOS and token 1
     counting = np.asarray(panels[0].images[0].get_array())
-    np.testing.assert_allclose(counting[1], [0.5, 0, 0, 0, 0.5], atol=1e-6)
+    # (the SelectorWidth head is soft: a little weight leaks to the other keys)
+    np.testing.assert_allclose(counting[1], [0.5, 0, 0, 0, 0.5], atol=0.01)
+    assert counting[1, 0] == counting[1, 4]
     assert "0.50" in _texts(fig)
 
 
