@@ -3,7 +3,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-dev
 
-.PHONY: demo test lint bench clean browser
+.PHONY: demo test test-lens3 lint bench clean browser
 
 # The report tests drive Debian's Chromium through playwright: never download a browser.
 export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
@@ -13,7 +13,8 @@ $(VENV)/bin/python:
 	$(PY) -m pip install --quiet --upgrade pip
 
 $(STAMP): pyproject.toml | $(VENV)/bin/python
-	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m pip install --quiet torch==2.13.0  # the CPU build, before any extra needs torch
+	$(PY) -m pip install --quiet -e ".[dev,export,torch,lens]"
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -27,10 +28,23 @@ test: $(STAMP) browser
 	$(VENV)/bin/ruff check src tests benchmarks examples
 	$(PY) -m pytest -q
 
+# TransformerLens 3.x (HookedTransformer) in a second venv: to_transformer_lens returns a
+# HookedTransformer there, tested by the same tests as the TransformerBridge.
+LENS3 := .venv-lens3
+$(LENS3)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(LENS3)
+	$(LENS3)/bin/python -m pip install --quiet --upgrade pip
+	$(LENS3)/bin/python -m pip install --quiet torch==2.13.0
+	$(LENS3)/bin/python -m pip install --quiet -e ".[dev,export]" "transformer-lens>=3,<4"
+	touch $@
+
+test-lens3: $(LENS3)/.installed
+	$(LENS3)/bin/python -m pytest -q tests/export/test_lens.py
+
 bench: $(STAMP)
 	$(PY) benchmarks/craft_blocks.py
 	$(PY) benchmarks/compile.py
 	$(PY) benchmarks/verify.py
 
 clean:
-	rm -rf $(VENV) build .pytest_cache
+	rm -rf $(VENV) $(LENS3) build .pytest_cache

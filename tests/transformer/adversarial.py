@@ -91,7 +91,8 @@ def forward(params, config: model.TransformerConfig, token_ids, key_mask, order:
             return y.transpose(0, 2, 1, 3)
 
         q, k, v = (project(name, x) for name in ("query", "key", "value"))
-        logits = _batched(q, k.transpose(0, 1, 3, 2), order)
+        scale = np.sqrt(np.asarray(d_head, dtype=_F32))  # as model.forward: q.k / sqrt(d_head)
+        logits = _batched(q, k.transpose(0, 1, 3, 2), order) / scale
         logits = np.where(mask, logits, _F32(model.MASKED_LOGIT))
         weights = np.exp(logits - logits.max(axis=-1, keepdims=True))
         weights = weights / weights.sum(axis=-1, keepdims=True)

@@ -23,8 +23,31 @@ NONE_THRESHOLD = 0.5
 MIXTURE_TOLERANCE = 0.01
 
 
-@dataclasses.dataclass
-class AssembledTransformerModelOutput:
+class _MappableDataclass(Mapping):
+    """A dataclass that is also a read-only mapping of its fields, like the reference's chex
+    dataclasses: `out["decoded"]`, `out.keys()`, `dict(out)` and `out.replace(...)` work."""
+
+    def __getitem__(self, name: str) -> Any:
+        if name not in self._names():
+            raise KeyError(f"{name!r} is not a field; the fields are {self._names()}")
+        return getattr(self, name)
+
+    def __iter__(self):
+        return iter(self._names())
+
+    def __len__(self) -> int:
+        return len(self._names())
+
+    def _names(self) -> list[str]:
+        return [f.name for f in dataclasses.fields(self)]
+
+    def replace(self, **changes: Any):
+        """A copy with the given fields replaced."""
+        return dataclasses.replace(self, **changes)
+
+
+@dataclasses.dataclass(eq=False)
+class AssembledTransformerModelOutput(_MappableDataclass):
     """What a forward pass returns; the reference's fields, numpy arrays, batch first."""
 
     decoded: list[Any]  # [T], or one list per sequence from apply_batch
@@ -93,6 +116,8 @@ class AssembledTransformerModel:
     categorical_sops: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
     # SOp label -> the one-hot check's tolerance (MIXTURE_TOLERANCE where absent).
     mixture_tolerances: dict[str, float] = dataclasses.field(default_factory=dict)
+    # Which head or MLP units compute each SOp and selector (a `circuit.Circuit`).
+    circuit: Any = None
 
     def apply(
         self, tokens: Sequence[Any], *, strict: bool = True, dtype: Any = np.float32
@@ -325,16 +350,22 @@ def assemble_craft_model(
 
     for index, (layer, layer_factors) in enumerate(zip(layers, factors)):
         prefix = f"transformer/layer_{index}"
+        # float64 until the cast below, so that the query scaling rounds only once.
         attn = {
-            name: _linear(dim, num_heads * key_size, dtype) for name in ("query", "key", "value")
+            name: _linear(dim, num_heads * key_size, np.float64)
+            for name in ("query", "key", "value")
         }
-        attn["linear"] = _linear(num_heads * key_size, dim, dtype)
+        attn["linear"] = _linear(num_heads * key_size, dim, np.float64)
         for h, (w_q, w_k, w_v, w_o) in enumerate(layer_factors):
             start = h * key_size
             attn["query"]["w"][:, start : start + w_q.shape[1]] = w_q
             attn["key"]["w"][:, start : start + w_k.shape[1]] = w_k
             attn["value"]["w"][:, start : start + w_v.shape[1]] = w_v
             attn["linear"]["w"][start : start + w_o.shape[0]] = w_o
+        # The standard convention: the forward pass divides q.k by sqrt(key_size), so the
+        # query carries that factor and the logits stay the craft model's w_qk scores.
+        attn["query"]["w"] *= np.sqrt(key_size)
+        attn["query"]["b"] *= np.sqrt(key_size)
         for name, value in attn.items():
             params[f"{prefix}/attn/{name}"] = value
         first, second = _linear(dim, mlp_size, dtype), _linear(mlp_size, dim, dtype)
@@ -366,6 +397,37 @@ def assemble_craft_model(
     else:
         output_encoder = encoder.NumericalEncoder()
 
+    return build_model(
+        params=params,
+        config=config,
+        unembed=unembed,
+        categorical_output=categorical_output,
+        input_encoder=input_encoder,
+        output_encoder=output_encoder,
+        residual_labels=[str(d) for d in residual.basis],
+        categorical_sops={
+            label: residual.indices(space.basis)
+            for label, space in categorical_spaces.items()
+            if space.num_dims
+        },
+        mixture_tolerances=mixture_tolerances,
+    )
+
+
+def build_model(
+    *,
+    params: Params,
+    config: model.TransformerConfig,
+    unembed: np.ndarray,
+    categorical_output: bool,
+    input_encoder: encoder.CategoricalEncoder,
+    output_encoder: encoder.Encoder | None,
+    residual_labels: list[str],
+    categorical_sops: dict[str, np.ndarray],
+    mixture_tolerances: Mapping[str, float] | None = None,
+) -> AssembledTransformerModel:
+    """Wraps finished arrays in a runnable model (used by the compiler and by loading)."""
+
     def get_compiled_model() -> CompiledTransformerModel:
         return CompiledTransformerModel(
             params=params,
@@ -383,13 +445,9 @@ def assemble_craft_model(
         get_compiled_model=get_compiled_model,
         params=params,
         model_config=config,
-        residual_labels=[str(d) for d in residual.basis],
+        residual_labels=residual_labels,
         input_encoder=input_encoder,
         output_encoder=output_encoder,
-        categorical_sops={
-            label: residual.indices(space.basis)
-            for label, space in categorical_spaces.items()
-            if space.num_dims
-        },
+        categorical_sops=categorical_sops,
         mixture_tolerances=dict(mixture_tolerances or {}),
     )

@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from tracr.compiler import (
     assemble,
     basis_inference,
+    circuit,
     craft_graph_to_model,
     expr_to_craft_graph,
     float_bounds,
@@ -121,7 +122,7 @@ def compile_rasp_to_model(
     constants = {
         node.space.basis[0]: node.constant for node in lowered.values() if node.constant is not None
     }
-    return assemble.assemble_craft_model(
+    model = assemble.assemble_craft_model(
         craft_model,
         tokens_space=tokens_space,
         indices_space=indices_space,
@@ -143,6 +144,8 @@ def compile_rasp_to_model(
         pad_token=compiler_pad,
         max_seq_len=max_seq_len,
     )
+    model.circuit = circuit.extract_circuit(extracted, lowered, craft_model, model.residual_labels)
+    return model
 
 
 def _order(value):

@@ -149,6 +149,8 @@ def _lower_width(expr: rasp.SOp, terms, space, ctx, via_one_hot=False):
         causal=ctx.causal,
         hidden_name=_hidden(expr),
         via_one_hot=via_one_hot,
+        # The reference's name for the head's residual column, which scripts look up.
+        attn_output=f"{expr.label}_selector_width_attn_output",
     )
 
 

@@ -263,7 +263,7 @@ def _head_inputs(head: transformers.AttentionHead, ctx: Context, errors):
     return query, keys
 
 
-def _logit_error(head, ctx, errors) -> tuple[float, float, float]:
+def _logit_error(head, ctx, errors, aggregate: bool) -> tuple[float, float, float]:
     """(logit error D, tie error D_tie, coldness c) of a categorical_attn/selector_width
     head."""
     query, keys = _head_inputs(head, ctx, errors)
@@ -272,6 +272,9 @@ def _logit_error(head, ctx, errors) -> tuple[float, float, float]:
     query_noisy = np.array([d not in aux for d in w.left_space.basis])
     key_noisy = np.array([d not in aux for d in w.right_space.basis])
     c = float(w.matrix[w.left_space.index(ctx.bos), w.right_space.index(ctx.bos)])
+    # one_q bos_k scores (n - 1/2) c in an Aggregate's head, n c in a width's.
+    one_bos = float(w.matrix[w.left_space.index(ctx.one), w.right_space.index(ctx.bos)])
+    terms = max(1, round(one_bos / c + (0.5 if aggregate else 0.0)))
     d, tie = rounding.attention_logit_error(
         w.matrix,
         query_noisy,
@@ -282,6 +285,7 @@ def _logit_error(head, ctx, errors) -> tuple[float, float, float]:
         max((errors[s].abs for s in keys), default=0.0),
         sum(max(errors[s].l1, errors[s].abs) for s in query),
         sum(max(errors[s].l1, errors[s].abs) for s in keys),
+        terms,
     )
     return d, tie, c
 
@@ -306,7 +310,7 @@ def _aggregate_error(head, ctx, errors, value_label: str) -> SOpError:
     exps are exactly 1 and their sum an exact integer, so theta is one division's u;
     otherwise ties differ by D_tie and every exp, the sum and the division round.
     """
-    d, tie, c = _logit_error(head, ctx, errors)
+    d, tie, c = _logit_error(head, ctx, errors, aggregate=True)
     n = ctx.max_seq_len
     keys = n + 1
     leak = _exp(2 * d) * (n + 1) * math.exp(-c / 2)
@@ -338,7 +342,7 @@ def _aggregate_error(head, ctx, errors, value_label: str) -> SOpError:
 
 def _width_error(block: transformers.SeriesWithResiduals, node, ctx, errors):
     head, mlp, *number = block.blocks
-    d, tie, c = _logit_error(head, ctx, errors)
+    d, tie, c = _logit_error(head, ctx, errors, aggregate=False)
     n = ctx.max_seq_len
     spread = _softmax_spread(tie, n + 1)
     t_dir = head.w_ov.output_space.basis[0]

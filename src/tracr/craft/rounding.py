@@ -327,7 +327,8 @@ def attention_logit_error(
     key_error: float,
     query_l1: float,
     key_l1: float,
-    scale_roundings: int = 2,
+    terms: int = 1,
+    scale_roundings: int = 3,
 ) -> tuple[float, float]:
     """(D, D_tie) for the logits x_q^T W x_k of a head, in any order.
 
@@ -341,10 +342,19 @@ def attention_logit_error(
     others, `one` and `bos`, are exact 0 or 1). An ideal input has one coordinate of
     size 1 per SOp read (query_sops / key_sops of them) plus at most two exact ones;
     every noisy coordinate is within query_error / key_error, and all of them together
-    within query_l1 / key_l1. `scale_roundings` relative roundings of the finished logit
-    (a 1/sqrt(d_head) scale, the max subtraction) are added to D; they map equal logits
-    to equal results. With exact inputs and weights on a grid whose sums stay below 2^24
-    steps, every logit is exact before scaling, so D_tie = 0.
+    within query_l1 / key_l1.
+
+    The model folds a scale s = sqrt(d_head) into the query weights and divides the
+    logits by it: the weights are fl(s W) (one rounding each, relative u), and the
+    division and the softmax's max subtraction round once more: `scale_roundings`
+    relative roundings of the logit's size in all.
+
+    With exact inputs a logit is the rounded sum of at most terms + 2 products of a
+    weight and a copied 0/1 (or the scale). Keys that tie ideally then sum the same
+    products:
+    for a single-term selector (terms = 1) the same single weight, so their computed
+    logits are bit-identical (D_tie = 0); for conjunctions the order of the sum may
+    differ, and D_tie = 2 D.
     """
     w = np.abs(as_float32_values(w_qk))
     if w.size == 0:
@@ -356,8 +366,10 @@ def attention_logit_error(
     largest = float(w.max())
     exact_logit = largest * (query_sops + 2) * (key_sops + 2)
     scaling = scale_roundings * U * exact_logit
-    if query_l1 == 0 and key_l1 == 0 and exact_sums(exact_logit, grid_bits(w)):
-        return float(scaling), 0.0
+    if query_l1 == 0 and key_l1 == 0:
+        # terms + 2 products (each may round once: u) and their additions.
+        d = float((2 * terms + 5) * U * exact_logit + scaling)
+        return d, (0.0 if terms == 1 else 2 * d)
 
     def reach(mat, noisy_out, sops, err):
         """max over rows i of sum_j |mat_ij| x_j for an ideal-plus-noise input x."""

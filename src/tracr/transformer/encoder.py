@@ -104,6 +104,11 @@ class CategoricalEncoder(Encoder):
         return [self.decoding_map[e] for e in encodings]
 
     @property
+    def max_seq_len(self) -> int | None:
+        """The longest input accepted, BOS included."""
+        return self._max_seq_len
+
+    @property
     def vocab_size(self) -> int:
         return len(self.encoding_map)
 

@@ -2,8 +2,10 @@
 
 A decoder-style transformer without layer norm: token + position embedding, then per
 layer a multi-head attention block and a ReLU MLP block, each added to the residual
-stream. Attention logits are q.k with no 1/sqrt(d_head) scaling (the compiler puts the
-sharpness it needs into W_Q). Parameter names are the reference Tracr's.
+stream. Attention logits are q.k / sqrt(d_head), the standard convention of the reference,
+PyTorch's scaled_dot_product_attention and TransformerLens (the compiler multiplies W_Q and
+b_Q by sqrt(d_head), so the logits are the scores it built). Parameter names are the
+reference Tracr's.
 
 Shapes: B batch, T positions, D d_model, H heads, K d_head, M d_mlp.
 """
@@ -101,7 +103,8 @@ def _attention(params, prefix, config, x, mask):
         return (x @ p["w"] + p["b"]).reshape(batch, seq_len, heads, d_head)
 
     q, k, v = project("query"), project("key"), project("value")
-    logits = np.einsum("bthk,bshk->bhts", q, k)  # [B, H, T, T]
+    # [B, H, T, T]; one division after the dot product, in the model's dtype.
+    logits = np.einsum("bthk,bshk->bhts", q, k) / np.sqrt(np.asarray(d_head, dtype=q.dtype))
     logits = np.where(mask, logits, np.asarray(MASKED_LOGIT, dtype=logits.dtype))
     weights = np.exp(logits - logits.max(axis=-1, keepdims=True))
     weights /= weights.sum(axis=-1, keepdims=True)

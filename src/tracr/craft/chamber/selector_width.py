@@ -6,7 +6,8 @@ WIDTH_LEAKAGE = 1/64 and c = ln(N / delta) rounded up to a multiple of 1/4 (so e
 logit is exact in float32, see categorical_attn):
 
     W_qk(x_q, x_k) = c sum_t [attn_fn_t(q_t, k_t)] + n c one_q bos_k + c bos_q bos_k,
-    W_ov: bos -> t    (t = the direction (hidden_name + "selector_width_attn_output"))
+    W_ov: bos -> t    (t = the direction `attn_output`, by default
+                       hidden_name + "selector_width_attn_output")
 
 A non-BOS query scores nc on a key meeting every term (a selected key), at most (n - 1) c
 on any other key, and gives the BOS key exactly the score nc of a selected key, so with
@@ -110,6 +111,7 @@ def conjunctive_selector_width(
     causal: bool = False,
     hidden_name: bases.Name,
     via_one_hot: bool = False,
+    attn_output: bases.Name | None = None,
 ) -> transformers.SeriesWithResiduals:
     """SeriesWithResiduals([head, mlp]) writing the number of keys each query selects,
     where a key is selected when it meets every term.
@@ -125,8 +127,10 @@ def conjunctive_selector_width(
     (one-hot in output_space when categorical_output, else the number) for widths in
     out_value_set; other widths write nothing; zero at BOS. Exact for every selection
     pattern of every length up to max_seq_len (proof in the module docstring).
-    Residual direction used: `attn_output_direction(hidden_name)`; MLP hidden directions
-    (hidden_name, "const"), (hidden_name, (k, 0 / 1)), (hidden_name, "bos_cleanup").
+    Residual direction used: `attn_output` (default `attn_output_direction(hidden_name)`;
+    the compiler names it "<label>_selector_width_attn_output", as the reference does);
+    MLP hidden directions (hidden_name, "const"), (hidden_name, (k, 0 / 1)),
+    (hidden_name, "bos_cleanup").
     """
     terms = categorical_attn.check_terms(terms, "conjunctive_selector_width")
     _common.check_aux_spaces(
@@ -136,7 +140,11 @@ def conjunctive_selector_width(
         output_space,
     )
     n = _common.check_max_seq_len(max_seq_len)
-    t_dir = attn_output_direction(hidden_name)
+    t_dir = (
+        attn_output_direction(hidden_name)
+        if attn_output is None
+        else bases.BasisDirection(attn_output)
+    )
     t_space = bases.VectorSpaceWithBasis([t_dir])
     c = categorical_attn.score_coldness(selector_width_coldness(n))
     head = _head(terms, bos_space, one_space, t_space, c, causal)
@@ -185,6 +193,7 @@ def selector_width(
     max_seq_len: int,
     causal: bool = False,
     hidden_name: bases.Name,
+    attn_output: bases.Name | None = None,
 ) -> transformers.SeriesWithResiduals:
     """`conjunctive_selector_width` with the single term AttnTerm(query_space, key_space,
     attn_fn): the number of keys k with attn_fn(query value, key value)."""
