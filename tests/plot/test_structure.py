@@ -5,7 +5,9 @@ from __future__ import annotations
 import copy
 
 import numpy as np
+import pytest
 
+from tests import cases
 from tests.plot import programs
 from tracr.compiler import compiling, lib
 from tracr.plot import structure
@@ -107,3 +109,22 @@ def test_output_sop_and_parameter_count():
     per_layer = (3 * (d * k + k) + (k * d + d)) + (d * m + m) + (m * d + d)
     embeddings = 6 * d + 6 * d  # 6 token ids (4 + BOS + PAD), 6 positions (BOS + 5)
     assert structure.parameter_count(model) == 2 * per_layer + embeddings
+
+
+@pytest.mark.parametrize("case", cases.CASES, ids=lambda c: c.name)
+def test_weights_give_the_compilers_circuit(case):
+    """Read off the weights, the circuit names the same blocks and reads as the compiler's
+    record (`model.circuit`); an MLP's units that write something lie inside the range the
+    compiler reserved (which may hold units whose weights are all zero)."""
+    model = compiling.compile_rasp_to_model(
+        case.make_program(), vocab=case.vocab, max_seq_len=case.max_seq_len
+    )
+    recorded = structure.circuit(model)
+    found = structure.circuit_from_weights(model)
+    assert model.circuit is not None
+    assert [(p.sop, p.layer, p.kind, p.head, p.reads) for p in found] == [
+        (p.sop, p.layer, p.kind, p.head, p.reads) for p in recorded
+    ]
+    for weights, record in zip(found, recorded):
+        if record.units is not None:
+            assert record.units[0] <= weights.units[0] <= weights.units[1] <= record.units[1]
