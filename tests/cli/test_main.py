@@ -210,34 +210,7 @@ def test_progress_bar_on_a_terminal():
     assert b"0/14 [" in terminal and b"input/s" in terminal  # tqdm draws its bar on stderr
 
 
-class _StandInExport:
-    """Stands in for `tracr.export` (issue 8's save/load) in the model-file commands' tests:
-    the commands only call `export.save(model, path)` and `export.load(path)`. It keeps the
-    models in memory and writes a marker file."""
-
-    saved: dict = {}
-
-    @classmethod
-    def save(cls, model, path):
-        pathlib.Path(path).write_text("stand-in model")
-        cls.saved[str(path)] = model
-
-    @classmethod
-    def load(cls, path):
-        if str(path) not in cls.saved:
-            raise ValueError(f"{path}: not a tracr model file")
-        return cls.saved[str(path)]
-
-
-@pytest.fixture
-def stand_in_export(monkeypatch):
-    import tracr
-
-    monkeypatch.setitem(sys.modules, "tracr.export", _StandInExport)
-    monkeypatch.setattr(tracr, "export", _StandInExport, raising=False)
-
-
-def test_compile_run_show_and_report_a_model_file(stand_in_export, tmp_path, capsys):
+def test_compile_run_show_and_report_a_model_file(tmp_path, capsys):
     path = tmp_path / "sort.safetensors"
     reference = f"{LIB}:make_sort_unique(tokens, tokens)"
     args = ["--vocab", "1,2,3,4", "--max-seq-len", "4", "-o", str(path)]
@@ -258,10 +231,54 @@ def test_compile_run_show_and_report_a_model_file(stand_in_export, tmp_path, cap
     assert ">Input 0: BOS 4 3<" in report.read_text(encoding="utf-8")
 
 
-def test_a_file_that_is_not_a_model(stand_in_export, tmp_path, capsys):
+def test_a_file_that_is_not_a_model(tmp_path, capsys):
     junk = tmp_path / "junk.safetensors"
     junk.write_text("hello")
     assert cli.main(["run", str(junk), "1"]) == 2
-    assert capsys.readouterr().err == f"tracr: error: {junk}: not a tracr model file\n"
+    error = capsys.readouterr().err
+    assert error.startswith(f"tracr: error: {junk}: ") and error.count("\n") == 1
     assert cli.main(["show", str(tmp_path / "missing.safetensors")]) == 2
     assert capsys.readouterr().err.startswith("tracr: error: no such model file: ")
+
+
+ROUND_TRIPS = [
+    # (reference, vocab, max_seq_len, input, decoded output)
+    (f"{LIB}:make_sort_unique(tokens, tokens)", "1,2,3,4", 4, "3 1 4 2", "1 2 3 4"),
+    (f"{LIB}:make_hist", "a,b,c", 4, "a b a c", "2 1 2 1"),
+    (f'{LIB}:make_frac_prevs(tokens == "x")', "x,y", 4, "x y y x", "1 0.5 0.333333 0.5"),
+]
+
+
+@pytest.mark.parametrize(("reference", "vocab", "max_seq_len", "tokens", "expected"), ROUND_TRIPS)
+def test_compile_run_verify_round_trip(tmp_path, reference, vocab, max_seq_len, tokens, expected):
+    path = tmp_path / "model.safetensors"
+    size = ["--vocab", vocab, "--max-seq-len", str(max_seq_len)]
+    compiled = _tracr("compile", reference, *size, "-o", str(path))
+    assert compiled.returncode == 0, compiled.stderr
+    assert compiled.stdout.startswith(f"wrote {path}: ")
+    run = _tracr("run", str(path), *tokens.split())
+    assert run.returncode == 0, run.stderr
+    actual, wanted = run.stdout.split(), expected.split()
+    assert len(actual) == len(wanted)
+    for a, e in zip(actual, wanted):
+        assert a == e or abs(float(a) - float(e)) < 1e-5
+    verified = _tracr("verify", reference, *size)
+    assert verified.returncode == 0 and "  mismatch: 0  " in verified.stdout
+
+
+@pytest.mark.parametrize("target", ["torch", "lens"])
+def test_export_checks_and_saves_the_state_dict(tmp_path, capsys, target):
+    import torch
+
+    path, out = tmp_path / "hist.safetensors", tmp_path / f"hist_{target}.pt"
+    size = ["--vocab", "a,b", "--max-seq-len", "3"]
+    assert cli.main(["compile", f"{LIB}:make_hist", *size, "-o", str(path)]) == 0
+    capsys.readouterr()
+    assert cli.main(["export", str(path), "--to", target, "-o", str(out)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines == [
+        f"wrote {out}: the {target} model's state_dict",
+        "14 of 14 inputs decode like the numpy model",
+    ]
+    state = torch.load(out)
+    assert state and all(isinstance(v, torch.Tensor) for v in state.values())
