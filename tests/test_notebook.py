@@ -22,7 +22,11 @@ def test_notebook_executes_and_shows_its_figures(tmp_path):
     client.execute()  # raises CellExecutionError on the first failing cell
     code = [cell for cell in notebook.cells if cell.cell_type == "code"]
     texts = [
-        "".join(o.get("text", "") for o in cell.outputs if o.output_type == "stream")
+        "".join(
+            o.get("text", "")
+            for o in cell.outputs
+            if o.output_type == "stream" and o.get("name") == "stdout"
+        )
         for cell in code
     ]
     assert "['BOS', 1, 2, 3, 4]" in texts[1]
@@ -35,4 +39,6 @@ def test_notebook_executes_and_shows_its_figures(tmp_path):
     for cell in figures:
         assert any("image/png" in o.get("data", {}) for o in cell.outputs), cell.source
     assert any("1364 inputs: 1364 agree, 0 mismatches" in text for text in texts)
+    # saved, loaded and exported to TransformerLens: the same output three times
+    assert "['BOS', 1, 2, 3, 4]\n[['BOS', 1, 2, 3, 4]]" in "".join(texts)
     assert texts[-1].strip() == "sort_unique.html True"
