@@ -3,7 +3,10 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-dev
 
-.PHONY: demo test test-lens3 lint bench bench-reference clean
+.PHONY: demo test test-lens3 lint bench bench-reference clean browser
+
+# The report tests drive Debian's Chromium through playwright: never download a browser.
+export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -17,7 +20,11 @@ $(STAMP): pyproject.toml | $(VENV)/bin/python
 demo: $(STAMP)
 	$(PY) examples/quickstart.py
 
-test: $(STAMP)
+# Headless Chromium for the HTML report tests (CI runs as root on a fresh Debian).
+browser:
+	command -v chromium >/dev/null || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium)
+
+test: $(STAMP) browser
 	$(VENV)/bin/ruff check src tests benchmarks examples
 	$(PY) -m pytest -q
 
@@ -38,6 +45,8 @@ bench: $(STAMP)
 	$(PY) benchmarks/craft_blocks.py
 	$(PY) benchmarks/compile.py
 	$(PY) benchmarks/compress.py
+	$(PY) benchmarks/verify.py
+	$(PY) benchmarks/numerical_maps.py
 
 # The reference Tracr in a venv of its own, for side-by-side measurements.
 REF_VENV := .venv-ref
