@@ -111,6 +111,7 @@ def test_lib_programs_compile_at_16_and_32(max_seq_len):
         lib.shift_by(2, rasp.tokens),
         lib.detect_pattern(rasp.tokens, [1, 2, 3]),
         lib.make_count(rasp.tokens, 5),
+        lib.make_count_less_freq(2),
     ]
     for program in programs:
         compiling.compile_rasp_to_model(program, vocab=vocab, max_seq_len=max_seq_len)
@@ -145,3 +146,18 @@ def test_same_labelled_expressions_that_differ_are_refused_with_the_difference()
     program = rasp.SequenceMap(lambda a, b: a + b, rasp.indices, rasp.numerical(rasp.indices))
     with pytest.raises(ValueError, match="'indices'.*annotations"):
         rasp_to_graph.extract_rasp_graph(program)
+
+
+def test_selector_width_of_noisy_one_hots_cleans_them_first():
+    """count_less_freq's head reads hist, a readout with float32 noise; at 32 the width
+    needs tighter logit ties than that allows, so the compiler cleans hist first (one
+    more layer) and the model is exact."""
+    program = lib.make_count_less_freq(2)
+    vocab = set(range(16))
+    model = compiling.compile_rasp_to_model(
+        program, vocab=vocab, max_seq_len=32, compiler_bos="BOS"
+    )
+    assert any("clean_hist" in label for label in model.residual_labels)
+    sequences = exactness.sampled_sequences(vocab, 32, per_length=4)
+    assert exactness.mismatches(model, program, sequences) == []
+    assert model.circuit is not None

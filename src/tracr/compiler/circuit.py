@@ -258,7 +258,10 @@ def extract_circuit(
     def heads_using(selector_label: str) -> list[Block]:
         found: list[Block] = []
         for user in graph.successors(selector_label):
-            more = blocks[user][:1] if isinstance(exprs[user], rasp.SOp) else heads_using(user)
+            if isinstance(exprs[user], rasp.SOp):  # its head (after any input cleanup)
+                more = [b for b in blocks[user] if b.kind == "attn"][:1]
+            else:
+                more = heads_using(user)
             found += [b for b in more if b not in found]
         return found
 

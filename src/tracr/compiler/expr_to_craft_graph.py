@@ -21,7 +21,7 @@ from tracr.compiler import (
     rasp_to_graph,
     selector_logic,
 )
-from tracr.craft import bases
+from tracr.craft import bases, transformers
 from tracr.craft.chamber import (
     categorical_attn,
     categorical_mlp,
@@ -275,6 +275,8 @@ def add_craft_components_to_rasp_graph(
             raise NotImplementedError(f"no lowering for {type(expr).__name__} {label!r}")
         node = LoweredSOp(expr=expr, space=space, block=block, constant=constant)
         node = _cleaner_if_noisy(node, bounds, errors, ctx, spaces)
+        if isinstance(expr, rasp.SelectorWidth):
+            node = _clean_selector_inputs_if_unstable(node, bounds, errors, ctx, spaces)
         if isinstance(expr, rasp.Map) and _is_numerical_width(expr.inner):
             node = _through_one_hot_if_inexact(node, bounds, errors, ctx, lowered, tokens_space)
         if isinstance(expr, (rasp.LengthType, rasp.SelectorWidth)) and rasp.is_numerical(expr):
@@ -293,6 +295,37 @@ CLEAN_ABOVE = 2e-6
 #: max_seq_len (half the output budget 1e-5 times its scale) reads w through a
 #: one-hot instead (selector_width `via_one_hot`), at the cost of one MLP sub-layer.
 NUMERICAL_WIDTH_TOLERANCE = 5e-6
+
+
+def _clean_selector_inputs_if_unstable(node, bounds, errors, ctx, spaces) -> LoweredSOp:
+    """A SelectorWidth whose query or key one-hots are too noisy for its readout (the
+    width of t = 1/(w+1) needs ties of logits far tighter than the noise allows) first
+    cleans them: one noise-cleaning identity lookup per noisy SOp writes a clean copy,
+    which the head reads. One more MLP sub-layer, only where exactness needs it."""
+    if not (node.error.unstable or float_bounds.exceeds_budget(node, bounds, errors)):
+        return node
+    expr = node.expr
+    read = {s.label for f in selector_logic.conjuncts(expr.selector) for s in (f.keys, f.queries)}
+    noisy = sorted(label for label in read if errors[label].abs > 0)
+    if not noisy:
+        return node
+    copies, cleanups = dict(spaces), []
+    for label in noisy:
+        name = f"{_hidden(expr)}clean_{label}"
+        copy = bases.VectorSpaceWithBasis.from_values(name, [d.value for d in spaces[label].basis])
+        table = categorical_mlp.map_indicator_table(spaces[label], copy, lambda v: v, f"{name}_")
+        cleanup = categorical_mlp.clean_indicators(table, ctx.one_space)
+        float_bounds.register_clean_copy(cleanup, copy, bounds, errors)
+        copies[label] = copy
+        cleanups.append(cleanup)
+    width = _lower_width(expr, _terms(expr.selector, copies), node.space, ctx)
+    block = transformers.SeriesWithResiduals(
+        [transformers.MLP.combine_in_parallel(cleanups), *width.blocks]
+    )
+    cleaned = dataclasses.replace(node, block=block)
+    cleaned = dataclasses.replace(cleaned, error=float_bounds.sop_error(cleaned, bounds, errors))
+    worse = cleaned.error.unstable or cleaned.error.worst(0.0) >= node.error.worst(0.0)
+    return node if worse and not node.error.unstable else cleaned
 
 
 def _is_numerical_width(expr: rasp.SOp) -> bool:

@@ -294,10 +294,10 @@ def _logit_error(head, ctx, errors, aggregate: bool) -> tuple[float, float, floa
         key_noisy,
         len(query),
         len(keys),
-        max((errors[s].abs for s in query), default=0.0),
-        max((errors[s].abs for s in keys), default=0.0),
-        sum(max(errors[s].l1, errors[s].abs) for s in query),
-        sum(max(errors[s].l1, errors[s].abs) for s in keys),
+        max((_error(ctx, errors, s).abs for s in query), default=0.0),
+        max((_error(ctx, errors, s).abs for s in keys), default=0.0),
+        sum(max(_error(ctx, errors, s).l1, _error(ctx, errors, s).abs) for s in query),
+        sum(max(_error(ctx, errors, s).l1, _error(ctx, errors, s).abs) for s in keys),
         terms,
     )
     return d, tie, c
@@ -353,10 +353,18 @@ def _aggregate_error(head, ctx, errors, value_label: str) -> SOpError:
     return SOpError(v_err * (1 + w_dev) + (w_dev + mixing * (1 + w_dev)) * v_hat + _FLUSH)
 
 
+def width_parts(block: transformers.SeriesWithResiduals):
+    """(MLPs cleaning the selector's inputs, head, readout MLP, number lookups) of a
+    selector-width block: [cleanups..., head, readout, (lookup)]."""
+    blocks = list(block.blocks)
+    at = next(i for i, b in enumerate(blocks) if isinstance(b, transformers.AttentionHead))
+    return blocks[:at], blocks[at], blocks[at + 1], blocks[at + 2 :]
+
+
 def _width_inputs(block, ctx, errors):
     """(readout MLP rows X, E) of a selector-width block: t = 1/(w+1) for w = 0..N with
     its error from the head, and BOS."""
-    head, mlp = block.blocks[:2]
+    _, head, mlp, _ = width_parts(block)
     d, tie, c = _logit_error(head, ctx, errors, aggregate=False)
     n = ctx.max_seq_len
     spread = _softmax_spread(tie, n + 1)
@@ -375,20 +383,26 @@ def _width_inputs(block, ctx, errors):
     return x, e
 
 
+def register_clean_copy(mlp, space, ctx: Context, errors) -> SOpError:
+    """Bounds the MLP writing a clean copy `space` of a categorical SOp and registers the
+    copy (read by a head in the same block) in ctx.hidden."""
+    err = _mlp_error(mlp, space, ctx, errors, _mlp_rows(mlp, ctx, errors))
+    ctx.hidden[space.basis[0].name] = ([d.value for d in space.basis], err)
+    return err
+
+
 def width_one_hot(block, ctx, errors) -> tuple[bases.VectorSpaceWithBasis, SOpError]:
     """The one-hot of w that a two-stage selector-width block writes, and its error."""
-    head, mlp = block.blocks[:2]
+    _, head, mlp, _ = width_parts(block)
     t_dir = head.w_ov.output_space.basis[0]
     one_hot = bases.VectorSpaceWithBasis([d for d in mlp.snd.output_space.basis if d != t_dir])
     return one_hot, _mlp_error(mlp, one_hot, ctx, errors, _width_inputs(block, ctx, errors))
 
 
 def _width_error(block: transformers.SeriesWithResiduals, node, ctx, errors):
-    number = block.blocks[2:]
+    _, _, readout, number = width_parts(block)
     if not number:
-        return _mlp_error(
-            block.blocks[1], node.space, ctx, errors, _width_inputs(block, ctx, errors)
-        )
+        return _mlp_error(readout, node.space, ctx, errors, _width_inputs(block, ctx, errors))
     # Two stages: the readout's one-hot of w, then a lookup of the number.
     one_hot, hidden = width_one_hot(block, ctx, errors)
     n = ctx.max_seq_len
@@ -411,8 +425,9 @@ def _inputs_of(block, ctx) -> list[str]:
     elif isinstance(block, transformers.AttentionHead):
         spaces = [block.w_qk.left_space, block.w_qk.right_space, block.w_ov.input_space]
     else:
-        head = block.blocks[0]
+        cleanups, head, _, _ = width_parts(block)
         spaces = [head.w_qk.left_space, head.w_qk.right_space]
+        spaces += [m.fst.input_space for m in cleanups]
     return sorted(
         {d.name for s in spaces for d in s.basis if d not in aux and d.name in ctx.lowered}
     )
