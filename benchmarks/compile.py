@@ -10,40 +10,12 @@ import subprocess
 import sys
 import time
 
+import lib_programs  # a sibling script module
+
 from tracr.compiler import compiling, lib
 from tracr.rasp import rasp
 
-NUMBERS = set(range(1, 5))
 LETTERS = {"a", "b", "c", "d"}
-VOCAB16 = set(range(16))
-
-
-def _programs(size: str, n: int):
-    vocab = NUMBERS if size == "small" else VOCAB16
-    letters = LETTERS if size == "small" else {chr(ord("a") + i) for i in range(16)}
-    return [
-        ("make_length", lib.make_length(), letters),
-        ("make_reverse", lib.make_reverse(rasp.tokens), letters),
-        ("make_hist", lib.make_hist(), letters),
-        ("make_sort_unique", lib.make_sort_unique(rasp.tokens, rasp.tokens), vocab),
-        ("make_sort", lib.make_sort(rasp.tokens, rasp.tokens, max_seq_len=n, min_key=1), vocab),
-        ("make_sort_freq", lib.make_sort_freq(n), vocab),
-        ("make_frac_prevs", lib.make_frac_prevs(rasp.tokens == "a"), letters),
-        ("make_pair_balance", lib.make_pair_balance(rasp.tokens, "(", ")"), set("abc()")),
-        ("make_shuffle_dyck2", lib.make_shuffle_dyck2(), set("(){}")),
-        ("make_shuffle_dyck", lib.make_shuffle_dyck(["()", "{}", "[]"]), set("(){}[]")),
-        ("detect_pattern", lib.detect_pattern(rasp.tokens, "abc"), set("abc")),
-        ("make_count_less_freq", lib.make_count_less_freq(2), letters),
-        ("make_count", lib.make_count(rasp.tokens, "a"), letters),
-        ("shift_by", lib.shift_by(2, rasp.tokens), letters),
-        (
-            "make_nary_sequencemap",
-            lib.make_nary_sequencemap(
-                lambda x, y, z: x + y - z, rasp.tokens, rasp.tokens, rasp.indices
-            ),
-            {1, 2, 3},
-        ),
-    ]
 
 
 def _measure(name, program, vocab, max_seq_len, batch=256):
@@ -84,7 +56,7 @@ def main() -> None:
     )
     print("|---|---|---|---|---|---|---|---|---|")
     for size, n in (("small", 5), ("large", 16)):
-        for name, program, vocab in _programs(size, n):
+        for name, program, vocab in lib_programs.programs(lib, rasp, size, n):
             print(_measure(name, program, vocab, n), flush=True)
     for n in (20, 40, 80):
         print(

@@ -42,8 +42,7 @@ def verdict(f, n: int) -> str:
     inputs = [["BOS"] + ["a"] * k for k in range(1, n + 1)]
     decoded = model.apply_batch(inputs).decoded
     wrong = sum(
-        not all(_close(g, f(k)) for g in row[1 : k + 1])
-        for k, row in zip(range(1, n + 1), decoded)
+        not all(_close(g, f(k)) for g in row[1 : k + 1]) for k, row in zip(range(1, n + 1), decoded)
     )
     return "exact" if wrong == 0 else f"WRONG {wrong}/{n}"
 

@@ -50,13 +50,20 @@ def mismatches(model, program, sequences, *, causal=False, batch=512) -> list:
     for start in range(0, len(sequences), batch):
         chunk = sequences[start : start + batch]
         decoded = model.apply_batch([[BOS, *xs] for xs in chunk]).decoded
-        for xs, row in zip(chunk, decoded):
-            want = expected_output(program, xs, causal)
-            if want is None:
-                continue
-            got = row[1 : 1 + len(xs)]
-            if not cases.outputs_match(got, want):
-                bad.append((xs, got, want))
+        bad += _compare(program, chunk, decoded, causal)
+    return bad
+
+
+def _compare(program, sequences, decoded, causal) -> list:
+    """(input, model output, evaluator output) where the decoded rows (BOS first) differ."""
+    bad = []
+    for xs, row in zip(sequences, decoded):
+        want = expected_output(program, xs, causal)
+        if want is None:
+            continue
+        got = row[1 : 1 + len(xs)]
+        if not cases.outputs_match(got, want):
+            bad.append((xs, got, want))
     return bad
 
 
@@ -83,11 +90,5 @@ def adversarial_mismatches(model, program, sequences, order, *, causal=False, ba
         result = forward_model.TransformerOutput([], [], [], final, final)
         out = assemble.CompiledTransformerModelOutput(result, unembedded, present)
         decoded = model._output(out, [n for _, n in encoded], batched=True).decoded
-        for xs, row in zip(chunk, decoded):
-            want = expected_output(program, xs, causal)
-            if want is None:
-                continue
-            got = row[1 : 1 + len(xs)]
-            if not cases.outputs_match(got, want):
-                bad.append((xs, got, want))
+        bad += _compare(program, chunk, decoded, causal)
     return bad

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.compiler import exactness
+from tests.compiler import exactness, test_passes
 from tracr.compiler import compiling, float_bounds, lib, rasp_to_graph, validating
 from tracr.rasp import rasp
 
@@ -60,18 +60,8 @@ def test_lookups_reading_noisy_one_hots_are_cleaned():
 
 
 def _errors(program, vocab, max_seq_len):
-    from tracr.compiler import basis_inference, expr_to_craft_graph
-    from tracr.craft import bases
-
-    extracted = rasp_to_graph.extract_rasp_graph(program)
-    value_sets = basis_inference.infer_bases(extracted, vocab=vocab, max_seq_len=max_seq_len)
-    lowered = expr_to_craft_graph.add_craft_components_to_rasp_graph(
-        extracted,
-        value_sets=value_sets,
-        vocab=frozenset(vocab),
-        bos_dir=bases.BasisDirection("tokens", "BOS"),
-        max_seq_len=max_seq_len,
-    )
+    """label without its id -> the compiler's error bound for that SOp."""
+    _, lowered = test_passes._lower(program, vocab, max_seq_len)
     return {label.rsplit("_", 1)[0]: node.error for label, node in lowered.items()}
 
 

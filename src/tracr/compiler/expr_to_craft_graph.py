@@ -13,6 +13,8 @@ import dataclasses
 import operator
 from collections.abc import Callable, Mapping
 
+import numpy as np
+
 from tracr.compiler import (
     basis_inference,
     float_bounds,
@@ -340,11 +342,17 @@ def _through_one_hot_if_inexact(node, bounds, errors, ctx, lowered, tokens_space
     if not float_bounds.exceeds_budget(node, bounds, errors):
         return node
     expr, inner = node.expr, lowered[node.expr.inner.label]
+    staged = inner
     if len(inner.block.blocks) == 2:
         staged = _two_stage(inner, bounds, errors, ctx, tokens_space)
-        lowered[inner.expr.label], errors[inner.expr.label] = staged, staged.error
-        inner = staged
-    one_hot, one_hot_error = float_bounds.width_one_hot(inner.block, bounds, errors)
+        # SOps lowered earlier that read the width were bounded with its old error:
+        # replace the width only if no value's bound gets larger.
+        readers = [n for n in lowered.values() if any(c is inner.expr for c in n.expr.children)]
+        values = np.array([0.0, *(float(v) for v in ctx.value_sets[inner.expr.label])])
+        worse = np.any(staged.error.at_many(values) > inner.error.at_many(values))
+        if readers and worse:
+            return node
+    one_hot, one_hot_error = float_bounds.width_one_hot(staged.block, bounds, errors)
     name = one_hot.basis[0].name
     bounds.hidden[name] = ([d.value for d in one_hot.basis], one_hot_error)
     table = categorical_mlp.map_indicator_table(
@@ -352,7 +360,11 @@ def _through_one_hot_if_inexact(node, bounds, errors, ctx, lowered, tokens_space
     )
     read = dataclasses.replace(node, block=categorical_mlp.clean_indicators(table, ctx.one_space))
     read = dataclasses.replace(read, error=float_bounds.sop_error(read, bounds, errors))
-    return read if read.error.worst(0.0) < node.error.worst(0.0) or node.error.unstable else node
+    if read.error.worst(0.0) >= node.error.worst(0.0) and not node.error.unstable:
+        del bounds.hidden[name]
+        return node
+    lowered[inner.expr.label], errors[inner.expr.label] = staged, staged.error
+    return read
 
 
 def _two_stage(node: LoweredSOp, bounds, errors, ctx, tokens_space) -> LoweredSOp:

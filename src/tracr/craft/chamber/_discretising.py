@@ -1,8 +1,9 @@
 """The discretising MLP behind every numerical-input Map (see numerical_mlp for the maths).
 
 Kept apart from the builders because it carries the numerics: slopes and biases chosen to
-be exact float32 numbers, the pivot that decides which steps rise and which fall, and a
-first-order estimate of the float rounding error of the resulting MLP.
+be exact float32 numbers, and the orientation of each step (rising or falling), chosen so
+that the terms whose rounding the output carries stay small (craft/rounding.py bounds that
+rounding for every summation order).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import numpy as np
 
 _F32 = np.float32
 _MAX_PIVOTS = 256  # pivot candidates scored when choosing one (all of them below this)
-_CHUNK = 1 << 20  # entries per block of the [pivots, points] error table
+_CHUNK = 1 << 20  # entries per block of the [candidates, points] term-size table
 
 
 def sorted_points(values: Iterable[float]) -> tuple[np.ndarray, list]:
@@ -212,7 +213,7 @@ def discretise(
 
 def point_margins(values: Iterable[float]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(points, below, above): how far each sorted point may move down / up and keep its
-    output, for either orientation of its steps (so for every pivot); inf at the ends."""
+    output, for either orientation of its steps; inf at the ends."""
     points, _ = sorted_points(values)
     steps = _steps(points)
     below, above = np.full(len(points), math.inf), np.full(len(points), math.inf)
@@ -225,7 +226,7 @@ def point_margins(values: Iterable[float]) -> tuple[np.ndarray, np.ndarray, np.n
 
 
 def input_tolerance(values: Iterable[float]) -> float:
-    """Lower bound, valid for every pivot, on the distance an input may stray from its
+    """Lower bound, valid for every orientation, on the distance an input may stray from its
     value and keep its output: the smallest ramp margin (~ a quarter of the min gap)."""
     _, below, above = point_margins(values)
     return float(min(np.min(below), np.min(above)))
