@@ -196,12 +196,13 @@ def decode(
     return out
 
 
-def to_torch(compiled: assemble.AssembledTransformerModel, *, dtype=None) -> TracrTorchModel:
-    """The compiled model as a TracrTorchModel (float32 unless `dtype` says otherwise)."""
-    if not isinstance(compiled, assemble.AssembledTransformerModel):
-        raise TypeError(
-            f"to_torch expects an AssembledTransformerModel, got {type(compiled).__name__}"
-        )
+def to_torch(compiled: Any, *, dtype=None) -> TracrTorchModel:
+    """The compiled model as a TracrTorchModel (float32 unless `dtype` says otherwise).
+
+    A CompressedModel becomes its d-wide transformer (`as_model()`): the module's residual
+    stream is the compressed one, and `cm.read_back` maps it to the compiled directions.
+    """
+    compiled = export.as_assembled(compiled, "to_torch")
     if compiled.model_config.layer_norm or compiled.model_config.activation_function is not (
         model.relu
     ):
