@@ -208,7 +208,12 @@ class _Linear:
 
     def __call__(self, x: np.ndarray, dtype, compact: bool = False) -> np.ndarray:
         """x [N, I] (or [N, len(rows)] when compact) -> [N, len(cols)]."""
-        block = self.w[self.rows[:, None], self.cols].astype(dtype, copy=False)
+        rows, cols = _span(self.rows), _span(self.cols)
+        if isinstance(rows, slice) or isinstance(cols, slice):  # a view where possible
+            block = self.w[rows][:, cols] if isinstance(rows, slice) else self.w[:, cols][rows]
+        else:
+            block = self.w[rows[:, None], cols]
+        block = block.astype(dtype, copy=False)
         out = (x if compact else _columns(x, self.rows)) @ block
         bias = self.b[self.cols]
         if bias.any():
