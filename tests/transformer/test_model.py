@@ -218,3 +218,29 @@ def test_keep_freed_memory_can_be_switched_off():
     on = subprocess.run([sys.executable, "-c", code], env=env_on, capture_output=True, text=True)
     glibc = sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"
     assert on.stdout.strip() == ("[True]" if glibc else "[False]"), on.stderr
+
+
+def test_a_weight_moved_outside_the_known_rectangle_takes_effect():
+    """The sparse path remembers where each matrix's non-zeros are; an edit that keeps
+    their number but moves one elsewhere (a swap) must still be seen on the next call."""
+    params, config = _averaging_model(causal=False)
+    params["token_embed"]["embeddings"][:, 1] = 10.0  # `mean` starts at 10
+    ids = np.array([[0, 1, 2]])
+    value = params["transformer/layer_0/attn/value"]["w"]  # [2, 1]: only value[0, 0] = 1
+    np.testing.assert_allclose(model.forward(params, config, ids).output[0, :, 1], 14.0)
+    value[0, 0], value[1, 0] = 0.0, 1.0  # same count, other row: averages `mean` (10)
+    np.testing.assert_allclose(model.forward(params, config, ids).output[0, :, 1], 20.0)
+    value[1, 0] = -0.0  # a zero with another bit pattern: still zero
+    np.testing.assert_allclose(model.forward(params, config, ids).output[0, :, 1], 10.0)
+    params["transformer/layer_0/attn/value"]["w"] = np.array([[2.0], [0.0]])  # replaced
+    np.testing.assert_allclose(model.forward(params, config, ids).output[0, :, 1], 18.0)
+
+
+def test_ablating_a_compiled_head_in_place_takes_effect():
+    compiled = compiling.compile_rasp_to_model(
+        lib.make_length(), vocab={"a", "b"}, max_seq_len=4, compiler_bos="BOS"
+    )
+    assert compiled.apply(["BOS", "a", "b"]).decoded == ["BOS", 2, 2]
+    compiled.params["transformer/layer_0/attn/value"]["w"][:] = 0
+    out = compiled.apply(["BOS", "a", "b"], strict=False)
+    assert out.decoded != ["BOS", 2, 2]

@@ -17,6 +17,7 @@ import ctypes
 import dataclasses
 import os
 import sys
+import weakref
 from collections.abc import Callable, Mapping
 
 import numpy as np
@@ -141,10 +142,69 @@ def embed(params: Mapping[str, Mapping[str, np.ndarray]], token_ids: np.ndarray)
 # models are very sparse: an MLP reads the few residual directions of its inputs and
 # writes those of its output, a query reads one or two SOps, and every layer is padded
 # to the widest one. Dropping a product whose weight is exactly zero changes no sum (it
-# adds +0), so the result is the dense forward's up to the order of summation. The
-# blocks are found again on every call (one pass over each matrix, cheaper than a dense
-# product with it), so weights that users edit in place take effect on the next call,
-# whatever they change.
+# adds +0), so the result is the dense forward's up to the order of summation.
+#
+# Which rows and columns of a matrix hold its non-zeros (its "rectangle") is remembered
+# per array object and checked on every call, so that weights users edit in place take
+# effect on the next call, whatever they change: the check counts the matrix's non-zero
+# bit patterns (one fast pass, cheaper than reading the matrix into a product) and those
+# inside the rectangle; the rectangle is found afresh when the two counts differ or
+# differ from the remembered count. -0.0 counts as non-zero here, which only adds
+# products that are exactly zero.
+
+
+class _Rectangle:
+    """The rows and columns of a matrix that hold its non-zero entries."""
+
+    __slots__ = ("ref", "rows", "cols", "row_mask", "col_mask", "count")
+
+    def __init__(self, w: np.ndarray, bits: np.ndarray):
+        nonzero = bits != 0
+        self.ref = weakref.ref(w)
+        self.row_mask = nonzero.any(axis=1)
+        self.col_mask = nonzero.any(axis=0)
+        self.rows = np.flatnonzero(self.row_mask)
+        self.cols = np.flatnonzero(self.col_mask)
+        self.count = int(np.count_nonzero(bits))
+
+    def holds_all(self, w: np.ndarray, bits: np.ndarray) -> bool:
+        """Whether w is the matrix this was found for and its non-zeros are still inside."""
+        if self.ref() is not w:
+            return False
+        count = np.count_nonzero(bits)
+        if count != self.count:
+            return False
+        return np.count_nonzero(_block(bits, self.rows, self.cols)) == count
+
+
+_RECTANGLES: dict[int, _Rectangle] = {}
+# Forget rectangles of arrays that no longer exist once this many are remembered.
+_MAX_RECTANGLES = 4096
+
+
+def _rectangle(w: np.ndarray) -> _Rectangle:
+    """w's rectangle, remembered across calls and checked as described above."""
+    bits = w.view(f"u{w.itemsize}") if w.dtype.kind == "f" else w
+    known = _RECTANGLES.get(id(w))
+    if known is not None and known.holds_all(w, bits):
+        return known
+    if len(_RECTANGLES) >= _MAX_RECTANGLES:
+        for key in [k for k, r in _RECTANGLES.items() if r.ref() is None]:
+            del _RECTANGLES[key]
+        if len(_RECTANGLES) >= _MAX_RECTANGLES:
+            _RECTANGLES.clear()
+    found = _RECTANGLES[id(w)] = _Rectangle(w, bits)
+    return found
+
+
+def _block(w: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """w[rows][:, cols]: a view where the rows or columns form a run, else a gather."""
+    row_span, col_span = _span(rows), _span(cols)
+    if isinstance(row_span, slice):
+        return w[row_span][:, col_span]
+    if isinstance(col_span, slice):
+        return w[:, col_span][row_span]
+    return w[rows][:, cols]  # two 1-D gathers: several times faster than one 2-D gather
 
 
 def _root(d_head: int, dtype) -> np.ndarray:
@@ -167,53 +227,35 @@ def _columns(x: np.ndarray, indices: np.ndarray) -> np.ndarray:
     return x[:, _span(indices)]
 
 
-def _mask(indices: np.ndarray, size: int) -> np.ndarray:
-    mask = np.zeros(size, dtype=bool)
-    mask[indices] = True
-    return mask
-
-
 class _Linear:
     """x @ w + b restricted to the non-zero part of w (and b).
 
     `rows` are the input directions it reads, `cols` the output columns it computes;
-    every other output column is exactly zero.
+    every other output column is exactly zero. Rows and columns come from w's rectangle
+    (see `_rectangle`), so they may include some whose products are all zero.
     """
 
     def __init__(self, linear: Mapping[str, np.ndarray]):
         self.w, self.b = linear["w"], linear["b"]
-        # (w != 0).nonzero() is many times faster than w.nonzero() on floats
-        flat = np.flatnonzero(self.w != 0)
-        self.nonzero_rows, self.nonzero_cols = np.divmod(flat, self.w.shape[1])
-        self.in_mask = _mask(self.nonzero_rows, self.w.shape[0])  # rows with a weight
-        self.out_mask = _mask(self.nonzero_cols, self.w.shape[1]) | (self.b != 0)
-        self.rows = np.flatnonzero(self.in_mask)
+        rectangle = _rectangle(self.w)
+        self.in_mask = rectangle.row_mask  # rows with a weight
+        self.out_mask = rectangle.col_mask | (self.b != 0)
+        self.rows = rectangle.rows
         self.cols = np.flatnonzero(self.out_mask)
 
     def keep_outputs(self, keep: np.ndarray) -> None:
         """Computes only the output columns where `keep` [O] bool is True."""
         self.out_mask = self.out_mask & keep
         self.cols = np.flatnonzero(self.out_mask)
-        self.rows = np.flatnonzero(
-            _mask(self.nonzero_rows[keep[self.nonzero_cols]], self.w.shape[0])
-        )
 
     def keep_inputs(self, keep: np.ndarray) -> None:
         """Reads exactly the input rows where `keep` [I] bool is True; the caller passes
         x holding just those columns, in order (`compact=True`)."""
         self.rows = np.flatnonzero(keep)
-        used = keep[self.nonzero_rows]
-        self.out_mask = _mask(self.nonzero_cols[used], self.w.shape[1]) | (self.b != 0)
-        self.cols = np.flatnonzero(self.out_mask)
 
     def __call__(self, x: np.ndarray, dtype, compact: bool = False) -> np.ndarray:
         """x [N, I] (or [N, len(rows)] when compact) -> [N, len(cols)]."""
-        rows, cols = _span(self.rows), _span(self.cols)
-        if isinstance(rows, slice) or isinstance(cols, slice):  # a view where possible
-            block = self.w[rows][:, cols] if isinstance(rows, slice) else self.w[:, cols][rows]
-        else:
-            block = self.w[rows[:, None], cols]
-        block = block.astype(dtype, copy=False)
+        block = _block(self.w, self.rows, self.cols).astype(dtype, copy=False)
         out = (x if compact else _columns(x, self.rows)) @ block
         bias = self.b[self.cols]
         if bias.any():
