@@ -23,6 +23,9 @@ NONE_THRESHOLD = 0.5
 # error bound (compiler/float_bounds.py) where that is larger.
 MIXTURE_TOLERANCE = 0.01
 
+# From this many positions in a batch, the one-hot check reduces column-major.
+MANY_POSITIONS = 512
+
 
 class _MappableDataclass(Mapping):
     """A dataclass that is also a read-only mapping of its fields, like the reference's chex
@@ -268,13 +271,20 @@ class AssembledTransformerModel:
         sizes = [len(self.categorical_sops[label]) for label in labels]
         starts = np.cumsum([0, *sizes[:-1]])
         cols = np.concatenate([self.categorical_sops[lb] for lb in labels])
-        # [C, B T]: the SOps' columns as rows, reduced along axis 0 (fast in numpy).
-        values = final.reshape(-1, final.shape[-1]).T[cols]
-        # Per SOp (reduceat is several times slower than these slices along axis 0).
-        ends = [*starts[1:], len(cols)]
-        top = np.stack([values[a:b].max(axis=0) for a, b in zip(starts, ends)])  # [S, B T]
-        np.maximum(top, 0.0, out=top)
-        rest = np.stack([values[a:b].sum(axis=0) for a, b in zip(starts, ends)]) - top
+        flat = final.reshape(-1, final.shape[-1])
+        if len(flat) < MANY_POSITIONS:  # few rows: one reduceat per quantity
+            values = flat[:, cols]
+            top = np.maximum.reduceat(values, starts, axis=1).T  # [S, B T]
+            rest = np.add.reduceat(values, starts, axis=1).T
+        else:
+            # [C, B T]: the SOps' columns as rows, each SOp's block reduced along axis 0
+            # (numpy's reductions along a short last axis, reduceat too, are slow).
+            values = flat.T[cols]
+            ends = [*starts[1:], len(cols)]
+            top = np.stack([values[a:b].max(axis=0) for a, b in zip(starts, ends)])
+            rest = np.stack([values[a:b].sum(axis=0) for a, b in zip(starts, ends)])
+        top = np.maximum(top, 0.0)
+        rest = rest - top
         tol = np.array([self.mixture_tolerances.get(lb, MIXTURE_TOLERANCE) for lb in labels])
         tol = tol[:, None].astype(values.dtype)
         clean = ((top > 1 - tol) | (top < tol)) & (np.abs(rest) < tol)

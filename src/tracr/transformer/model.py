@@ -41,8 +41,10 @@ def _flush(x: np.ndarray) -> np.ndarray:
 
 
 # Rows at most this long take their softmax maximum column by column (numpy's
-# reductions along a short last axis are several times slower than elementwise passes).
+# reductions along a short last axis are several times slower than elementwise passes)...
 SHORT_ROW = 64
+# ... when there are at least this many rows (for a few rows, one call is quicker).
+MANY_ROWS = 1024
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:
@@ -54,7 +56,7 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
     order).
     """
     seq_len = logits.shape[-1]
-    if seq_len <= SHORT_ROW:
+    if seq_len <= SHORT_ROW and logits.size >= MANY_ROWS * seq_len:
         top = logits[..., 0].copy()
         for key in range(1, seq_len):
             np.maximum(top, logits[..., key], out=top)
