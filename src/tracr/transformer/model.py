@@ -286,7 +286,8 @@ def _attention(params, prefix, config, x, mask):
         q_h = _columns(q, sel).reshape(batch, seq_len, -1)
         k_h = _columns(k, sel).reshape(batch, seq_len, -1)
         logits[:, head] = (q_h @ k_h.transpose(0, 2, 1)) / _root(d_head, x.dtype)  # q.k/sqrt(K)
-    logits = np.where(mask, logits, np.asarray(MASKED_LOGIT, dtype=x.dtype))
+    if not mask.all():  # a batch of full-length sequences, say, masks nothing
+        logits = np.where(mask, logits, np.asarray(MASKED_LOGIT, dtype=x.dtype))
 
     out = np.zeros(x.shape, dtype=x.dtype)
     if linear.cols.size:
