@@ -287,9 +287,10 @@ def add_craft_components_to_rasp_graph(
     return lowered
 
 
-#: A lookup whose output error bound (coordinates added up) exceeds this is rebuilt
-#: with noise-cleaning units (categorical_mlp.clean_indicators) when that at least
-#: halves the bound. Attention outputs at moderate sizes stay below it.
+#: A lookup whose output error bound (coordinates added up) exceeds this, and one of
+#: whose inputs is noisier than this, is rebuilt with noise-cleaning units
+#: (categorical_mlp.clean_indicators) when that at least halves the bound. Attention
+#: outputs at moderate sizes stay below it.
 CLEAN_ABOVE = 2e-6
 
 
@@ -391,7 +392,12 @@ def _two_stage_if_inexact(node: LoweredSOp, bounds, errors, ctx, tokens_space) -
 def _cleaner_if_noisy(node: LoweredSOp, bounds, errors, ctx, spaces) -> LoweredSOp:
     """`node` with its error bound; where a lookup's inputs are noisy enough that its
     output error exceeds CLEAN_ABOVE, the lookup as an indicator table made noise-proof
-    (categorical_mlp.clean_indicators), if that at least halves the bound."""
+    (categorical_mlp.clean_indicators), if that at least halves the bound.
+
+    Inputs within CLEAN_ABOVE already (a cleaned lookup's output, say) are left as they
+    are: a cleaned table's own rounding (terms of size 2) is of that order, so cleaning
+    would gain little and double the block's width (sort_freq's SequenceMap would be
+    twice the reference's)."""
     node = dataclasses.replace(node, error=float_bounds.sop_error(node, bounds, errors))
     expr = node.expr
     if max(node.error.worst(0.0), node.error.l1) <= CLEAN_ABOVE:
@@ -414,6 +420,9 @@ def _cleaner_if_noisy(node: LoweredSOp, bounds, errors, ctx, spaces) -> LoweredS
             hidden_name=_hidden(expr),
         )
     else:
+        return node
+    noise = max(max(errors[c.label].abs, errors[c.label].l1) for c in expr.children)
+    if noise <= CLEAN_ABOVE:
         return node
     cleaned = dataclasses.replace(
         node, block=categorical_mlp.clean_indicators(table, ctx.one_space)
