@@ -27,10 +27,13 @@ def _grouped(values: Iterable[float]) -> tuple[list, list[int]]:
     return points, [0, *starts.tolist(), len(points)]
 
 
-def clusters(values: Iterable[float]) -> list[list[float]]:
-    """Sorted groups of values that are equal up to rounding; None is ignored."""
+def clusters(values: Iterable[float], least: int = 1) -> list[list[float]]:
+    """Sorted groups of values that are equal up to rounding, those of at least `least`
+    values; None is ignored."""
     points, bounds = _grouped(values)
-    return [points[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+    ends = np.asarray(bounds)
+    starts = np.flatnonzero(np.diff(ends) >= least)
+    return [points[ends[i] : ends[i + 1]] for i in starts.tolist()]
 
 
 def representatives(values: Iterable[float]) -> list[float]:
@@ -45,13 +48,12 @@ def run_endpoints(points: list[float], outputs: list) -> list[int]:
     A numerical MLP needs a step only where its output changes, so points inside a run of
     equal outputs can be dropped; the run's two ends keep its extent.
     """
-    keep = []
-    for i in range(len(points)):
-        first = i == 0 or outputs[i - 1] != outputs[i]
-        last = i == len(points) - 1 or outputs[i + 1] != outputs[i]
-        if first or last:
-            keep.append(i)
-    return keep
+    if not points:
+        return []
+    changes = np.fromiter((bool(a != b) for a, b in zip(outputs, outputs[1:])), bool)
+    ends = np.ones(len(points), dtype=bool)  # the first point of a run, or the last
+    ends[1:-1] = changes[:-1] | changes[1:]
+    return np.flatnonzero(ends).tolist()
 
 
 def map_points(f: Callable, values: Iterable) -> tuple[list[float], list]:
@@ -62,10 +64,18 @@ def map_points(f: Callable, values: Iterable) -> tuple[list[float], list]:
     gets the output None.
     """
     points = representatives(float(v) for v in values if v is not None)
-    g = quiet(f)
-    outputs = [g(p) for p in points]
+    outputs = _results(f, points)
     keep = run_endpoints(points, outputs)
     return [points[i] for i in keep], [outputs[i] for i in keep]
+
+
+def _results(f: Callable, points: list) -> list:
+    """[quiet(f)(p) for p in points], without the wrapper where no call raises."""
+    try:
+        return [f(p) for p in points]
+    except ArithmeticError:
+        g = quiet(f)
+        return [g(p) for p in points]
 
 
 def quiet(f: Callable, fallback=None) -> Callable:
@@ -89,8 +99,7 @@ def affine_fit(f: Callable, values: Iterable) -> tuple[float, float] | None:
     points = representatives(float(v) for v in values if v is not None)
     if len(points) < 2:
         return None
-    g = quiet(f)
-    outputs = [g(p) for p in points]
+    outputs = _results(f, points)
     if not all(isinstance(o, (int, float)) and not isinstance(o, bool) for o in outputs):
         return None
     slope = (outputs[-1] - outputs[0]) / (points[-1] - points[0])

@@ -138,9 +138,8 @@ def _numeric_resolution_problem(expr: rasp.Map, values: Iterable) -> str | None:
 
 def _rounding_problem(expr: rasp.Map, values: Iterable) -> str | None:
     """f must agree on inputs that differ only by float rounding (one input point)."""
-    for group in numeric_points.clusters(values):
-        if len(group) < 2:
-            continue  # one value: one result
+    numerical = rasp.is_numerical(expr)
+    for group in numeric_points.clusters(values, least=2):  # one value has one result
         results = []
         for v in group:
             try:
@@ -148,15 +147,16 @@ def _rounding_problem(expr: rasp.Map, values: Iterable) -> str | None:
             except ArithmeticError:
                 continue
         distinct = set(results)
-        if rasp.is_numerical(expr) and all(_is_number(r) for r in distinct) and distinct:
+        if len(distinct) < 2:
+            continue
+        if numerical and all(_is_number(r) for r in distinct):
             spread = max(distinct) - min(distinct)
             if spread <= numeric_points.RELATIVE_TOLERANCE * max(1.0, *map(abs, distinct)):
                 continue
-        if len(distinct) > 1:
-            return (
-                f"its function gives different results {sorted(distinct, key=repr)!r} on "
-                f"inputs {group!r}, which differ only by floating-point rounding"
-            )
+        return (
+            f"its function gives different results {sorted(distinct, key=repr)!r} on "
+            f"inputs {group!r}, which differ only by floating-point rounding"
+        )
     return None
 
 

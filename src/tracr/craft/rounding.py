@@ -49,32 +49,16 @@ import numpy as np
 
 #: float32 unit roundoff.
 U = 2.0**-24
-#: Rows of the [inputs, hidden] tables computed at once (bounded memory).
-_CHUNK_CELLS = 1 << 22
+#: Cells of the [inputs, hidden] tables computed at once: bounded memory, and arrays
+#: small enough to stay in cache (and not to be handed back to the system and faulted
+#: in again between numpy temporaries, which makes large ones several times slower).
+_CHUNK_CELLS = 1 << 15
 
 
 def gamma(n) -> np.ndarray:
     """gamma_n = n u / (1 - n u) for float32's u."""
     n = np.asarray(n, dtype=np.float64)
     return n * U / (1.0 - n * U)
-
-
-def _count_factors(n) -> tuple:
-    """(gamma_max(n, 1), (1 + gamma_max(n, 1))^2, max(n - 1, 0) u): the factors (*)
-    takes from a count of terms n. A large array of whole counts looks them up in a
-    table of the same values for 0..max(n)."""
-    n = np.asarray(n, dtype=np.float64)
-    if n.size > 64:
-        whole = n.astype(np.int64)
-        if np.array_equal(whole, n) and 0 <= whole.min() and whole.max() < n.size:
-            table = _factors(np.arange(whole.max() + 1.0))
-            return tuple(t[whole] for t in table)
-    return _factors(n)
-
-
-def _factors(n: np.ndarray) -> tuple:
-    g = gamma(np.maximum(n, 1))
-    return g, (1 + g) ** 2, np.maximum(n - 1, 0) * U
 
 
 def sum_bound(total, small, n_large, n_terms, inexact=None, extent=None) -> np.ndarray:
@@ -87,12 +71,11 @@ def sum_bound(total, small, n_large, n_terms, inexact=None, extent=None) -> np.n
     total, small = np.asarray(total, np.float64), np.asarray(small, np.float64)
     inexact = total if inexact is None else np.asarray(inexact, np.float64)
     extent = total if extent is None else np.asarray(extent, np.float64)
-    g, squared, classical = _count_factors(n_terms)
-    split = _count_factors(n_large)[2]
+    g = gamma(np.maximum(n_terms, 1))
     products = 2 * U * inexact
     reach = extent + products + g * total
-    split = split * reach + squared * small
-    classical = classical * reach
+    split = np.maximum(n_large - 1, 0) * U * reach + (1 + g) ** 2 * small
+    classical = np.maximum(n_terms - 1, 0) * U * reach
     return products + np.minimum(split, classical)
 
 
@@ -266,11 +249,9 @@ class _Cells:
     """The terms of a @ f(W) that can be nonzero when a [P, K] is 0 outside the cells
     `live`: a[p, k] f(W)[k, n] for live (p, k) and nonzero W[k, n]. They are added per
     (p, n) in the order of k, as in a product over every term, so the sum is the same
-    number (the terms left out are zeros).
+    number (the terms left out are zeros)."""
 
-    `columns` [nnz] / `width` key the terms by another column index than W's."""
-
-    def __init__(self, sp: _Sparse, live: np.ndarray, columns=None, width: int | None = None):
+    def __init__(self, sp: _Sparse, live: np.ndarray):
         p, k = live.nonzero()
         first = sp.rows.searchsorted(k)
         counts = sp.rows.searchsorted(k, side="right") - first
@@ -281,9 +262,8 @@ class _Cells:
             within = np.arange(ends[-1] if len(ends) else 0) - (ends - counts).repeat(counts)
             self.entry, self.p = first.repeat(counts) + within, p.repeat(counts)
         self.k = sp.rows[self.entry]
-        columns = sp.cols if columns is None else columns
-        self.width = sp.shape[1] if width is None else width
-        self.flat = self.p * self.width + columns[self.entry]
+        self.width = sp.shape[1]
+        self.flat = self.p * self.width + sp.cols[self.entry]
         self.rows = live.shape[0]
 
     def times(self, a: np.ndarray, vals: np.ndarray) -> np.ndarray:
@@ -295,8 +275,9 @@ class _Cells:
 
 def _first_layer(sp1: _Sparse, x: np.ndarray, e: np.ndarray):
     """z, the ideal pre-activations [P, H]; move, their exact-arithmetic move; rho, the
-    rounding of the perturbed dot products by (*); total1, their sums of |terms|; and
-    `exact` [P], the rows whose every partial sum is exact (rho = 0 there)."""
+    rounding of the perturbed dot products by (*); total1, their sums of |terms|;
+    `exact` [P], the rows whose first-layer sums are all exact (rho = 0 there); and
+    `bits`, the grid of those rows' hidden values (2^-bits)."""
     z = sp1.times(x)  # [P, H]
     big = x != 0
     magnitude = np.abs(x)
@@ -323,14 +304,15 @@ def _first_layer(sp1: _Sparse, x: np.ndarray, e: np.ndarray):
     if two.any():
         rho = np.where(two, 2 * U * inexact1 + U * (np.abs(z) + move + 2 * U * inexact1), rho)
     # Exact inputs on a grid with exact weights: every partial sum is exact.
-    exact = ~e.any(axis=1)
-    bits = grid_bits(x) + sp1.bits if exact.any() else 0
+    exact, bits = ~e.any(axis=1), 0
     if exact.any():
+        bits = grid_bits(x) + sp1.bits
         rho = np.where(exact[:, None] & exact_sums(total1, bits), 0.0, rho)
     return z, move, rho, total1, exact & ~rho.any(axis=1), bits
 
 
 def _mlp_chunk(w1, sp1, sp2, x, e):
+    """(ideal, bound, unstable) of `mlp_bound` for some rows x, e [P, I]."""
     z, move, rho, total1, exact, bits = _first_layer(sp1, x, e)
     radius = move + rho
     off = z + radius <= 0
@@ -397,21 +379,25 @@ def _linear_move(w1: np.ndarray, sp2: _Sparse, e: np.ndarray, on: np.ndarray) ->
     (e |W1_g|) |sum_(u in g, on) W2_u|. Saturated steps cancel exactly.
     """
     moving = (e > 0).any(axis=0).nonzero()[0]
-    n_out = sp2.shape[1]
+    n_rows, n_out = e.shape[0], sp2.shape[1]
     if moving.size == 0 or sp2.nnz == 0 or not on.any():
-        return np.zeros((e.shape[0], n_out))
+        return np.zeros((n_rows, n_out))
     w = w1[moving]
     group, reps = _twin_groups(w)
     reach = e[:, moving] @ np.abs(w[:, reps])  # [P, G]
-    # Nonzeros of W2 keyed by (twin group, output column).
+    # Nonzeros of W2 keyed by (twin group, output column), in the order of the keys.
     key = group[sp2.rows] * n_out + sp2.cols
     key_of, first = _group(key)
     keys = key[first]
-    summed = _Cells(sp2, on, key_of, len(keys)).times(on, sp2.values["w"])  # [P, keys]
-    p, k = summed.nonzero()
-    contrib = reach[p, keys[k] // n_out] * np.abs(summed[p, k])
-    out = np.bincount(p * n_out + keys[k] % n_out, contrib, minlength=e.shape[0] * n_out)
-    return out.reshape(e.shape[0], n_out)
+    order = key_of.argsort(kind="stable")
+    terms = on[:, sp2.rows[order]] * sp2.values["w"][order]  # [P, nnz]
+    if len(keys) < sp2.nnz:  # some key holds several units: add them, by unit
+        terms = np.add.reduceat(terms, key_of[order].searchsorted(np.arange(len(keys))), 1)
+    contrib = reach[:, keys // n_out] * np.abs(terms)  # [P, keys]
+    # Each column adds its keys' terms in the order of the keys (of the twin groups).
+    flat = (np.arange(n_rows)[:, None] * n_out + keys % n_out).ravel()
+    out = np.bincount(flat, contrib.ravel(), minlength=n_rows * n_out)
+    return out.reshape(n_rows, n_out)
 
 
 def exact_block(fst: np.ndarray, snd: np.ndarray, in_max: np.ndarray, in_bits: int) -> bool:
