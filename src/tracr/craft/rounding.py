@@ -52,7 +52,7 @@ U = 2.0**-24
 #: Cells of the [inputs, hidden] tables computed at once: bounded memory, and arrays
 #: small enough to stay in cache (and not to be handed back to the system and faulted
 #: in again between numpy temporaries, which makes large ones several times slower).
-_CHUNK_CELLS = 1 << 15
+_CHUNK_CELLS = 1 << 13
 
 
 def gamma(n) -> np.ndarray:
@@ -152,10 +152,12 @@ def mlp_bound(
     inputs = np.asarray(inputs, np.float64)
     errors = np.asarray(errors, np.float64)
     sp1, sp2 = _Sparse(w1), _Sparse(w2)
-    width = max(w1.shape[1], w2.shape[1], sp1.nnz, sp2.nnz, 1)
+    # Widest array per row: the hidden units, the outputs, or a sparse product's terms.
+    width = max(w1.shape[1], w2.shape[1], *(sp.nnz for sp in (sp1, sp2) if not sp.dense), 1)
     rows = max(1, _CHUNK_CELLS // width)
+    twins: dict = {}  # the twin groups of each set of moving inputs (`_twin_keys`)
     parts = [
-        _mlp_chunk(w1, sp1, sp2, inputs[s : s + rows], errors[s : s + rows])
+        _mlp_chunk(w1, sp1, sp2, twins, inputs[s : s + rows], errors[s : s + rows])
         for s in range(0, len(inputs), rows)
     ]
     if not parts:
@@ -311,7 +313,7 @@ def _first_layer(sp1: _Sparse, x: np.ndarray, e: np.ndarray):
     return z, move, rho, total1, exact & ~rho.any(axis=1), bits
 
 
-def _mlp_chunk(w1, sp1, sp2, x, e):
+def _mlp_chunk(w1, sp1, sp2, twins, x, e):
     """(ideal, bound, unstable) of `mlp_bound` for some rows x, e [P, I]."""
     z, move, rho, total1, exact, bits = _first_layer(sp1, x, e)
     radius = move + rho
@@ -325,7 +327,7 @@ def _mlp_chunk(w1, sp1, sp2, x, e):
     # that cancel in the block (a step's two units) cancel in the bound too; unstable
     # units count with |.|.
     dev = sp2.times(radius * unstable + rho * on, "abs", cells)
-    dev += _linear_move(w1, sp2, e, on)
+    dev += _linear_move(w1, sp2, twins, e, on)
     hmax = np.where(off, 0.0, np.maximum(z + radius, 0.0))
     total2, pos, neg, inexact2 = sp2.products(hmax, ("abs", "pos", "neg", "inexact"), cells)
     any_unstable = unstable.any()
@@ -369,33 +371,46 @@ def _twin_groups(w: np.ndarray, probe: np.ndarray | None = None) -> tuple[np.nda
     return group, reps
 
 
-def _linear_move(w1: np.ndarray, sp2: _Sparse, e: np.ndarray, on: np.ndarray) -> np.ndarray:
+def _twin_keys(w1: np.ndarray, sp2: _Sparse, moving: np.ndarray) -> tuple:
+    """For the units' first-layer weights on the inputs that move: the |weights| of
+    one unit per twin group [M, G]; the (group, column) key of every nonzero of W2, in
+    key order, as the twin group and the output column of each key; the nonzeros in
+    key order; and where each key starts among them (None when each has one)."""
+    w = w1[moving]
+    group, reps = _twin_groups(w)
+    n_out = sp2.shape[1]
+    key = group[sp2.rows] * n_out + sp2.cols
+    key_of, first = _group(key)
+    keys = key[first]
+    order = key_of.argsort(kind="stable")
+    starts = key_of[order].searchsorted(np.arange(len(keys))) if len(keys) < sp2.nnz else None
+    return np.abs(w[:, reps]), keys // n_out, keys % n_out, order, starts
+
+
+def _linear_move(w1, sp2: _Sparse, twins: dict, e: np.ndarray, on: np.ndarray) -> np.ndarray:
     """[P, O] exact-arithmetic move of the output through the surely-on units when the
     inputs move by at most e.
 
     Units whose first-layer weights agree on every input that can move ("twins": the
     two units of a discretiser step or of a cleaned indicator) move together, so their
     output weights are added before taking |.|: sum over twin groups g of
-    (e |W1_g|) |sum_(u in g, on) W2_u|. Saturated steps cancel exactly.
+    (e |W1_g|) |sum_(u in g, on) W2_u|. Saturated steps cancel exactly. `twins` keeps
+    the groups of each set of moving inputs (`_twin_keys`) across a block's rows.
     """
     moving = (e > 0).any(axis=0).nonzero()[0]
     n_rows, n_out = e.shape[0], sp2.shape[1]
     if moving.size == 0 or sp2.nnz == 0 or not on.any():
         return np.zeros((n_rows, n_out))
-    w = w1[moving]
-    group, reps = _twin_groups(w)
-    reach = e[:, moving] @ np.abs(w[:, reps])  # [P, G]
-    # Nonzeros of W2 keyed by (twin group, output column), in the order of the keys.
-    key = group[sp2.rows] * n_out + sp2.cols
-    key_of, first = _group(key)
-    keys = key[first]
-    order = key_of.argsort(kind="stable")
-    terms = on[:, sp2.rows[order]] * sp2.values["w"][order]  # [P, nnz]
-    if len(keys) < sp2.nnz:  # some key holds several units: add them, by unit
-        terms = np.add.reduceat(terms, key_of[order].searchsorted(np.arange(len(keys))), 1)
-    contrib = reach[:, keys // n_out] * np.abs(terms)  # [P, keys]
+    if moving.tobytes() not in twins:
+        twins[moving.tobytes()] = _twin_keys(w1, sp2, moving)
+    weights, groups, cols, order, starts = twins[moving.tobytes()]
+    reach = e[:, moving] @ weights  # [P, G]
+    terms = on[:, sp2.rows[order]] * sp2.values["w"][order]  # [P, nnz] by key
+    if starts is not None:  # some key holds several units: add them, by unit
+        terms = np.add.reduceat(terms, starts, 1)
+    contrib = reach[:, groups] * np.abs(terms)  # [P, keys]
     # Each column adds its keys' terms in the order of the keys (of the twin groups).
-    flat = (np.arange(n_rows)[:, None] * n_out + keys % n_out).ravel()
+    flat = (np.arange(n_rows)[:, None] * n_out + cols).ravel()
     out = np.bincount(flat, contrib.ravel(), minlength=n_rows * n_out)
     return out.reshape(n_rows, n_out)
 
