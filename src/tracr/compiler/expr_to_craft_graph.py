@@ -61,7 +61,9 @@ def sop_space(expr: rasp.SOp, values: frozenset | None) -> bases.VectorSpaceWith
     """The residual subspace of one SOp."""
     if rasp.is_numerical(expr):
         return bases.VectorSpaceWithBasis([bases.BasisDirection(expr.label)])
-    directions = sorted(bases.BasisDirection(expr.label, v) for v in values if v is not None)
+    directions = sorted(
+        (bases.BasisDirection(expr.label, v) for v in values if v is not None), key=bases.sort_key
+    )
     return bases.VectorSpaceWithBasis(directions)
 
 
