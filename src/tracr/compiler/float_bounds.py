@@ -148,7 +148,7 @@ def _sorted_values(ctx: Context, label: str) -> list | None:
     node = ctx.lowered[label]
     if rasp.is_categorical(node.expr):
         return sorted(values, key=repr)
-    return sorted(float(v) for v in values if v is not None)
+    return np.sort(np.fromiter((v for v in values if v is not None), np.float64)).tolist()
 
 
 def _magnitude(ctx: Context, label: str) -> float:

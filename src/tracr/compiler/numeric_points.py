@@ -8,6 +8,7 @@ values within `RELATIVE_TOLERANCE` of their neighbour, relative to the set's sca
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterable
 
 import numpy as np
@@ -27,19 +28,41 @@ def _grouped(values: Iterable[float]) -> tuple[list, list[int]]:
     return points, [0, *starts.tolist(), len(points)]
 
 
-def clusters(values: Iterable[float], least: int = 1) -> list[list[float]]:
+@dataclasses.dataclass(frozen=True)
+class Grouping:
+    """A value set's sorted distinct values (`points`) and where each group of rounding
+    duplicates starts (`bounds`, plus the end): sorted once for the several questions
+    the compiler asks of one set. The functions below take it in place of the values."""
+
+    points: list
+    bounds: list[int]
+
+    @classmethod
+    def of(cls, values: Iterable[float] | Grouping) -> Grouping:
+        return values if isinstance(values, Grouping) else cls(*_grouped(values))
+
+
+def clusters(values: Iterable[float] | Grouping, least: int = 1) -> list[list[float]]:
     """Sorted groups of values that are equal up to rounding, those of at least `least`
     values; None is ignored."""
-    points, bounds = _grouped(values)
-    ends = np.asarray(bounds)
+    grouping = Grouping.of(values)
+    ends = np.asarray(grouping.bounds)
     starts = np.flatnonzero(np.diff(ends) >= least)
-    return [points[ends[i] : ends[i + 1]] for i in starts.tolist()]
+    return [grouping.points[ends[i] : ends[i + 1]] for i in starts.tolist()]
 
 
-def representatives(values: Iterable[float]) -> list[float]:
+def representatives(values: Iterable[float] | Grouping) -> list[float]:
     """One value per group (its first)."""
-    points, bounds = _grouped(values)
-    return [points[a] for a in bounds[:-1]]
+    grouping = Grouping.of(values)
+    return [grouping.points[a] for a in grouping.bounds[:-1]]
+
+
+def _float_points(values: Iterable | Grouping) -> list[float]:
+    """The representatives as floats (of a Grouping's values the same: groups are formed
+    on the floats, and sorted() orders numbers as their floats)."""
+    if isinstance(values, Grouping):
+        return [float(p) for p in representatives(values)]
+    return representatives(float(v) for v in values if v is not None)
 
 
 def run_endpoints(points: list[float], outputs: list) -> list[int]:
@@ -56,14 +79,14 @@ def run_endpoints(points: list[float], outputs: list) -> list[int]:
     return np.flatnonzero(ends).tolist()
 
 
-def map_points(f: Callable, values: Iterable) -> tuple[list[float], list]:
+def map_points(f: Callable, values: Iterable | Grouping) -> tuple[list[float], list]:
     """The input points a numerical-input Map's MLP must separate, and f at each.
 
     Rounding duplicates are merged and runs of equal outputs reduced to their ends. A
     point where f raises an ArithmeticError is no valid input (see basis_inference) and
     gets the output None.
     """
-    points = representatives(float(v) for v in values if v is not None)
+    points = _float_points(values)
     outputs = _results(f, points)
     keep = run_endpoints(points, outputs)
     return [points[i] for i in keep], [outputs[i] for i in keep]
@@ -94,9 +117,9 @@ def quiet(f: Callable, fallback=None) -> Callable:
     return wrapped
 
 
-def affine_fit(f: Callable, values: Iterable) -> tuple[float, float] | None:
+def affine_fit(f: Callable, values: Iterable | Grouping) -> tuple[float, float] | None:
     """(slope, intercept) when f is affine on the values (to 1e-9 relative), else None."""
-    points = representatives(float(v) for v in values if v is not None)
+    points = _float_points(values)
     if len(points) < 2:
         return None
     outputs = _results(f, points)

@@ -165,6 +165,7 @@ def _value_set_reasons(
     value_sets: Mapping[str, frozenset | None],
     max_seq_len: int,
     causal: bool,
+    groupings: dict,
 ) -> list[str]:
     reasons = []
     own = value_sets.get(expr.label)
@@ -185,9 +186,14 @@ def _value_set_reasons(
                 f"its numerical input {expr.inner.label!r} takes too many values to enumerate"
             )
         else:
+            if inner not in groupings:  # Maps of equal value sets share one sort
+                try:
+                    groupings[inner] = numeric_points.Grouping.of(inner)
+                except TypeError:  # values that do not sort: reported below
+                    groupings[inner] = inner
             for problem in (
-                _numeric_resolution_problem(expr, inner),
-                _rounding_problem(expr, inner),
+                _numeric_resolution_problem(expr, groupings[inner]),
+                _rounding_problem(expr, groupings[inner]),
             ):
                 if problem:
                     reasons.append(problem)
@@ -244,10 +250,11 @@ def validate_value_sets(
     causal: bool = False,
 ) -> list[TracrUnsupportedExpr]:
     """Returns every expression that the inferred value sets show cannot be exact."""
+    groupings: dict = {}
     return [
         TracrUnsupportedExpr(expr=expr, reason=reason)
         for expr in _walk(program)
-        for reason in _value_set_reasons(expr, value_sets, max_seq_len, causal)
+        for reason in _value_set_reasons(expr, value_sets, max_seq_len, causal, groupings)
     ]
 
 
