@@ -55,6 +55,19 @@ class LoweringContext:
     one_space: bases.VectorSpaceWithBasis
     max_seq_len: int
     causal: bool
+    #: Numerical value sets sorted and grouped once (numeric_points.Grouping).
+    groupings: dict = dataclasses.field(default_factory=dict, compare=False)
+
+    def grouping(self, label: str):
+        """The value set of `label` as a numeric_points.Grouping (the set itself where
+        its values do not sort)."""
+        values = self.value_sets[label]
+        if values not in self.groupings:
+            try:
+                self.groupings[values] = numeric_points.Grouping.of(values)
+            except TypeError:
+                self.groupings[values] = values
+        return self.groupings[values]
 
 
 def sop_space(expr: rasp.SOp, values: frozenset | None) -> bases.VectorSpaceWithBasis:
@@ -89,7 +102,7 @@ def _lower_map(expr: rasp.Map, space, spaces, ctx):
     fit = (
         None
         if rasp.is_categorical(expr)
-        else numeric_points.affine_fit(expr.f, ctx.value_sets[inner.label])
+        else numeric_points.affine_fit(expr.f, ctx.grouping(inner.label))
     )
     if fit is not None:
         return numerical_mlp.map_affine_numerical_mlp(
@@ -104,7 +117,7 @@ def _lower_map(expr: rasp.Map, space, spaces, ctx):
         f,
         spaces[inner.label],
         space,
-        numeric_points.map_points(expr.f, ctx.value_sets[inner.label])[0],
+        numeric_points.map_points(expr.f, ctx.grouping(inner.label))[0],
         ctx.one_space,
         ctx.bos_space,
         hidden_name=_hidden(expr),

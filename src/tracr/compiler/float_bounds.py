@@ -120,7 +120,7 @@ class Context:
     hidden: dict = dataclasses.field(default_factory=dict)
     #: Results computed once per compile: sorted value sets and magnitudes by label,
     #: MLP bounds by their weights and inputs (`_bound_mlp`).
-    memo: dict = dataclasses.field(default_factory=dict)
+    memo: dict = dataclasses.field(default_factory=dict, compare=False)
 
 
 def _numerical(ctx: Context, label: str) -> bool:
