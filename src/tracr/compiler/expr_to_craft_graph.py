@@ -417,6 +417,11 @@ def _cleaner_if_noisy(node: LoweredSOp, bounds, errors, ctx, spaces) -> LoweredS
     expr = node.expr
     if max(node.error.worst(0.0), node.error.l1) <= CLEAN_ABOVE:
         return node
+    if not isinstance(expr, (rasp.Map, rasp.SequenceMap)):
+        return node
+    noise = max(max(errors[c.label].abs, errors[c.label].l1) for c in expr.children)
+    if noise <= CLEAN_ABOVE:
+        return node
     if isinstance(expr, rasp.Map) and rasp.is_categorical(expr.inner):
         table = categorical_mlp.map_indicator_table(
             spaces[expr.inner.label], node.space, _quiet(expr.f, expr), _hidden(expr)
@@ -435,9 +440,6 @@ def _cleaner_if_noisy(node: LoweredSOp, bounds, errors, ctx, spaces) -> LoweredS
             hidden_name=_hidden(expr),
         )
     else:
-        return node
-    noise = max(max(errors[c.label].abs, errors[c.label].l1) for c in expr.children)
-    if noise <= CLEAN_ABOVE:
         return node
     cleaned = dataclasses.replace(
         node, block=categorical_mlp.clean_indicators(table, ctx.one_space)
