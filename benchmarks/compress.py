@@ -7,6 +7,14 @@ accuracy is >= 99%, the per-SOp accuracies at that d and the training time (CPU 
 The search trains at d = rank - 1, rank - 2, ... and stops at the first d below 99%.
 Also saves the frac_prevs embedding heatmaps (WᵀW, raw and normalised) and its sweep
 plot under DIR (default benchmarks/out).
+
+Below each program, the geometry of the passing W, measured against the two findings the
+report states for its compressed models (NeurIPS 2023 version, contributions, Section 5):
+"compressed models drop unnecessary features, and represent less important features in
+superposition". A direction is unnecessary when no block and not the unembedding reads it
+(its rows of W_Q, W_K, W_V, W_in and W_U are all zero); it counts as dropped when its column
+of W is shorter than DROPPED (the PCA start gives unit columns). Two kept directions share
+dimensions when the cosine of their columns exceeds SHARED in magnitude.
 """
 
 from __future__ import annotations
@@ -39,6 +47,40 @@ def activation_rank(model) -> int:
     real = data.key_mask
     rows = np.concatenate([a[real] for a in (out.input_embeddings, *out.layer_outputs)])
     return int(np.linalg.matrix_rank(rows.astype(np.float64), tol=1e-6))
+
+
+DROPPED = 0.25
+SHARED = 0.1
+
+
+def read_directions(model) -> np.ndarray:
+    """[D] bool: residual directions some block or the unembedding reads."""
+    read = np.any(model.get_compiled_model().unembed_matrix != 0, axis=1)
+    for name, arrays in model.params.items():
+        if name.endswith(("attn/query", "attn/key", "attn/value", "mlp/linear_1")):
+            read |= np.any(arrays["w"] != 0, axis=1)
+    return read
+
+
+def geometry(cm) -> str:
+    """One line: unnecessary directions dropped, and kept directions sharing dimensions."""
+    labels = cm.residual_labels
+    read = read_directions(cm.model)
+    norms = np.linalg.norm(cm.W, axis=0)
+    dropped = norms < DROPPED
+    cos = np.abs(cm.embedding_gram(normalise=True))
+    kept = ~dropped
+    cos[~kept, :] = 0
+    cos[:, ~kept] = 0
+    np.fill_diagonal(cos, 0)
+    shared = np.flatnonzero(cos.max(axis=0) > SHARED)
+    i, j = np.unravel_index(np.argmax(cos), cos.shape)
+    return (
+        f"unread {int((~read).sum())}, of them dropped {int((~read & dropped).sum())}; "
+        f"read {int(read.sum())}, of them dropped {int((read & dropped).sum())}; "
+        f"kept directions sharing dimensions: {len(shared)} of {int(kept.sum())}"
+        f" (largest |cos| {cos[i, j]:.2f}: {labels[i]} ~ {labels[j]})"
+    )
 
 
 def search(model, rank: int, options: dict):
@@ -95,6 +137,8 @@ def main() -> None:
             for d, cm in sorted(runs.items())
         )
         print(f"{'':<12} runs: {tried}")
+        if best is not None:
+            print(f"{'':<12} geometry at d={best.d}: {geometry(best)}")
         if name == "frac_prevs" and best is not None:
             for normalise in (False, True):
                 fig = plots.plot_embedding_gram(best, normalise=normalise)

@@ -8,7 +8,8 @@ import sys
 
 import pytest
 
-from tracr import cli
+from tests.compress import helpers
+from tracr import cli, compress
 from tracr.rasp import rasp
 
 TRACR = pathlib.Path(sys.executable).parent / "tracr"  # the installed console script
@@ -282,3 +283,31 @@ def test_export_checks_and_saves_the_state_dict(tmp_path, capsys, target):
     ]
     state = torch.load(out)
     assert state and all(isinstance(v, torch.Tensor) for v in state.values())
+
+
+def test_a_compressed_model_file_runs_shows_exports_and_is_refused_by_report(tmp_path, capsys):
+    cm = helpers.trained("reverse")  # reverse over {1, 2}, max_seq_len 3, d = 19 of 21
+    path = tmp_path / "reverse.safetensors"
+    compress.save(cm, path)
+    assert cli.main(["run", str(path), "1", "2", "2"]) == 0
+    assert capsys.readouterr().out == "2 2 1\n"
+    assert cli.main(["show", str(path)]) == 0
+    shown = capsys.readouterr().out
+    assert shown.startswith("compressed     d = 19 of d_model 21 (W [19, 21])\n")
+    assert "  output (whole sequence)      100.00%\n" in shown  # the held-out report
+    assert "the compiled model inside:\n" in shown and "d_model        21\n" in shown
+    out = tmp_path / "reverse.pt"
+    assert cli.main(["export", str(path), "--to", "torch", "-o", str(out)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1] == "14 of 14 inputs decode like the numpy model"
+    import torch
+
+    assert torch.load(out)["W_E"].shape[1] == 19  # the d-wide transformer
+    report = tmp_path / "r.html"
+    assert cli.main(["report", str(path), "--input", "1,2", "-o", str(report)]) == 2
+    error = capsys.readouterr().err
+    assert error == (
+        f"tracr: error: {path} holds a compressed model; tracr report draws compiled models "
+        "(tracr show describes a compressed one)\n"
+    )
+    assert not report.exists()

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from tests import cases
 from tests.compiler import exactness
-from tracr.compiler import compiling, lib
+from tracr.compiler import assemble, compiling, lib
 from tracr.rasp import rasp
 
 
@@ -132,3 +133,18 @@ def test_weights_edited_in_place_take_effect():
     assert model.apply(["BOS", "a", "a"]).decoded == ["BOS", 2, 2]
     model.params["transformer/layer_0/attn/value"]["w"][:] = 0
     assert model.apply(["BOS", "a", "a"]).decoded != ["BOS", 2, 2]
+
+
+def test_unembed_picks_the_first_largest_value_and_flags_absent_outputs():
+    """argmax semantics (ties go to the first value) and the None threshold, per position."""
+    unembed = np.zeros((4, 3), dtype=np.float32)
+    unembed[1:, :] = np.eye(3)  # direction 0 is not read
+    output = np.array(
+        [[[9, 1, 0, 0], [9, 0.7, 0.7, 0.2], [0, 0.1, 0.4, 0.3]]], dtype=np.float32
+    )  # [B=1, T=3, D=4]
+    ids, present = assemble.unembed(output, unembed, use_argmax=True)
+    np.testing.assert_array_equal(ids, [[0, 0, 1]])
+    np.testing.assert_array_equal(present, [[True, True, False]])
+    numbers, all_present = assemble.unembed(output, unembed[:, :1], use_argmax=False)
+    np.testing.assert_array_equal(numbers, np.float32([[1, 0.7, 0.1]]))
+    assert all_present.all()

@@ -238,3 +238,17 @@ def test_input_must_be_a_token_list(reverse_model, tokens):
         reverse_model.apply(tokens)
     with pytest.raises(TypeError, match="must be a list of tokens"):
         reverse_model.apply_batch([["BOS", 1], tokens])
+
+
+def test_a_one_in_two_hundred_mixture_is_still_rejected():
+    """At max_seq_len 200 an Aggregate can mix in a value with weight 1/199, below the
+    default tolerance of 0.01: its tolerance is 1/(2 max_seq_len) there."""
+    everything = rasp.Select(rasp.indices, rasp.indices, rasp.Comparison.TRUE)
+    program = rasp.Aggregate(everything, rasp.tokens).named("majority")
+    model = compiling.compile_rasp_to_model(
+        program, vocab={"a", "b"}, max_seq_len=200, compiler_bos="BOS"
+    )
+    assert model.apply(["BOS"] + ["a"] * 199).decoded[1:] == ["a"] * 199
+    assert model.mixture_tolerances[program.label] <= 1 / 400
+    with pytest.raises(ValueError, match=f"the categorical SOp '{program.label}' holds"):
+        model.apply(["BOS"] + ["a"] * 198 + ["b"])

@@ -59,12 +59,35 @@ def test_numerical_width_reads_through_a_one_hot_at_large_sizes():
 
 
 def test_lookups_reading_noisy_one_hots_are_cleaned():
-    """length comes out of a readout with float32 noise; the SequenceMap reading it gets
-    the two-unit cleaning indicators, so its own output is clean again."""
-    lowered_error = _errors(lib.make_reverse(rasp.tokens), set(range(16)), 16)
-    noisy = lowered_error["length"]
-    cleaned = lowered_error["opp_idx"]
-    assert max(cleaned.abs, cleaned.l1) < max(noisy.abs, noisy.l1) / 2
+    """length comes out of a readout with float32 noise; a SequenceMap reading it that
+    does not split into per-input parts (a lookup table) gets the two-unit cleaning
+    indicators, so its own output is clean again. (make_reverse's opp_idx = length -
+    indices splits, and takes the robust separable block instead, whose error is its
+    own rounding; the Map reading opp_idx is cleaned.)"""
+    length = lib.make_length()
+    table = rasp.SequenceMap(lambda n, i: (n * i) % 7, length, rasp.indices).named("mod")
+    errors = _errors(table, {"a"}, 16)
+    assert (
+        max(errors["mod"].abs, errors["mod"].l1)
+        < max(errors["length"].abs, errors["length"].l1) / 2
+    )
+    reverse = _errors(lib.make_reverse(rasp.tokens), set(range(16)), 16)
+    assert reverse["opp_idx-1"].l1 < reverse["opp_idx"].l1 / 2
+
+
+def test_a_difference_of_two_noisy_widths_is_refused_at_80():
+    """Neither width can be read exactly enough: their one-hots carry float32 noise that a
+    linear read multiplies by ~max_seq_len, only one of them can be read as a number, and
+    the lookup table is too large to bound input by input. Refused, naming the SOp; no
+    numerical input is involved, so the hint does not ask for one to be made categorical."""
+    every = rasp.Select(rasp.tokens, rasp.tokens, rasp.Comparison.TRUE)
+    count = rasp.SelectorWidth(every).named("count")
+    program = rasp.SequenceMap(lambda a, b: a - b, lib.make_length(), count).named("diff")
+    with pytest.raises(validating.UnsupportedProgramError) as info:
+        compiling.compile_rasp_to_model(program, vocab={"a"}, max_seq_len=80, compiler_bos="BOS")
+    message = str(info.value)
+    assert "diff" in message and "exceeds the budget" in message
+    assert "numerical input" not in message and "max_seq_len" in message
 
 
 @pytest.mark.parametrize("max_seq_len", [5, 16])

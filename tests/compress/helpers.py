@@ -34,3 +34,28 @@ def every_input(vocab, max_seq_len):
         for n in range(1, max_seq_len + 1)
         for seq in itertools.product(sorted(vocab), repeat=n)
     ]
+
+
+@functools.cache
+def trained(name: str, unembed_at_every_layer: bool = True):
+    """A CompressedModel with a trained W, d = d_model - 2, for "frac_prevs" (numerical
+    output) or "reverse" (categorical); a few seconds of training, once per session."""
+    from tracr import compress
+
+    model = {"frac_prevs": frac_prevs, "reverse": reverse}[name]()
+    d = len(model.residual_labels) - 2
+    return compress.compress(
+        model,
+        d,
+        unembed_at_every_layer=unembed_at_every_layer,
+        max_steps=100,
+        eval_every=20,
+        seed=0,
+        progress=False,
+    )
+
+
+def vocab(model) -> set:
+    """The input tokens of a compiled model, BOS and PAD left out."""
+    enc = model.input_encoder
+    return {t for t in enc.encoding_map if t not in (enc.bos_token, enc.pad_token)}

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from tests.compress import helpers
+from tracr.compiler import assemble
 from tracr.compress import compressed_model
 from tracr.transformer import model as model_lib
 
@@ -103,3 +104,80 @@ def test_read_accepts_the_sop_itself():
     cm = compressed_model.CompressedModel(model, _exact_W(model))
     out = cm.apply(["BOS", "y", "x"])
     np.testing.assert_allclose(cm.read(out.residuals[-1], program)[0, 1:, 0], [0, 0.5], atol=1e-6)
+
+
+# How far two float32 evaluations of the same compressed function may differ, per entry:
+# each float32 operation rounds to 6e-8 relative, the blocks sum tens of terms, and the
+# residual entries stay below 2 in these models, so two summation orders differ by a few
+# 1e-6 (1.9e-6 measured). 1e-4 leaves a margin of 50 and is still 100 times below
+# scoring.ATOL, the distance at which a compressed number counts as wrong.
+SAME_FUNCTION = 1e-4
+
+
+def _ids_and_mask(model):
+    sequences = helpers.every_input(helpers.vocab(model), 3)
+    ids, _ = model._encode_batch(sequences)
+    return sequences, ids, ids != model.input_encoder.pad_encoding
+
+
+def _max_diff(a, b, mask) -> float:
+    return float(np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64))[mask].max())
+
+
+@pytest.mark.parametrize("name", ["frac_prevs", "reverse"])
+def test_both_layouts_compute_the_same_function(name):
+    """unembed_at_every_layer=True reads the stream through W before each compiled block;
+    False folds W into the blocks. Same W, every input: the same residuals and outputs."""
+    through = helpers.trained(name, unembed_at_every_layer=True)
+    folded = compressed_model.CompressedModel(through.model, through.W, False)
+    _, ids, mask = _ids_and_mask(through.model)
+    a, b = through.forward(ids, mask), folded.forward(ids, mask)
+    assert len(a.residuals) == len(b.residuals) == 2 * through.model.model_config.num_layers
+    for got, want in zip(a.residuals, b.residuals):
+        assert _max_diff(got, want, mask) <= SAME_FUNCTION
+    for got, want in zip(a.layer_outputs, b.layer_outputs):  # read back through W
+        assert _max_diff(got @ through.W.T, want @ through.W.T, mask) <= SAME_FUNCTION
+    assert _max_diff(a.output, b.output, mask) <= SAME_FUNCTION
+    sequences = _ids_and_mask(through.model)[0]
+    _assert_same_decoded(through.apply_batch(sequences), folded.apply_batch(sequences))
+
+
+def _assert_same_decoded(got, want):
+    """The same values at every position, numbers within SAME_FUNCTION."""
+    assert len(got.decoded) == len(want.decoded)
+    for row, expected in zip(got.decoded, want.decoded):
+        assert len(row) == len(expected)
+        for a, b in zip(row, expected):
+            if isinstance(b, float):
+                assert isinstance(a, float) and abs(a - b) <= SAME_FUNCTION
+            else:
+                assert a == b
+
+
+@pytest.mark.parametrize("layout", [True, False], ids=["through_W", "folded"])
+@pytest.mark.parametrize("name", ["frac_prevs", "reverse"])
+def test_as_model_is_a_plain_transformer_of_width_d(name, layout):
+    cm = helpers.trained(name, unembed_at_every_layer=layout)
+    plain = cm.as_model()
+    assert isinstance(plain, assemble.AssembledTransformerModel)
+    assert plain.model_config.d_model == cm.d < cm.d_model
+    assert plain.residual_labels == [f"compressed:{i}" for i in range(cm.d)]
+    assert plain.categorical_sops == {} and plain.circuit is None
+    assert plain.params["token_embed"]["embeddings"].shape[1] == cm.d
+    assert plain.get_compiled_model().unembed_matrix.shape[0] == cm.d
+    assert plain.input_encoder is cm.model.input_encoder
+    assert plain.output_encoder is cm.model.output_encoder
+    sequences, ids, mask = _ids_and_mask(cm.model)
+    got, want = plain.apply_batch(sequences), cm.apply_batch(sequences)
+    numpy_forward = compressed_model.compressed_forward(
+        cm.model.params, cm.model.model_config, cm.W, ids, mask, unembed_at_every_layer=layout
+    )
+    for a, b in zip(got.residuals, numpy_forward.residuals):
+        if layout:  # another summation order
+            assert _max_diff(a, b, mask) <= SAME_FUNCTION
+        else:  # the very same arithmetic
+            np.testing.assert_array_equal(a[mask], b[mask])
+    if name == "reverse" or not layout:  # categorical, or the same arithmetic: equal
+        assert got.decoded == want.decoded
+    else:  # numbers from another summation order
+        _assert_same_decoded(got, want)

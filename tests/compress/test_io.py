@@ -1,4 +1,5 @@
-"""save / load: a compressed model comes back whole and applies without the program."""
+"""save / load: a compressed model comes back whole and applies without the program, from
+a .npz file or a .safetensors one."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import numpy as np
 import pytest
 
 from tests.compress import helpers
-from tracr import compress
+from tracr import compress, export
 from tracr.compress import compressed_model
 
 
@@ -50,3 +51,29 @@ def test_a_file_that_is_not_a_compressed_model_is_refused(tmp_path):
     np.savez(tmp_path / "other.npz", W=np.zeros(3))
     with pytest.raises(ValueError, match="not a tracr.compress file"):
         compress.load(tmp_path / "other.npz")
+
+
+def test_compress_save_writes_safetensors_by_name_and_load_reads_by_content(tmp_path):
+    cm = helpers.trained("reverse")
+    compress.save(cm, tmp_path / "cm.safetensors")
+    compress.save(cm, tmp_path / "cm.npz")
+    assert (tmp_path / "cm.safetensors").read_bytes()[8:9] == b"{"
+    assert (tmp_path / "cm.npz").read_bytes()[:2] == b"PK"
+    # The names do not matter to load: each file is recognised by its first bytes.
+    (tmp_path / "cm.safetensors").rename(tmp_path / "a.npz")
+    (tmp_path / "cm.npz").rename(tmp_path / "b.safetensors")
+    sequences = helpers.every_input(helpers.vocab(cm.model), 3)
+    want = cm.apply_batch(sequences).transformer_output
+    for path in (tmp_path / "a.npz", tmp_path / "b.safetensors"):
+        loaded = compress.load(path)
+        assert np.array_equal(loaded.W, cm.W) and loaded.report == cm.report
+        np.testing.assert_array_equal(loaded.apply_batch(sequences).transformer_output, want)
+
+
+def test_compress_load_refuses_a_compiled_model_and_other_files(tmp_path):
+    export.save(helpers.reverse(), tmp_path / "compiled.safetensors")
+    with pytest.raises(ValueError, match="holds a compiled model, not a compressed one"):
+        compress.load(tmp_path / "compiled.safetensors")
+    (tmp_path / "notes.txt").write_text("not a model at all")
+    with pytest.raises(ValueError, match=r"notes.txt is neither a .npz nor a .safetensors file"):
+        compress.load(tmp_path / "notes.txt")

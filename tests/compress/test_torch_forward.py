@@ -38,10 +38,11 @@ def test_torch_and_numpy_compressed_forwards_agree(case, layout):
     want = compressed_model.compressed_forward(
         model.params, model.model_config, W, ids, mask, unembed_at_every_layer=layout
     )
-    weights = torch_forward.frozen_weights(model.params, "cpu", dtype=torch.float64)
+    frozen = torch_forward.frozen_weights(
+        model.params, model.model_config, "cpu", dtype=torch.float64
+    )
     embedded, layers, output = torch_forward.forward(
-        weights,
-        model.model_config,
+        frozen,
         torch.as_tensor(W),
         torch.as_tensor(ids),
         torch.as_tensor(mask),
@@ -63,18 +64,22 @@ def test_without_W_the_torch_forward_is_the_compiled_model():
     )
     ids, mask = _encode(model, case.inputs)
     compiled = model.forward(model.params, ids).transformer_output
-    weights = torch_forward.frozen_weights(model.params, "cpu", dtype=torch.float64)
+    frozen = torch_forward.frozen_weights(
+        model.params, model.model_config, "cpu", dtype=torch.float64
+    )
     _, layers, output = torch_forward.forward(
-        weights, model.model_config, None, torch.as_tensor(ids), torch.as_tensor(mask)
+        frozen, None, torch.as_tensor(ids), torch.as_tensor(mask)
     )
     real = mask[..., None]
     np.testing.assert_allclose(output.numpy() * real, compiled.output * real, atol=1e-5)
 
 
-def test_the_attention_scale_is_the_numpy_forwards():
-    # tracr.transformer.model computes q.k / sqrt(d_head); the torch forward must agree.
+def test_the_frozen_blocks_take_no_gradient():
+    """Only W trains: the compiled weights stay as compiled."""
     model = compiling.compile_rasp_to_model(
         cases.CASES[0].make_program(), cases.CASES[0].vocab, 3, compiler_bos="BOS"
     )
-    key_size = model.model_config.key_size
-    assert torch_forward.attention_logit_scale(model.model_config) == 1.0 / key_size**0.5
+    frozen = torch_forward.frozen_weights(model.params, model.model_config, "cpu")
+    assert frozen.blocks and not any(
+        p.requires_grad for block in frozen.blocks for p in block.parameters()
+    )

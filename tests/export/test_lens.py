@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from tests.compress import helpers
 from tests.export import programs
 from tracr import export
 from tracr.compiler import compiling, lib
@@ -14,6 +15,10 @@ from tracr.export import lens
 from tracr.rasp import rasp
 
 TOLERANCE = 1e-5
+# A compressed model's W is dense, so its float32 sums differ between backends by a few
+# 1e-6 (see tests/export/test_compressed.py); 1e-4 is well above that and 100 times below
+# scoring.ATOL, the distance at which a compressed number counts as wrong.
+COMPRESSED_TOLERANCE = 1e-4
 
 
 def _max_diff(got, want, mask) -> float:
@@ -112,3 +117,26 @@ def test_read_sop_rejects_unknown_labels():
     model = programs.compiled("reverse")[1]
     with pytest.raises(KeyError, match="nope"):
         lens.read_sop(model, np.zeros((1, 2, model.model_config.d_model)), "nope")
+
+
+@pytest.mark.parametrize("name", ["frac_prevs", "reverse"])
+def test_a_compressed_model_exports_as_its_d_wide_transformer(name):
+    """The bridge of a CompressedModel is `cm.as_model()`, loaded strictly; it decodes what
+    the numpy compressed model decodes, and read_sop reads its d-wide stream back through W."""
+    cm = helpers.trained(name)
+    bridge = export.to_transformer_lens(cm)
+    assert bridge.cfg.d_model == cm.d < cm.d_model
+    lens.load_weights(bridge, lens.state_dict(cm.as_model()))  # strict: every key, no more
+    seqs = helpers.every_input(helpers.vocab(cm.model), 3)
+    assert programs.same_outputs(lens.run(bridge, cm, seqs), cm.apply_batch(seqs).decoded)
+    want = cm.apply_batch(seqs)
+    for rows, ids, mask in lens.batches(cm, seqs):
+        with torch.no_grad():
+            _, cache = bridge.run_with_cache(ids, attention_mask=mask.long())
+        last = cache[f"blocks.{cm.model.model_config.n_layers - 1}.hook_resid_post"]
+        width = ids.shape[1]
+        assert _max_diff(last, want.residuals[-1][rows][:, :width], mask) <= COMPRESSED_TOLERANCE
+        sop = "tokens"
+        got = lens.read_sop(cm, last, sop)  # [batch, pos, 4]: one column per token, read back
+        expected = cm.read(want.residuals[-1][rows][:, :width], sop)
+        assert _max_diff(got, expected, mask) <= COMPRESSED_TOLERANCE

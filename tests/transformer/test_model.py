@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import platform
+
 import numpy as np
 import pytest
 
@@ -173,3 +176,71 @@ def test_edits_anywhere_take_effect_on_the_next_call():
     params["transformer/layer_0/mlp/linear_2"]["w"][0, 1] = 1.0
     after = model.forward(params, config, ids).output[0, :, 1]
     np.testing.assert_allclose(after - before, [1.0, 3.0, 8.0])
+
+
+def test_softmax_matches_float64_and_flushes_tiny_weights():
+    """Rows sum to 1 and match a float64 softmax; weights below FLUSH_BELOW are exact zeros
+    (no subnormal numbers), including rows of masked logits and huge gaps."""
+    rng = np.random.default_rng(1)
+    logits = (rng.standard_normal((3, 5, 7, 9)) * 40).astype(np.float32)
+    logits[0, 0, 0, :4] = model.MASKED_LOGIT
+    logits[1, 2, 3] = [0, -68, -69, -70, -80, -90, -150, -1e4, model.MASKED_LOGIT]
+    weights = model._softmax(logits.copy())
+    exact = np.exp(logits.astype(np.float64) - logits.max(axis=-1, keepdims=True))
+    exact /= exact.sum(axis=-1, keepdims=True)
+    exact[exact < model.FLUSH_BELOW] = 0.0
+    np.testing.assert_allclose(weights, exact, rtol=1e-5, atol=1e-30)
+    assert not ((weights > 0) & (weights < np.finfo(np.float32).tiny)).any()
+    assert (weights[1, 2, 3, 3:] == 0).all() and weights[1, 2, 3, 2] > 0
+    np.testing.assert_allclose(weights.sum(axis=-1), 1.0, rtol=1e-6)
+
+
+def test_keep_freed_memory_can_be_switched_off():
+    """TRACR_KEEP_FREED_MEMORY=0 leaves glibc's settings alone; otherwise, on glibc Linux,
+    the first forward pass raises its thresholds once."""
+    import subprocess
+    import sys
+
+    code = (
+        "import numpy as np\n"
+        "from tracr.transformer import model\n"
+        "params = {'token_embed': {'embeddings': np.eye(2)}, 'pos_embed': "
+        "{'embeddings': np.zeros((2, 2))}}\n"
+        "config = model.TransformerConfig(num_heads=1, num_layers=0, key_size=1, "
+        "mlp_hidden_size=1)\n"
+        "model.forward(params, config, np.array([[0, 1]]))\n"
+        "print(model._MALLOC_TUNED)\n"
+    )
+    env_off = {**os.environ, "TRACR_KEEP_FREED_MEMORY": "0"}
+    off = subprocess.run([sys.executable, "-c", code], env=env_off, capture_output=True, text=True)
+    assert off.stdout.strip() == "[False]", off.stderr
+    env_on = {k: v for k, v in os.environ.items() if k != "TRACR_KEEP_FREED_MEMORY"}
+    on = subprocess.run([sys.executable, "-c", code], env=env_on, capture_output=True, text=True)
+    glibc = sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"
+    assert on.stdout.strip() == ("[True]" if glibc else "[False]"), on.stderr
+
+
+def test_a_weight_moved_outside_the_known_rectangle_takes_effect():
+    """The sparse path remembers where each matrix's non-zeros are; an edit that keeps
+    their number but moves one elsewhere (a swap) must still be seen on the next call."""
+    params, config = _averaging_model(causal=False)
+    params["token_embed"]["embeddings"][:, 1] = 10.0  # `mean` starts at 10
+    ids = np.array([[0, 1, 2]])
+    value = params["transformer/layer_0/attn/value"]["w"]  # [2, 1]: only value[0, 0] = 1
+    np.testing.assert_allclose(model.forward(params, config, ids).output[0, :, 1], 14.0)
+    value[0, 0], value[1, 0] = 0.0, 1.0  # same count, other row: averages `mean` (10)
+    np.testing.assert_allclose(model.forward(params, config, ids).output[0, :, 1], 20.0)
+    value[1, 0] = -0.0  # a zero with another bit pattern: still zero
+    np.testing.assert_allclose(model.forward(params, config, ids).output[0, :, 1], 10.0)
+    params["transformer/layer_0/attn/value"]["w"] = np.array([[2.0], [0.0]])  # replaced
+    np.testing.assert_allclose(model.forward(params, config, ids).output[0, :, 1], 18.0)
+
+
+def test_ablating_a_compiled_head_in_place_takes_effect():
+    compiled = compiling.compile_rasp_to_model(
+        lib.make_length(), vocab={"a", "b"}, max_seq_len=4, compiler_bos="BOS"
+    )
+    assert compiled.apply(["BOS", "a", "b"]).decoded == ["BOS", 2, 2]
+    compiled.params["transformer/layer_0/attn/value"]["w"][:] = 0
+    out = compiled.apply(["BOS", "a", "b"], strict=False)
+    assert out.decoded != ["BOS", 2, 2]

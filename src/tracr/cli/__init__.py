@@ -164,6 +164,11 @@ def _report(args) -> int:
 
     if pathlib.Path(args.program).is_file() and not args.program.endswith(".py"):
         program, model = None, model_commands.load_model(args.program)
+        if model_commands.is_compressed(model):
+            raise references.InputError(
+                f"{args.program} holds a compressed model; tracr report draws compiled "
+                "models (tracr show describes a compressed one)"
+            )
     else:
         program, model, _ = model_commands.compile_program(args)
     inputs = [references.parse_tokens([text]) for text in args.input]

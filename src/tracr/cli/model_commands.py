@@ -2,6 +2,9 @@
 
 A model file is what `tracr.export.save` writes (one .safetensors file with the weights
 and the metadata: config, encoders, residual labels, circuit); `tracr compile` writes one.
+A compressed model saved the same way (`tracr.compress.save(cm, "m.safetensors")`) runs,
+shows (its width and held-out faithfulness, then the compiled model inside) and exports
+(its d-wide transformer); `tracr report` draws compiled models only and refuses it.
 """
 
 from __future__ import annotations
@@ -89,6 +92,30 @@ def load_model(path: str):
     return export.load(path)
 
 
+def is_compressed(model) -> bool:
+    from tracr.compress import compressed_model
+
+    return isinstance(model, compressed_model.CompressedModel)
+
+
+def compiled_model(model):
+    """The compiled model: `model` itself, or the one inside a compressed model (its
+    encoders, shape and circuit)."""
+    return model.model if is_compressed(model) else model
+
+
+def compressed_lines(cm) -> list[str]:
+    """What `show` prints about a compressed model before its compiled model."""
+    report = cm.report.table().splitlines() if cm.report else ["no held-out report"]
+    return [
+        f"compressed     d = {cm.d} of d_model {cm.d_model} (W [{cm.d}, {cm.d_model}])",
+        f"layout         unembed_at_every_layer={cm.unembed_at_every_layer}",
+        *report,
+        "",
+        "the compiled model inside:",
+    ]
+
+
 def summary_lines(model) -> list[str]:
     config = model.model_config
     from tracr import verifying
@@ -124,7 +151,7 @@ def compile_command(args: argparse.Namespace) -> int:
 def run_command(args: argparse.Namespace) -> int:
     model = load_model(args.model)
     tokens = references.parse_tokens(args.tokens)
-    bos = model.input_encoder.bos_token
+    bos = compiled_model(model).input_encoder.bos_token
     if tokens[0] != bos:
         tokens = [bos, *tokens]
     decoded = model.apply(tokens).decoded
@@ -133,8 +160,10 @@ def run_command(args: argparse.Namespace) -> int:
 
 
 def show_command(args: argparse.Namespace) -> int:
-    model = load_model(args.model)
-    lines = summary_lines(model) + ["", "residual layout:"]
+    loaded = load_model(args.model)
+    model = compiled_model(loaded)
+    lines = compressed_lines(loaded) if is_compressed(loaded) else []
+    lines += summary_lines(model) + ["", "residual layout:"]
     for group in structure.residual_groups(model.residual_labels):
         first, last = group.columns[0], group.columns[-1]
         where = f"{first}" if first == last else f"{first}-{last}"
@@ -152,8 +181,8 @@ def export_command(args: argparse.Namespace) -> int:
 
     from tracr import export
 
-    model = load_model(args.model)
-    inputs = _check_inputs(model)
+    model = load_model(args.model)  # a compressed model exports as its d-wide transformer
+    inputs = _check_inputs(compiled_model(model))
     expected = model.apply_batch(inputs).decoded
     if args.to == "torch":
         net = export.to_torch(model)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -21,6 +22,9 @@ NONE_THRESHOLD = 0.5
 # position before `apply` calls it a mixture: this, or twice the SOp's worst-case float32
 # error bound (compiler/float_bounds.py) where that is larger.
 MIXTURE_TOLERANCE = 0.01
+
+# From this many positions in a batch, the one-hot check reduces column-major.
+MANY_POSITIONS = 512
 
 
 class _MappableDataclass(Mapping):
@@ -96,17 +100,29 @@ def unembed(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Residual [B, T, D] -> (output ids or numbers [B, T], present [B, T] bool)."""
     # Only the residual directions the unembedding reads (usually a few).
+    unembed_matrix = np.asarray(unembed_matrix)
     rows = np.flatnonzero((unembed_matrix != 0).any(axis=1))
+    shape = output.shape[:2]
     final = output.reshape(-1, output.shape[-1])
     with model.blas_single_thread():
-        scores = final[:, rows] @ np.asarray(unembed_matrix)[rows]
-    shape = output.shape[:2]
-    scores = scores.reshape(*shape, -1)  # [B, T, V]
+        # [V, N]: one row per output value, so the reductions below run along axis 0,
+        # elementwise across positions (numpy is slow along a short last axis).
+        scores = unembed_matrix[rows].T @ final[:, _span(rows)].T
     if not use_argmax:
-        return scores[..., 0], np.ones(shape, dtype=bool)
-    if scores.shape[-1] == 0:
+        return scores[0].reshape(shape), np.ones(shape, dtype=bool)
+    if scores.shape[0] == 0:
         return np.zeros(shape, dtype=np.int64), np.zeros(shape, dtype=bool)
-    return scores.argmax(axis=-1), scores.max(axis=-1) >= NONE_THRESHOLD
+    top = scores.max(axis=0)
+    # The first value reaching the maximum, as argmax picks it.
+    first = np.where(scores == top, np.arange(scores.shape[0])[:, None], scores.shape[0])
+    return first.min(axis=0).reshape(shape), (top >= NONE_THRESHOLD).reshape(shape)
+
+
+def _span(indices: np.ndarray):
+    """A slice for ascending indices without gaps (a view, not a gathered copy)."""
+    if indices.size and indices[-1] - indices[0] + 1 == indices.size:
+        return slice(int(indices[0]), int(indices[-1]) + 1)
+    return indices
 
 
 @dataclasses.dataclass
@@ -178,22 +194,15 @@ class AssembledTransformerModel:
         input these checks reject goes through `_encode`, which names the problem.
         """
         enc = self.input_encoder
-        ids = None
+        batch = None
         if all(type(seq) in (list, tuple) for seq in sequences):
-            lookup = enc.encoding_map
-            try:
-                ids = [[lookup[t] for t in seq] for seq in sequences]
-            except (KeyError, TypeError):  # unknown or unhashable token
-                ids = None
-        if ids is not None:
-            width = max(len(row) for row in ids)
+            widths = [len(seq) for seq in sequences]
+            width = max(widths)
             limit = enc._max_seq_len
-            if width == 0 or (limit is not None and width > limit):
-                ids = None
-        if ids is not None:
-            pad = enc.pad_encoding
-            batch = np.array([row + [pad] * (width - len(row)) for row in ids], dtype=np.int64)
-            is_pad = batch == pad
+            if 0 < width and (limit is None or width <= limit):
+                batch = self._lookup(sequences, widths, width)
+        if batch is not None:
+            is_pad = batch == enc.pad_encoding
             if (
                 (batch[:, 0] == enc.bos_encoding).all()
                 and not (batch[:, 1:] == enc.bos_encoding).any()
@@ -206,6 +215,28 @@ class AssembledTransformerModel:
         for row, (ids_, _) in enumerate(encoded):
             batch[row, : len(ids_)] = ids_
         return batch, [length for _, length in encoded]
+
+    def _lookup(
+        self, sequences: Sequence[Sequence[Any]], widths: list[int], width: int
+    ) -> np.ndarray | None:
+        """[B, width] ids, PAD-filled, from one dictionary lookup per token; None if a
+        token is unknown or unhashable."""
+        get = self.input_encoder.encoding_map.__getitem__
+        try:
+            flat = np.fromiter(
+                map(get, itertools.chain.from_iterable(sequences)),
+                dtype=np.int64,
+                count=sum(widths),
+            )
+        except (KeyError, TypeError):
+            return None
+        if all(w == width for w in widths):
+            return flat.reshape(len(widths), width)
+        if self.input_encoder.pad_encoding is None:
+            return None
+        batch = np.full((len(widths), width), self.input_encoder.pad_encoding, dtype=np.int64)
+        batch[np.arange(width) < np.asarray(widths)[:, None]] = flat
+        return batch
 
     def _encode(self, tokens: Sequence[Any]) -> tuple[list[int], int]:
         if isinstance(tokens, (str, bytes)) or not isinstance(tokens, Sequence):
@@ -239,12 +270,25 @@ class AssembledTransformerModel:
         labels = list(self.categorical_sops)
         sizes = [len(self.categorical_sops[label]) for label in labels]
         starts = np.cumsum([0, *sizes[:-1]])
-        values = final[..., np.concatenate([self.categorical_sops[lb] for lb in labels])]
-        top = np.maximum(np.maximum.reduceat(values, starts, axis=-1), 0.0)  # [B, T, S]
-        rest = np.add.reduceat(values, starts, axis=-1) - top
+        cols = np.concatenate([self.categorical_sops[lb] for lb in labels])
+        flat = final.reshape(-1, final.shape[-1])
+        if len(flat) < MANY_POSITIONS:  # few rows: one reduceat per quantity
+            values = flat[:, cols]
+            top = np.maximum.reduceat(values, starts, axis=1).T  # [S, B T]
+            rest = np.add.reduceat(values, starts, axis=1).T
+        else:
+            # [C, B T]: the SOps' columns as rows, each SOp's block reduced along axis 0
+            # (numpy's reductions along a short last axis, reduceat too, are slow).
+            values = flat.T[cols]
+            ends = [*starts[1:], len(cols)]
+            top = np.stack([values[a:b].max(axis=0) for a, b in zip(starts, ends)])
+            rest = np.stack([values[a:b].sum(axis=0) for a, b in zip(starts, ends)])
+        top = np.maximum(top, 0.0)
+        rest = rest - top
         tol = np.array([self.mixture_tolerances.get(lb, MIXTURE_TOLERANCE) for lb in labels])
+        tol = tol[:, None].astype(values.dtype)
         clean = ((top > 1 - tol) | (top < tol)) & (np.abs(rest) < tol)
-        bad = real[..., None] & ~clean
+        bad = (real.reshape(1, -1) & ~clean).T.reshape(*real.shape, len(labels))  # [B, T, S]
         if not bad.any():
             return
         sop = int(np.flatnonzero(bad.any(axis=(0, 1)))[0])  # the first SOp, in order
@@ -265,17 +309,29 @@ class AssembledTransformerModel:
             "strict=False skips this check)"
         )
 
-    def _decoder(self) -> Callable[[list, list], list]:
-        """(raw outputs, present flags) of one sequence -> its values (None if absent)."""
+    def _decode(self, out: CompiledTransformerModelOutput, lengths: list[int]) -> list[list]:
+        """Output values per sequence, BOS first, None where absent, PAD past its length."""
+        raw, present = out.unembedded_output, out.output_present
         dec = self.output_encoder
         if isinstance(dec, encoder.CategoricalEncoder):
-            table = dec.decoding_map
-            return lambda raw, present: [table[v] if p else None for v, p in zip(raw, present)]
-        if dec is None or type(dec) is encoder.NumericalEncoder:
-            return lambda raw, present: [v if p else None for v, p in zip(raw, present)]
-        return lambda raw, present: [
-            dec.decode([v])[0] if p else None for v, p in zip(raw, present)
-        ]
+            table = np.empty(len(dec.decoding_map) + 1, dtype=object)
+            table[:-1] = [dec.decoding_map[i] for i in range(len(dec.decoding_map))]
+            values = table[np.where(present, raw, len(table) - 1)]  # the last entry is None
+        elif dec is None or type(dec) is encoder.NumericalEncoder:
+            values = np.where(present, raw, np.nan).astype(object)
+            values[~present] = None
+        else:
+            values = np.empty(raw.shape, dtype=object)
+            values[:] = [
+                [dec.decode([v])[0] if p else None for v, p in zip(r, pr)]
+                for r, pr in zip(raw.tolist(), present.tolist())
+            ]
+        if self.input_encoder.bos_token is not None:
+            values[:, 0] = self.input_encoder.bos_token
+        values[np.arange(values.shape[1]) >= np.asarray(lengths)[:, None]] = (
+            self.input_encoder.pad_token
+        )
+        return values.tolist()
 
     def _output(
         self,
@@ -286,17 +342,7 @@ class AssembledTransformerModel:
     ) -> AssembledTransformerModelOutput:
         if strict:
             self._check_one_hot(out.transformer_output.output, lengths)
-        decoded_rows = []
-        width = out.unembedded_output.shape[1]
-        bos, pad = self.input_encoder.bos_token, self.input_encoder.pad_token
-        decode = self._decoder()
-        for raw, present, length in zip(
-            out.unembedded_output.tolist(), out.output_present.tolist(), lengths
-        ):
-            values = decode(raw[:length], present[:length])
-            if bos is not None and values:
-                values[0] = bos
-            decoded_rows.append(values + [pad] * (width - length))
+        decoded_rows = self._decode(out, lengths)
         result = out.transformer_output
         return AssembledTransformerModelOutput(
             decoded=decoded_rows if batched else decoded_rows[0],

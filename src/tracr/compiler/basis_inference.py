@@ -154,7 +154,7 @@ def _linear_values(expr: rasp.SequenceMap, fst: frozenset, snd: frozenset) -> Va
     return frozenset(out.tolist())
 
 
-def _counts_every_position(expr: rasp.SOp) -> bool:
+def counts_every_position(expr: rasp.SOp) -> bool:
     """length, or the width of a selector that selects every key: at every position
     it exceeds the position's index (it is the length, or index + 1 when causal)."""
     if isinstance(expr, rasp.LengthType):
@@ -177,9 +177,9 @@ def pair_constraint(fst: rasp.SOp, snd: rasp.SOp) -> Callable[[object, object], 
     """
     if fst.label == snd.label:  # one SOp holds one value at a position
         return lambda x, y: x == y
-    if _counts_every_position(fst) and isinstance(snd, rasp.IndicesType):
+    if counts_every_position(fst) and isinstance(snd, rasp.IndicesType):
         return lambda x, y: x > y
-    if isinstance(fst, rasp.IndicesType) and _counts_every_position(snd):
+    if isinstance(fst, rasp.IndicesType) and counts_every_position(snd):
         return lambda x, y: y > x
     return None
 

@@ -131,7 +131,7 @@ def compile_rasp_to_model(
         causal=causal,
         token_constants=constants,
         mixture_tolerances={
-            label: max(assemble.MIXTURE_TOLERANCE, 2 * node.error.worst(0.0), 2 * node.error.l1)
+            label: _mixture_tolerance(node, max_seq_len)
             for label, node in lowered.items()
             if rasp.is_categorical(node.expr) and node.block is not None
         },
@@ -150,3 +150,14 @@ def compile_rasp_to_model(
 
 def _order(value):
     return bases.BasisDirection(rasp.tokens.label, value)
+
+
+def _mixture_tolerance(node, max_seq_len: int) -> float:
+    """How far a categorical SOp may be from a one-hot before `apply` calls it a mixture:
+    twice its proven error bound, and at least MIXTURE_TOLERANCE, except at categorical
+    Aggregates, where a mixture starts: one of up to max_seq_len selected positions
+    carries 1/max_seq_len, so the floor there is 1/(2 max_seq_len) when that is lower."""
+    floor = assemble.MIXTURE_TOLERANCE
+    if isinstance(node.expr, rasp.Aggregate):
+        floor = min(floor, 1 / (2 * max_seq_len))
+    return max(floor, 2 * node.error.worst(0.0), 2 * node.error.l1)

@@ -146,19 +146,6 @@ def _lower_sequence_map(expr: rasp.SequenceMap, space, spaces, ctx):
             expr.snd_fac,
             hidden_name=_hidden(expr),
         )
-    if rasp.is_categorical(expr) and _separable_is_narrower(expr, space, spaces):
-        # x - y, x + y, ...: width linear in the value sets instead of their product
-        block = separable_mlp.build(
-            spaces[expr.fst.label],
-            spaces[expr.snd.label],
-            space,
-            _quiet(expr.f, expr),
-            ctx.one_space,
-            hidden_name=_hidden(expr),
-            feasible=basis_inference.pair_constraint(expr.fst, expr.snd),
-        )
-        if block is not None:
-            return block
     return categorical_mlp.sequence_map_categorical_mlp(
         spaces[expr.fst.label],
         spaces[expr.snd.label],
@@ -169,12 +156,167 @@ def _lower_sequence_map(expr: rasp.SequenceMap, space, spaces, ctx):
     )
 
 
-def _separable_is_narrower(expr: rasp.SequenceMap, space, spaces) -> bool:
-    """Cheap preconditions of the separable block (`separable_mlp.build` decides)."""
+def _separable_if_it_fits(node, bounds, errors, ctx, spaces, tokens_space) -> LoweredSOp | None:
+    """A categorical SequenceMap whose function splits into per-input parts (x - y, ...)
+    as one of the width-linear blocks of separable_mlp, with its error; the first of
+
+    1. the plain block, where its bound is at most CLEAN_ABOVE (exact inputs, say);
+    2. the robust block (twin-unit steps that absorb input noise), where its bound fits
+       the budget;
+    3. the robust block reading a width that counts every position (the length) as a
+       number from its head (`_width_as_number`), where that fits;
+    4. the plain block where it fits the budget, cleaned as any lookup if that halves
+       its bound (`_cleaner_if_noisy`).
+
+    None where none applies or fits: the lookup table then (cleaned where noisy).
+    """
+    expr = node.expr
+    if not (
+        rasp.is_categorical(expr)
+        and rasp.is_categorical(expr.fst)
+        and rasp.is_categorical(expr.snd)
+        and expr.fst.label != expr.snd.label
+    ):
+        return None
     fst, snd = spaces[expr.fst.label], spaces[expr.snd.label]
-    if fst == snd or rasp.is_numerical(expr.fst) or rasp.is_numerical(expr.snd):
+    if separable_mlp.width(node.space.num_dims) >= fst.num_dims * snd.num_dims:
+        return None
+    f = _quiet(expr.f, expr)
+    feasible = basis_inference.pair_constraint(expr.fst, expr.snd)
+    plain = separable_mlp.build(
+        fst, snd, node.space, f, ctx.one_space, hidden_name=_hidden(expr), feasible=feasible
+    )
+    clean = None if plain is None else _certified(node, plain, bounds, errors, CLEAN_ABOVE)
+    if clean is not None:
+        return clean
+    none = tuple(_may_be_none(ctx.value_sets[s.label]) for s in (expr.fst, expr.snd))
+    robust = separable_mlp.build_robust(
+        fst, snd, node.space, f, ctx.one_space, ctx.bos_space, _hidden(expr), feasible, none
+    )
+    robust = None if robust is None else _certified(node, robust, bounds, errors)
+    if robust is not None:
+        return robust
+    number = _width_as_number(node, bounds, errors, ctx, spaces, tokens_space, (f, feasible, none))
+    if number is not None:
+        return number
+    plain = None if plain is None else _certified(node, plain, bounds, errors)
+    return None if plain is None else _cleaner_if_noisy(plain, bounds, errors, ctx, spaces)
+
+
+def _bounded(node: LoweredSOp, block, bounds, errors) -> LoweredSOp:
+    """`node` computed by `block`, with that block's error bound."""
+    node = dataclasses.replace(node, block=block)
+    return dataclasses.replace(node, error=float_bounds.sop_error(node, bounds, errors))
+
+
+def _certified(node, block, bounds, errors, limit: float | None = None) -> LoweredSOp | None:
+    """`node` computed by `block` with its error bound, where that fits the budget (and
+    is at most `limit`, coordinates added up); None otherwise. A bound on a sample of
+    the inputs turns most misfits down early."""
+
+    def fits(candidate) -> bool:
+        error = candidate.error
+        if limit is not None and (error.unstable or max(error.worst(0.0), error.l1) > limit):
+            return False
+        return not float_bounds.exceeds_budget(candidate, bounds, errors)
+
+    candidate = dataclasses.replace(node, block=block)
+    sample = float_bounds.sample_error(candidate, bounds, errors)
+    if sample is not None and not fits(dataclasses.replace(candidate, error=sample)):
+        return None
+    candidate = _bounded(node, block, bounds, errors)
+    return candidate if fits(candidate) else None
+
+
+def _may_be_none(values: frozenset | None) -> bool:
+    """Whether a categorical SOp can hold no value (its zero vector) off BOS."""
+    return values is None or None in values
+
+
+def _width_as_number(node, bounds, errors, ctx, spaces, tokens_space, how) -> LoweredSOp | None:
+    """The robust separable block reading one input, a width that counts every position
+    (length, or a selector that selects every key), as a number from its head.
+
+    The width's readout writes its one-hot with float32 rounding of ~N^2 u in l1 (the
+    steps of t = 1/(w+1) are steep); a linear read of that one-hot weights each
+    coordinate by up to ~N, more than the robust steps absorb at large N. The head
+    attends equally to BOS and to every position, so it can also write the mean index
+    m = w (w - 1) / (2 (w + 1)) (selector_width `mean_index`, one more value column of
+    the same head): then w = 2 (m - t) + 2 to within ~N^2 u, read here by the steps with
+    a margin of 1/4 (at BOS, where the readout has cleaned t to 0, that reads 2 and the
+    bos gate turns every unit off). Only for parts affine in w (separable_mlp.build_robust
+    checks), and not for causal models.
+    """
+    expr, (f, feasible, none) = node.expr, how
+    if ctx.causal:
+        return None
+    for side, (width_expr, other) in enumerate(((expr.fst, expr.snd), (expr.snd, expr.fst))):
+        if not _selects_every_key(width_expr, ctx.value_sets):
+            continue
+        width_node = bounds.lowered[width_expr.label]
+        staged = _with_mean_index(width_node, bounds, errors, ctx, tokens_space)
+        if staged is None:
+            continue
+        head = float_bounds.width_parts(staged.block)[1]
+        reading = separable_mlp.NumberReading(
+            head.w_ov.output_space, weights=(-2.0, 2.0), offset=2.0, at_bos=2.0
+        )
+        args = (spaces[width_expr.label], spaces[other.label])
+        g, pairs = f, feasible
+        if side == 1:  # the width is the second input: swap the arguments
+            g = lambda w, y, f=f: f(y, w)  # noqa: E731
+            pairs = None if feasible is None else (lambda w, y, p=feasible: p(y, w))
+        block = separable_mlp.build_robust(
+            *args, node.space, g, ctx.one_space, ctx.bos_space, _hidden(expr), pairs,
+            (False, none[1 - side]), number1=reading,
+        )  # fmt: skip
+        if block is None:
+            continue
+        numbers = float_bounds.width_numbers(staged.block, width_expr.label, bounds, errors)
+        for name in numbers.directions:
+            bounds.numbers[name] = numbers
+        read = _certified(node, block, bounds, errors)
+        if read is not None:
+            bounds.lowered[width_expr.label], errors[width_expr.label] = staged, staged.error
+            return read
+        for name in numbers.directions:
+            del bounds.numbers[name]
+    return None
+
+
+def _selects_every_key(expr: rasp.SOp, value_sets) -> bool:
+    """A width whose head scores every visible key as it scores BOS: length, or the width
+    of a selector that selects every key and compares SOps that always hold a value (a
+    None one-hot would score lower)."""
+    if isinstance(expr, rasp.LengthType):
+        return True
+    if not basis_inference.counts_every_position(expr):
         return False
-    return separable_mlp.width(space.num_dims) < fst.num_dims * snd.num_dims
+    selector = expr.selector
+    return not any(_may_be_none(value_sets[s.label]) for s in (selector.keys, selector.queries))
+
+
+def _with_mean_index(width_node: LoweredSOp, bounds, errors, ctx, tokens_space):
+    """The one-stage categorical width `width_node` whose head also writes its mean
+    index (unchanged if it already does); None for other width blocks."""
+    expr = width_node.expr
+    if not rasp.is_categorical(expr) or not isinstance(
+        width_node.block, transformers.SeriesWithResiduals
+    ):
+        return None
+    cleanups, head, _, number = float_bounds.width_parts(width_node.block)
+    if cleanups or number:
+        return None
+    if head.w_ov.output_space.num_dims > 1:
+        return width_node
+    indices = bases.VectorSpaceWithBasis.from_values(rasp.indices.label, range(ctx.max_seq_len))
+    if isinstance(expr, rasp.LengthType):
+        terms = [categorical_attn.AttnTerm(tokens_space, tokens_space, lambda q, k: True)]
+    else:
+        spaces = {k: v.space for k, v in bounds.lowered.items()}
+        terms = _terms(expr.selector, spaces)
+    block = _lower_width(expr, terms, width_node.space, ctx, mean_index=indices)
+    return _bounded(width_node, block, bounds, errors)
 
 
 _OPERATORS = {
@@ -225,7 +367,7 @@ def _lower_aggregate(expr: rasp.Aggregate, space, spaces, ctx):
     )
 
 
-def _lower_width(expr: rasp.SOp, terms, space, ctx, via_one_hot=False):
+def _lower_width(expr: rasp.SOp, terms, space, ctx, via_one_hot=False, mean_index=None):
     return selector_width.conjunctive_selector_width(
         terms,
         space,
@@ -237,6 +379,7 @@ def _lower_width(expr: rasp.SOp, terms, space, ctx, via_one_hot=False):
         causal=ctx.causal,
         hidden_name=_hidden(expr),
         via_one_hot=via_one_hot,
+        mean_index=mean_index,
         # The reference's name for the head's residual column, which scripts look up.
         attn_output=f"{expr.label}_selector_width_attn_output",
     )
@@ -291,7 +434,10 @@ def add_craft_components_to_rasp_graph(
         else:
             raise NotImplementedError(f"no lowering for {type(expr).__name__} {label!r}")
         node = LoweredSOp(expr=expr, space=space, block=block, constant=constant)
-        node = _cleaner_if_noisy(node, bounds, errors, ctx, spaces)
+        separable = None
+        if isinstance(expr, rasp.SequenceMap):
+            separable = _separable_if_it_fits(node, bounds, errors, ctx, spaces, tokens_space)
+        node = separable or _cleaner_if_noisy(node, bounds, errors, ctx, spaces)
         if isinstance(expr, rasp.SelectorWidth):
             node = _clean_selector_inputs_if_unstable(node, bounds, errors, ctx, spaces)
         if isinstance(expr, rasp.Map) and _is_numerical_width(expr.inner):

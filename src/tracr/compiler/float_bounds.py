@@ -118,9 +118,27 @@ class Context:
     #: One-hots inside blocks that other blocks read (a two-stage SelectorWidth's
     #: one-hot of w): direction name -> (values, SOpError).
     hidden: dict = dataclasses.field(default_factory=dict)
+    #: Numbers a selector-width head writes that other blocks read (its t = 1/(w+1)
+    #: and mean index): direction name -> WidthNumbers.
+    numbers: dict = dataclasses.field(default_factory=dict)
     #: Results computed once per compile: sorted value sets and magnitudes by label,
     #: MLP bounds by their weights and inputs (`_bound_mlp`).
     memo: dict = dataclasses.field(default_factory=dict, compare=False)
+
+
+@dataclasses.dataclass(frozen=True)
+class WidthNumbers:
+    """The numbers a selector-width head writes, as functions of the width w: for every
+    w of `widths` ([W]), the ideal value and error bound of each of `directions` ([W, D]),
+    and the same at BOS ([D]). They are read together (one w per position)."""
+
+    label: str
+    directions: tuple[str, ...]
+    widths: np.ndarray
+    ideal: np.ndarray
+    error: np.ndarray
+    bos_ideal: np.ndarray
+    bos_error: np.ndarray
 
 
 def _numerical(ctx: Context, label: str) -> bool:
@@ -190,14 +208,25 @@ def _numerical_error(values: np.ndarray, errors: np.ndarray) -> SOpError:
 
 
 def _mlp_rows(mlp: transformers.MLP, ctx: Context, errors: Mapping[str, SOpError]):
-    """Ideal inputs X and their errors E [P, I] (BOS last), or None if too many."""
+    """Ideal inputs X and their errors E [P, I] (BOS last), or None if too many.
+
+    Every combination of the values of the SOps read, and BOS; numbers of a width head
+    (ctx.numbers) count as one choice per width w, all of them at that w."""
     space = mlp.fst.input_space
     groups: dict[str, list[int]] = {}
+    joint: dict[str, WidthNumbers] = {}
     for i, d in enumerate(space.basis):
-        if d != ctx.bos and d != ctx.one:
-            groups.setdefault(d.name, []).append(i)
+        if d in (ctx.bos, ctx.one):
+            continue
+        reading = ctx.numbers.get(d.name)
+        key = d.name if reading is None else f"numbers of {reading.label}"
+        groups.setdefault(key, []).append(i)
+        if reading is not None:
+            joint[key] = reading
     labels = list(groups)
-    choices = [_values(ctx, label) for label in labels]
+    choices = [
+        list(joint[label].widths) if label in joint else _values(ctx, label) for label in labels
+    ]
     if any(c is None for c in choices):
         return None
     sizes = [max(1, len(c)) for c in choices]
@@ -209,7 +238,14 @@ def _mlp_rows(mlp: transformers.MLP, ctx: Context, errors: Mapping[str, SOpError
     x = np.zeros((count + 1, space.num_dims))
     e = np.zeros_like(x)
     for column, (label, values) in enumerate(zip(labels, choices)):
-        err, picks = _error(ctx, errors, label), grid[:, column]
+        picks = grid[:, column]
+        if label in joint:
+            reading, idx = joint[label], groups[label]
+            cols = [reading.directions.index(space.basis[i].name) for i in idx]
+            x[:-1, idx], e[:-1, idx] = reading.ideal[picks][:, cols], reading.error[picks][:, cols]
+            x[-1, idx], e[-1, idx] = reading.bos_ideal[cols], reading.bos_error[cols]
+            continue
+        err = _error(ctx, errors, label)
         if _numerical(ctx, label):
             (i,) = groups[label]
             x[:-1, i] = np.asarray(values, np.float64)[picks]
@@ -388,17 +424,66 @@ def width_parts(block: transformers.SeriesWithResiduals):
     return blocks[:at], blocks[at], blocks[at + 1], blocks[at + 2 :]
 
 
+def _width_t(head, ctx, errors) -> tuple[np.ndarray, np.ndarray, float, float, float]:
+    """(t, t_err, bos_err, spread, leak) of a selector-width head: t = 1/(w+1) for
+    w = 0..N with its error, the error at BOS (ideally 1), the relative spread of the
+    weights of BOS and the selected keys (`_softmax_spread`) and the factor
+    e^(2D) N e^(-c): at most that times t is the weight on keys not selected (at most
+    that is off BOS at BOS)."""
+    d, tie, c = _logit_error(head, ctx, errors, aggregate=False)
+    n = ctx.max_seq_len
+    spread = _softmax_spread(tie, n + 1)
+    leak = _exp(2 * d) * n * math.exp(-c)
+    t = 1.0 / (np.arange(n + 1) + 1)
+    t_err = t * spread + leak * t**2 + _FLUSH
+    return t, t_err, leak + spread, spread, leak
+
+
+def width_numbers(block, label: str, ctx: Context, errors) -> WidthNumbers:
+    """The numbers t = 1/(w+1) and m (the mean index) that the head of a selector-width
+    block with `mean_index` writes, with their error bounds.
+
+    Such a head's selector selects every key (length, say; the compiler builds no other),
+    so off BOS every visible key scores as BOS does and none leaks: each weight is
+    within a factor 1 + spread of 1/(w+1) (`_softmax_spread`), and t = that weight on
+    BOS is off by at most spread t. m = sum over the keys of index / (w + 1) =
+    w (w - 1) / (2 (w + 1)) moves by at most spread m in exact arithmetic; the products
+    weight x index round by u each and their sum (at most N + 1 terms) by
+    gamma_(N+1) in any order: |m_hat - m| <= spread m + (u + gamma_(N+1) (1 + u))
+    (1 + spread) m. The output projection is exact (weights 1, one term) and so is the
+    residual write (the directions hold 0 before). At BOS the keys other than BOS hold at
+    most leak = e^(2D) N e^(-c) of the weight (`_width_t`): m is off 0 by at most
+    leak (N - 1) (1 + 2 gamma_(N+1)), and t is within bos_err of 1, from which the
+    readout's cleanup unit subtracts exactly 1 (Sterbenz): blocks after the readout,
+    the only ones that can read these numbers, see t within bos_err of 0 at BOS.
+    Flushed weights (< 1e-30) add N^2 1e-30.
+    """
+    _, head, _, _ = width_parts(block)
+    _, _, bos_err, spread, leak = _width_t(head, ctx, errors)
+    n = ctx.max_seq_len
+    g = float(rounding.gamma(n + 1))
+    w = np.arange(n + 1, dtype=np.float64)
+    t = 1.0 / (w + 1)
+    m = w * (w - 1) / (2 * (w + 1))
+    m_err = spread * m + (rounding.U + g * (1 + rounding.U)) * (1 + spread) * m
+    return WidthNumbers(
+        label,
+        tuple(d.name for d in head.w_ov.output_space.basis),
+        w,
+        np.stack([t, m], axis=1),
+        np.stack([t * spread, m_err], axis=1) + n * n * _FLUSH,
+        np.array([0.0, 0.0]),
+        np.array([bos_err, leak * (n - 1) * (1 + 2 * g)]) + n * n * _FLUSH,
+    )
+
+
 def _width_inputs(block, ctx, errors):
     """(readout MLP rows X, E) of a selector-width block: t = 1/(w+1) for w = 0..N with
     its error from the head, and BOS."""
     _, head, mlp, _ = width_parts(block)
-    d, tie, c = _logit_error(head, ctx, errors, aggregate=False)
+    t, t_err, bos_err, _, _ = _width_t(head, ctx, errors)
     n = ctx.max_seq_len
-    spread = _softmax_spread(tie, n + 1)
     t_dir = head.w_ov.output_space.basis[0]
-    t = 1.0 / (np.arange(n + 1) + 1)
-    t_err = t * spread + _exp(2 * d) * n * math.exp(-c) * t**2 + _FLUSH
-    bos_err = _exp(2 * d) * n * math.exp(-c) + spread
     space = mlp.fst.input_space
     x = np.zeros((n + 2, space.num_dims))
     e = np.zeros_like(x)
@@ -507,6 +592,21 @@ def bound_errors(
     return errors, findings(lowered, errors, ctx, output_label)
 
 
+def sample_error(node, ctx: Context, errors: Mapping[str, SOpError], count: int = 256):
+    """The error bound of an MLP on every k-th of its ideal inputs (about `count`) and
+    BOS: at most the full bound, so a construction it refuses is refused, found cheaply.
+    None where the MLP is not bounded input by input."""
+    block = node.block
+    if not isinstance(block, transformers.MLP) or _exact_lookup(block, ctx, errors):
+        return None
+    rows = _mlp_rows(block, ctx, errors)
+    if rows is None:
+        return None
+    x, e = rows
+    keep = np.r_[np.arange(0, len(x) - 1, max(1, (len(x) - 1) // count)), len(x) - 1]
+    return _mlp_error(block, node.space, ctx, errors, (x[keep], e[keep]))
+
+
 def exceeds_budget(node, ctx: Context, errors: Mapping[str, SOpError]) -> bool:
     """Whether `node`'s error would be refused if it were the program's output."""
     label = node.expr.label
@@ -524,16 +624,18 @@ def _carried(block, ctx, errors) -> str:
 
 def _check(node, errors, ctx, is_output, block) -> str | None:
     err = errors[node.expr.label]
-    unstable = err.unstable
-    hint = (
-        "make the numerical input categorical where it can be (an exact lookup table), "
-        "or shrink the value set"
-    )
-    if unstable:
-        return (
-            "float32 rounding can move its numerical input out of the range where the MLP "
-            f"reads it correctly{_carried(block, ctx, errors)}; {hint}"
+    numerical_input = any(_numerical(ctx, s) for s in _inputs_of(block, ctx))
+    if numerical_input:
+        hint = (
+            "make the numerical input categorical where it can be (an exact lookup "
+            "table), or shrink the value set"
         )
+        switch = "move its numerical input out of the range where the MLP reads it correctly"
+    else:
+        hint = "shrink the value sets of its inputs, or max_seq_len"
+        switch = "push a hidden unit of its MLP across its threshold"
+    if err.unstable:
+        return f"float32 rounding can {switch}{_carried(block, ctx, errors)}; {hint}"
     if rasp.is_categorical(node.expr):
         worst = max(err.abs, err.l1)
         if worst > CATEGORICAL_BUDGET:

@@ -31,6 +31,9 @@ from tracr.compress import scoring
 from tracr.rasp import rasp
 from tracr.transformer import model as model_lib
 
+# The residual labels of `as_model`: "compressed:0", "compressed:1", ...
+COMPRESSED_LABEL = "compressed"
+
 
 @dataclasses.dataclass
 class TrainingHistory:
@@ -82,6 +85,32 @@ class CompressedModel:
     @property
     def model_config(self) -> model_lib.TransformerConfig:
         return dataclasses.replace(self.model.model_config, d_model=self.d)
+
+    def as_model(self) -> assemble.AssembledTransformerModel:
+        """This compressed model as a plain transformer of width d, for saving and export.
+
+        Its params are the compiled ones folded through W (`params`, the layout of
+        `unembed_at_every_layer=False`, which computes the same function as True), its
+        unembedding is W U [d, V] (U the compiled [D, V] unembedding, so that the d-wide
+        output r gives r W U, the compiled model's scores of the read-back output), and
+        its encoders are the compiled model's. The d residual directions are labelled
+        `compressed:0` ... `compressed:{d-1}`: they belong to no SOp, so there are no
+        categorical SOps to check for one-hots (compressed values are close to one-hot,
+        not exactly) and no circuit; `read_back` maps its residuals to the compiled
+        directions.
+        """
+        base = self.model
+        compiled = base.get_compiled_model()
+        return assemble.build_model(
+            params=self.params,
+            config=self.model_config,
+            unembed=self.W @ compiled.unembed_matrix,  # [d, V]
+            categorical_output=compiled.use_unembed_argmax,
+            input_encoder=base.input_encoder,
+            output_encoder=base.output_encoder,
+            residual_labels=[f"{COMPRESSED_LABEL}:{i}" for i in range(self.d)],
+            categorical_sops={},
+        )
 
     def read_back(self, x: np.ndarray) -> np.ndarray:
         """A compressed residual [..., d] in the compiled model's directions [..., D]."""

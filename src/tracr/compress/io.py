@@ -1,8 +1,14 @@
-"""Save and load a CompressedModel: one .npz file, arrays plus a JSON description.
+"""Save and load a CompressedModel: a .npz file (numpy only) or a .safetensors file.
 
-The file holds W, the compiled model's parameters and unembedding, its config, encoders
-and residual labels, the training history and the held-out report, so that a loaded
-model applies without the RASP program. Nothing is pickled (`np.load` runs with
+`save` writes a `.safetensors` file when the path ends in `.safetensors`: the model file of
+`tracr.export.save` (extra `export`), which `tracr.export.load`, the `tracr` command and
+other safetensors readers open too. Any other path gets a .npz file, which needs nothing
+but numpy. `load` tells the two apart by their first bytes (a .npz file is a zip
+archive), whatever the file is called.
+
+The .npz file holds W, the compiled model's parameters and unembedding, its config,
+encoders and residual labels, the training history and the held-out report, so that a
+loaded model applies without the RASP program. Nothing is pickled (`np.load` runs with
 allow_pickle=False). Token and output values must be None, bool, int, float or str.
 """
 
@@ -26,8 +32,18 @@ FORMAT = "tracr.compress/1"
 _CONFIG_FIELDS = ("num_heads", "num_layers", "key_size", "mlp_hidden_size", "causal", "d_model")
 
 
+SAFETENSORS_SUFFIX = ".safetensors"
+_ZIP_MAGIC = b"PK"  # every zip archive, hence every .npz file, starts with these bytes
+
+
 def save(cm: cm_lib.CompressedModel, path: str | os.PathLike) -> None:
-    """Writes `cm` to `path` (a .npz file)."""
+    """Writes `cm` to `path`: a .safetensors file where the name ends in `.safetensors`
+    (through `tracr.export.save`), otherwise a .npz file."""
+    if os.fspath(path).endswith(SAFETENSORS_SUFFIX):
+        from tracr import export
+
+        export.save(cm, path)
+        return
     base = cm.model
     config = base.model_config
     if config.activation_function is not model_lib.relu or config.layer_norm:
@@ -64,7 +80,33 @@ def save(cm: cm_lib.CompressedModel, path: str | os.PathLike) -> None:
 
 
 def load(path: str | os.PathLike) -> cm_lib.CompressedModel:
-    """Reads a CompressedModel written by `save`."""
+    """Reads a CompressedModel written by `save`, from a .npz or a .safetensors file."""
+    with open(path, "rb") as f:
+        start = f.read(9)
+    if start.startswith(_ZIP_MAGIC):
+        return _load_npz(path)
+    # A safetensors file: an 8-byte header length, then the JSON header.
+    if len(start) == 9 and start[8:9] == b"{":
+        return _load_safetensors(path)
+    raise ValueError(
+        f"{path} is neither a .npz nor a .safetensors file written by tracr.compress.save "
+        f"(it starts with the bytes {start!r})"
+    )
+
+
+def _load_safetensors(path: str | os.PathLike) -> cm_lib.CompressedModel:
+    from tracr import export
+
+    loaded = export.load(path)
+    if not isinstance(loaded, cm_lib.CompressedModel):
+        raise ValueError(
+            f"{path} holds a compiled model, not a compressed one: tracr.export.load reads "
+            "it, and tracr.compress.compress(model, d) compresses it"
+        )
+    return loaded
+
+
+def _load_npz(path: str | os.PathLike) -> cm_lib.CompressedModel:
     with np.load(path, allow_pickle=False) as data:
         if "metadata" not in data.files:
             raise ValueError(f"{path} is not a tracr.compress file: it has no metadata")

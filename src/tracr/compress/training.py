@@ -199,17 +199,16 @@ def _loss_function(torch, model, opts: Options, device):
     """loss(W, batch) -> scalar tensor, against the compiled model on the same batch."""
     config = model.model_config
     compiled = model.get_compiled_model()
-    weights = torch_forward.frozen_weights(model.params, device)
+    frozen = torch_forward.frozen_weights(model.params, config, device)
     unembed = torch.as_tensor(compiled.unembed_matrix, dtype=torch.float32, device=device)
 
     def loss_fn(W, batch):
         with torch.no_grad():
             want_embedded, want_layers, want = torch_forward.forward(
-                weights, config, None, batch.ids, batch.key_mask
+                frozen, None, batch.ids, batch.key_mask
             )
         got_embedded, got_layers, got = torch_forward.forward(
-            weights,
-            config,
+            frozen,
             W,
             batch.ids,
             batch.key_mask,

@@ -39,6 +39,20 @@ Blocks
 `mlp_bound` bounds an MLP relu(x W1) W2 on a finite set of ideal inputs with per-coordinate
 input errors; `attention_logit_error` bounds the logits of a head. The compiler composes
 them layer by layer (compiler/float_bounds.py).
+
+Steps read through a linear part. A pair of units relu(z + 1/2), relu(z - 1/2) with the
+same weights on every noisy input, z = s q and q = sum_i a_i x_i - t a linear part of
+the inputs whose ideal values keep |q| >= 1/2 (separable_mlp's robust block, s >= 2),
+differs by exactly clip(z + 1/2, 0, 1) in exact arithmetic. With input deviations e_i
+each unit's pre-activation is within r = s sum_i |a_i| e_i + rho of its ideal value (rho
+the rounding (*) of its dot product); where r < s |q| - 1/2 (>= (s - 1)/2) both units
+are surely on or surely off, the pair's output is exactly 0 or 1 before rounding, and
+`mlp_bound` credits that (twins: the deviations of the two units cancel). The output is
+then off by rounding alone: rho of each active unit through |W2| and the second dot
+product's (*), however close s sum_i |a_i| e_i comes to the margin. A linear part
+reading a noisy one-hot of n values with weights up to n / 2 moves q by up to n / 2 times
+the one-hot's l1 deviation, and each of its n noisy coordinates adds a rounding of up to
+u X' to rho: both grow with n, and limit such reads to moderate n.
 """
 
 from __future__ import annotations

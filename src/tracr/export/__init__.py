@@ -10,6 +10,11 @@ numpy-only):
 - `to_transformer_lens(model)`: a TransformerLens 4 `TransformerBridge` (a `HookedTransformer`
   where TransformerLens 3.x is installed); extra `lens`.
 
+Each takes a compiled model (`AssembledTransformerModel`) or a compressed one
+(`tracr.compress.CompressedModel`): a compressed model saves with its W, training history
+and report and loads back as a CompressedModel; it exports as the plain transformer of
+width d that computes it, `CompressedModel.as_model()`.
+
 Modules: `files` (save/load), `torch_model`, `lens`.
 """
 
@@ -19,14 +24,16 @@ from typing import Any
 
 
 def save(model: Any, path: Any) -> None:
-    """Writes `model` (an AssembledTransformerModel) to one `.safetensors` file."""
+    """Writes `model` (an AssembledTransformerModel or a CompressedModel) to one
+    `.safetensors` file."""
     from tracr.export import files
 
     files.save(model, path)
 
 
 def load(path: Any) -> Any:
-    """Reads a model written by `save`; it runs like the original, without the program."""
+    """Reads a model written by `save`, of the class it was saved as; it runs like the
+    original, bit for bit, without the program."""
     from tracr.export import files
 
     return files.load(path)
@@ -45,6 +52,22 @@ def to_transformer_lens(model: Any, *, dtype: Any = None) -> Any:
     from tracr.export import lens
 
     return lens.to_transformer_lens(model, dtype=dtype)
+
+
+def as_assembled(model: Any, caller: str) -> Any:
+    """`model` as an AssembledTransformerModel to export: itself, or for a CompressedModel
+    its d-wide transformer `as_model()`; anything else is a TypeError naming its type."""
+    from tracr.compiler import assemble
+    from tracr.compress import compressed_model
+
+    if isinstance(model, compressed_model.CompressedModel):
+        return model.as_model()
+    if isinstance(model, assemble.AssembledTransformerModel):
+        return model
+    raise TypeError(
+        f"{caller} expects an AssembledTransformerModel or a CompressedModel, got "
+        f"{type(model).__name__}"
+    )
 
 
 def require(module: str, extra: str) -> Any:

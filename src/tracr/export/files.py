@@ -1,4 +1,4 @@
-"""Save a compiled model to one `.safetensors` file and load it back, numpy only.
+"""Save a compiled or compressed model to one `.safetensors` file and load it back, numpy only.
 
 The file holds the weights as tensors named `<module>/<name>` (the keys of `model.params`,
 e.g. `transformer/layer_0/attn/query/w`) plus `unembed`, and, in the header's
@@ -7,10 +7,21 @@ e.g. `transformer/layer_0/attn/query/w`) plus `unembed`, and, in the header's
     format: "tracr-model"            what the file is
     format_version: 1                bumped when a reader must change; newer files are refused
     tracr_version                    the package that wrote it
-    model_kind: "assembled"          which model class to rebuild (room for compressed models)
+    model_kind                       which model class to rebuild: "assembled" or "compressed"
     config                           TransformerConfig fields (activation: "relu")
     input_encoder, output_encoder    the token lists in id order, BOS, PAD, max_seq_len
     residual_labels, categorical_sops, circuit
+
+A compressed model (`tracr.compress.CompressedModel`, kind "compressed") is its compiled
+model stored exactly as above, plus the tensor `compressed/W` [d, d_model] and, under the
+key "compressed", `d`, `unembed_at_every_layer`, the training `history` and the held-out
+`report` (the two dataclasses as JSON objects, or null; a float that is not finite is
+written as the string "NaN", "Infinity" or "-Infinity").
+
+The kind "compressed" came after version 1 and is still version 1: every version-1 file
+written before it is "assembled" and reads as before, and a reader that predates it
+checks `model_kind` and refuses the file, naming the kind it does not know, rather than
+misreading it.
 
 Tokens and output values must be JSON scalars (str, int, float, bool, None) so that they come
 back as the same Python values; anything else is refused when saving. The round trip is
@@ -19,6 +30,7 @@ bit-exact: the tensors are stored in their own dtype.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.metadata
 import json
 import math
@@ -29,6 +41,7 @@ from typing import Any
 import numpy as np
 
 from tracr.compiler import assemble, circuit
+from tracr.compress import compressed_model, scoring
 from tracr.craft import bases
 from tracr.transformer import encoder, model
 
@@ -37,6 +50,9 @@ FORMAT_VERSION = 1
 METADATA_KEY = "tracr"
 UNEMBED = "unembed"
 ASSEMBLED = "assembled"
+COMPRESSED = "compressed"
+KINDS = (ASSEMBLED, COMPRESSED)
+W_TENSOR = "compressed/W"
 
 
 class ModelFileError(ValueError):
@@ -116,19 +132,99 @@ def _metadata(m: assemble.AssembledTransformerModel, path: Any) -> dict[str, Any
     }
 
 
-def save(m: assemble.AssembledTransformerModel, path: str | os.PathLike) -> None:
-    """Writes the weights and the metadata of `m` to the `.safetensors` file `path`."""
+def save(m: Any, path: str | os.PathLike) -> None:
+    """Writes the weights and the metadata of `m` (an AssembledTransformerModel or a
+    CompressedModel) to the `.safetensors` file `path`."""
     st = _safetensors_numpy()
-    if not isinstance(m, assemble.AssembledTransformerModel):
-        raise TypeError(f"save expects an AssembledTransformerModel, got {type(m).__name__}")
-    metadata = json.dumps(_metadata(m, path), allow_nan=False)
+    if isinstance(m, compressed_model.CompressedModel):
+        meta, tensors = _compressed_contents(m, path)
+    elif isinstance(m, assemble.AssembledTransformerModel):
+        meta, tensors = _metadata(m, path), _tensors(m)
+    else:
+        raise TypeError(
+            f"save expects an AssembledTransformerModel or a CompressedModel, got "
+            f"{type(m).__name__}"
+        )
+    metadata = json.dumps(meta, allow_nan=False)
+    st.save_file(tensors, os.fspath(path), metadata={METADATA_KEY: metadata})
+
+
+def _tensors(m: assemble.AssembledTransformerModel) -> dict[str, np.ndarray]:
     tensors = {
         f"{module}/{name}": np.ascontiguousarray(array)
         for module, arrays in m.params.items()
         for name, array in arrays.items()
     }
     tensors[UNEMBED] = np.ascontiguousarray(m.get_compiled_model().unembed_matrix)
-    st.save_file(tensors, os.fspath(path), metadata={METADATA_KEY: metadata})
+    return tensors
+
+
+def _compressed_contents(cm: compressed_model.CompressedModel, path: Any):
+    """(metadata, tensors): the compiled model's, plus W and the "compressed" entry."""
+    meta = _metadata(cm.model, path)
+    meta["model_kind"] = COMPRESSED
+    meta[COMPRESSED] = {
+        "d": cm.d,
+        "unembed_at_every_layer": bool(cm.unembed_at_every_layer),
+        "history": _record(cm.history, path),
+        "report": _record(cm.report, path),
+    }
+    tensors = _tensors(cm.model)
+    tensors[W_TENSOR] = np.ascontiguousarray(cm.W)
+    return meta, tensors
+
+
+# JSON has no NaN or infinity; these names (Python's own) stand for them in records.
+_NON_FINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+
+
+def _record(record: Any, path: Any) -> dict[str, Any] | None:
+    """A TrainingHistory or FaithfulnessReport as a JSON object, every value checked to
+    come back unchanged: bool, int, str, float (non-finite ones by name), and lists and
+    str-keyed dicts of those."""
+    if record is None:
+        return None
+
+    def plain(value: Any, where: str) -> Any:
+        if isinstance(value, np.generic):  # a numpy scalar: its Python value
+            value = value.item()
+        if isinstance(value, float):
+            if math.isfinite(value):
+                return float(value)  # np.float64 is a float; JSON writes the Python one
+            return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+        if value is None or type(value) in (bool, int, str):
+            return value
+        if isinstance(value, list):
+            return [plain(v, where) for v in value]
+        if isinstance(value, dict) and all(type(k) is str for k in value):
+            return {k: plain(v, where) for k, v in value.items()}
+        raise ModelFileError(
+            f"cannot save {path}: the {type(record).__name__} field {where!r} holds "
+            f"{value!r} ({type(value).__name__}); fields must be bool, int, float, str, "
+            "or lists and str-keyed dicts of them"
+        )
+
+    return {f.name: plain(getattr(record, f.name), f.name) for f in dataclasses.fields(record)}
+
+
+def _unrecord(cls: type, data: dict[str, Any] | None) -> Any:
+    """The dataclass `cls` from `_record`'s JSON object; float fields get their non-finite
+    values back."""
+    if data is None:
+        return None
+
+    def restore(value: Any) -> Any:
+        if isinstance(value, str):
+            return _NON_FINITE[value]
+        if isinstance(value, list):
+            return [restore(v) for v in value]
+        if isinstance(value, dict):
+            return {k: restore(v) for k, v in value.items()}
+        return value
+
+    # The annotations are strings (from __future__ import annotations): "list[float]", ...
+    floats = {f.name for f in dataclasses.fields(cls) if "float" in str(f.type)}
+    return cls(**{k: restore(v) if k in floats else v for k, v in data.items()})
 
 
 def _read_header(data: bytes, path: Any) -> dict[str, Any]:
@@ -171,10 +267,10 @@ def _read_metadata(header: dict[str, Any], path: Any) -> dict[str, Any]:
             f"{meta.get('tracr_version')}; this tracr ({_version()}) reads versions up to "
             f"{FORMAT_VERSION}: upgrade tracr"
         )
-    if meta.get("model_kind") != ASSEMBLED:
+    if meta.get("model_kind") not in KINDS:
         raise ModelFileError(
             f"{path}: holds a model of kind {meta.get('model_kind')!r}; this tracr loads "
-            f"{ASSEMBLED!r} models"
+            f"{' and '.join(map(repr, KINDS))} models"
         )
     return meta
 
@@ -202,8 +298,9 @@ def _params(tensors: dict[str, np.ndarray], config: model.TransformerConfig, pat
     return params
 
 
-def load(path: str | os.PathLike) -> assemble.AssembledTransformerModel:
-    """Reads a model written by `save`; raises ModelFileError naming the file and problem."""
+def load(path: str | os.PathLike) -> Any:
+    """Reads a model written by `save`: an AssembledTransformerModel or a CompressedModel,
+    as the file's model_kind says. Raises ModelFileError naming the file and the problem."""
     st = _safetensors_numpy()
     try:
         with open(path, "rb") as f:
@@ -216,6 +313,8 @@ def load(path: str | os.PathLike) -> assemble.AssembledTransformerModel:
     except Exception as err:  # safetensors raises its own error types for bad files
         raise ModelFileError(f"{path}: corrupt safetensors data ({err})") from err
     try:
+        if meta["model_kind"] == COMPRESSED:
+            return _build_compressed(meta, tensors, path)
         return _build(meta, tensors, path)
     except ModelFileError:
         raise
@@ -270,3 +369,28 @@ def _build(meta: dict[str, Any], tensors: dict[str, np.ndarray], path: Any):
     if meta["circuit"] is not None:
         loaded.circuit = circuit.Circuit.from_json(meta["circuit"])
     return loaded
+
+
+def _build_compressed(meta: dict[str, Any], tensors: dict[str, np.ndarray], path: Any):
+    """A CompressedModel: the compiled model from every tensor but W, then W."""
+    tensors = dict(tensors)
+    W = tensors.pop(W_TENSOR, None)
+    if W is None:
+        raise ModelFileError(f"{path}: a compressed model without its tensor {W_TENSOR!r}")
+    entry = meta.get(COMPRESSED)
+    if not isinstance(entry, dict):
+        raise ModelFileError(f"{path}: a compressed model without its {COMPRESSED!r} metadata")
+    base = _build(meta, tensors, path)
+    expected = (entry["d"], len(base.residual_labels))
+    if W.shape != expected:
+        raise ModelFileError(
+            f"{path}: the tensor {W_TENSOR!r} has shape {list(W.shape)}, expected "
+            f"[d, d_model] = {list(expected)}"
+        )
+    return compressed_model.CompressedModel(
+        model=base,
+        W=W,
+        unembed_at_every_layer=entry["unembed_at_every_layer"],
+        history=_unrecord(compressed_model.TrainingHistory, entry["history"]),
+        report=_unrecord(scoring.FaithfulnessReport, entry["report"]),
+    )

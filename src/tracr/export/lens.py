@@ -19,6 +19,11 @@ Where TransformerLens 3.x is installed (it has no TransformerBridge), the same f
 returns a `HookedTransformer` built from the same config and weights (its own names: W_E,
 W_pos, W_Q [n_heads, d_model, d_head], ..., W_U), with the same hooks; `make test-lens3`
 tests it in a second virtual environment.
+
+A compressed model (`tracr.compress.CompressedModel`) exports as its d-wide transformer
+`cm.as_model()`: the bridge's residual stream is the compressed one, d_model = d. The
+helpers here take the CompressedModel itself; `read_sop(cm, residual, label)` reads an
+SOp back through W.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ import numpy as np
 
 from tracr import export
 from tracr.compiler import assemble
+from tracr.compress import compressed_model
 
 torch = export.require("torch", "lens")
 
@@ -166,14 +172,14 @@ def _hooked_transformer(compiled: assemble.AssembledTransformerModel, dtype) -> 
     return hooked
 
 
-def to_transformer_lens(compiled: assemble.AssembledTransformerModel, *, dtype=None) -> Any:
+def to_transformer_lens(compiled: Any, *, dtype=None) -> Any:
     """A TransformerBridge (TransformerLens 4; a HookedTransformer under 3.x) computing
-    exactly what `compiled` computes (float32 default)."""
-    if not isinstance(compiled, assemble.AssembledTransformerModel):
-        raise TypeError(
-            f"to_transformer_lens expects an AssembledTransformerModel, got "
-            f"{type(compiled).__name__}"
-        )
+    exactly what `compiled` computes (float32 default).
+
+    A CompressedModel becomes its d-wide transformer (`as_model()`); `encode`, `decode`,
+    `run` and `read_sop` below take the CompressedModel itself.
+    """
+    compiled = export.as_assembled(compiled, "to_transformer_lens")
     if compiled.model_config.layer_norm:
         raise ValueError("to_transformer_lens supports models without layer norm")
     dtype = torch.float32 if dtype is None else dtype
@@ -188,25 +194,26 @@ def to_transformer_lens(compiled: assemble.AssembledTransformerModel, *, dtype=N
     return bridge
 
 
-def encode(compiled: assemble.AssembledTransformerModel, sequences) -> tuple[Any, Any]:
+def encode(compiled: Any, sequences) -> tuple[Any, Any]:
     """Token lists (BOS first) -> (ids, pad_mask) for `bridge(ids, attention_mask=pad_mask)`."""
     from tracr.export import torch_model
 
-    return torch_model.encode(compiled.input_encoder, sequences)
+    return torch_model.encode(_compiled(compiled).input_encoder, sequences)
 
 
-def decode(compiled: assemble.AssembledTransformerModel, logits: Any, pad_mask: Any) -> list:
+def decode(compiled: Any, logits: Any, pad_mask: Any) -> list:
     """The bridge's logits -> output values per sequence, as `apply_batch` decodes them."""
     from tracr.export import torch_model
 
+    compiled = _compiled(compiled)
     return torch_model.decode(compiled.input_encoder, compiled.output_encoder, logits, pad_mask)
 
 
-def batches(compiled: assemble.AssembledTransformerModel, sequences) -> list[tuple]:
+def batches(compiled: Any, sequences) -> list[tuple]:
     """(rows, ids, pad_mask) batches to run: one padded batch; but TransformerLens 3.x's
     HookedTransformer ignores the padding mask in bidirectional attention, so there each
     batch holds sequences of one length (rows: their indices in `sequences`)."""
-    if major_version() >= 4 or compiled.model_config.causal:
+    if major_version() >= 4 or _compiled(compiled).model_config.causal:
         return [(list(range(len(sequences))), *encode(compiled, sequences))]
     by_length: dict[int, list[int]] = {}
     for row, seq in enumerate(sequences):
@@ -214,21 +221,26 @@ def batches(compiled: assemble.AssembledTransformerModel, sequences) -> list[tup
     return [(rows, *encode(compiled, [sequences[r] for r in rows])) for rows in by_length.values()]
 
 
-def run(tl_model: Any, compiled: assemble.AssembledTransformerModel, sequences) -> list:
+def run(tl_model: Any, compiled: Any, sequences) -> list:
     """Encode, run the TransformerLens model and decode, in the order of `sequences`."""
     out: list = [None] * len(sequences)
     width = max(len(seq) for seq in sequences)
+    pad = _compiled(compiled).input_encoder.pad_token
     for rows, ids, mask in batches(compiled, sequences):
         with torch.no_grad():
             decoded = decode(compiled, tl_model(ids, attention_mask=mask.long()), mask)
         for row, values in zip(rows, decoded):
-            out[row] = values + [compiled.input_encoder.pad_token] * (width - len(values))
+            out[row] = values + [pad] * (width - len(values))
     return out
 
 
-def read_sop(compiled: assemble.AssembledTransformerModel, residual: Any, label: str) -> Any:
+def read_sop(compiled: Any, residual: Any, label: str) -> Any:
     """The columns of SOp `label` in a residual [..., d_model] (a tensor or an array),
-    in the order of `compiled.residual_labels`: one per value, or one for a number."""
+    in the order of `compiled.residual_labels`: one per value, or one for a number.
+
+    For a CompressedModel the residual is the compressed one [..., d]: it is read back
+    through W first (residual @ W), as `CompressedModel.read` does.
+    """
     cols = [
         i
         for i, name in enumerate(compiled.residual_labels)
@@ -236,11 +248,23 @@ def read_sop(compiled: assemble.AssembledTransformerModel, residual: Any, label:
     ]
     if not cols:
         raise KeyError(f"no residual dimension belongs to the SOp {label!r}")
+    if isinstance(compiled, compressed_model.CompressedModel):
+        W = compiled.W[:, cols]  # [d, len(cols)]: read back only these columns
+        if isinstance(residual, torch.Tensor):
+            return residual @ torch.as_tensor(W, dtype=residual.dtype, device=residual.device)
+        return np.asarray(residual) @ W
     return residual[..., cols]
 
 
-def value_labels(compiled: assemble.AssembledTransformerModel, label: str) -> list[str]:
+def value_labels(compiled: Any, label: str) -> list[str]:
     """The residual labels of the columns that `read_sop` returns for `label`."""
     return [
         name for name in compiled.residual_labels if name == label or name.startswith(f"{label}:")
     ]
+
+
+def _compiled(model: Any) -> assemble.AssembledTransformerModel:
+    """The compiled model, whose encoders and masking a compressed model shares."""
+    if isinstance(model, compressed_model.CompressedModel):
+        return model.model
+    return model

@@ -48,7 +48,8 @@ def _param(array: np.ndarray, dtype) -> nn.Parameter:
 
 
 class Block(nn.Module):
-    """One layer: attention then MLP, each added to the residual stream."""
+    """One layer: attention then MLP, each added to the residual stream (`attention` and
+    `mlp` are the two halves, which tracr.compress runs with its stream in between)."""
 
     def __init__(self, params, prefix: str, config: model.TransformerConfig, dtype):
         super().__init__()
@@ -72,7 +73,8 @@ class Block(nn.Module):
         self.b_out = _param(params[f"{prefix}/mlp/linear_2"]["b"], dtype)
         self.scale = math.sqrt(d_head)
 
-    def forward(self, x, mask, record: dict | None, name: str):
+    def attention(self, x, mask):
+        """x [B, T, D], mask [B, 1, T, S] -> (scores, pattern [B, H, T, S], output [B, T, D])."""
         q = torch.einsum("btd,hdk->bhtk", x, self.W_Q) + self.b_Q[:, None]  # [B, H, T, K]
         k = torch.einsum("btd,hdk->bhtk", x, self.W_K) + self.b_K[:, None]
         v = torch.einsum("btd,hdk->bhtk", x, self.W_V) + self.b_V[:, None]
@@ -80,10 +82,17 @@ class Block(nn.Module):
         scores = scores.masked_fill(~mask, model.MASKED_LOGIT)
         pattern = torch.softmax(scores, dim=-1)
         z = torch.einsum("bhts,bhsk->bhtk", pattern, v)
-        attn_out = torch.einsum("bhtk,hkd->btd", z, self.W_O) + self.b_O  # [B, T, D]
+        return scores, pattern, torch.einsum("bhtk,hkd->btd", z, self.W_O) + self.b_O
+
+    def mlp(self, x):
+        """x [B, T, D] -> (post [B, T, M], output [B, T, D])."""
+        post = torch.relu(x @ self.W_in + self.b_in)
+        return post, post @ self.W_out + self.b_out
+
+    def forward(self, x, mask, record: dict | None, name: str):
+        scores, pattern, attn_out = self.attention(x, mask)
         mid = x + attn_out
-        post = torch.relu(mid @ self.W_in + self.b_in)  # [B, T, M]
-        mlp_out = post @ self.W_out + self.b_out
+        post, mlp_out = self.mlp(mid)
         out = mid + mlp_out
         if record is not None:
             record.update(
@@ -196,12 +205,13 @@ def decode(
     return out
 
 
-def to_torch(compiled: assemble.AssembledTransformerModel, *, dtype=None) -> TracrTorchModel:
-    """The compiled model as a TracrTorchModel (float32 unless `dtype` says otherwise)."""
-    if not isinstance(compiled, assemble.AssembledTransformerModel):
-        raise TypeError(
-            f"to_torch expects an AssembledTransformerModel, got {type(compiled).__name__}"
-        )
+def to_torch(compiled: Any, *, dtype=None) -> TracrTorchModel:
+    """The compiled model as a TracrTorchModel (float32 unless `dtype` says otherwise).
+
+    A CompressedModel becomes its d-wide transformer (`as_model()`): the module's residual
+    stream is the compressed one, and `cm.read_back` maps it to the compiled directions.
+    """
+    compiled = export.as_assembled(compiled, "to_torch")
     if compiled.model_config.layer_norm or compiled.model_config.activation_function is not (
         model.relu
     ):

@@ -13,7 +13,11 @@ Shapes: B batch, T positions, D d_model, H heads, K d_head, M d_mlp.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import dataclasses
+import os
+import sys
+import weakref
 from collections.abc import Callable, Mapping
 
 import numpy as np
@@ -29,8 +33,46 @@ FLUSH_BELOW = 1e-30
 
 
 def _flush(x: np.ndarray) -> np.ndarray:
-    x[np.abs(x) < FLUSH_BELOW] = 0
+    tiny = np.abs(x) < FLUSH_BELOW
+    tiny &= x != 0  # most entries are exactly 0: scatter only where there is work
+    if tiny.any():
+        x[tiny] = 0
     return x
+
+
+# Rows at most this long take their softmax maximum column by column (numpy's
+# reductions along a short last axis are several times slower than elementwise passes)...
+SHORT_ROW = 64
+# ... when there are at least this many rows (for a few rows, one call is quicker).
+MANY_ROWS = 1024
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    """Softmax along the last axis [..., T]; weights that would be below FLUSH_BELOW
+    (before normalising) are 0, so no subnormal number is ever formed.
+
+    The maximum is exact in any order; the row sums are one matrix-vector product,
+    another summation order, which the compiler's error bounds allow (they hold in every
+    order).
+    """
+    seq_len = logits.shape[-1]
+    if seq_len <= SHORT_ROW and logits.size >= MANY_ROWS * seq_len:
+        top = logits[..., 0].copy()
+        for key in range(1, seq_len):
+            np.maximum(top, logits[..., key], out=top)
+    else:
+        top = logits.max(axis=-1)
+    shifted = logits - top[..., None]
+    # exp is slow where its result is subnormal: clamp to exp(-80) (normal in float32),
+    # then zero every weight below FLUSH_BELOW.
+    weights = np.exp(np.maximum(shifted, np.asarray(-80.0, dtype=shifted.dtype)))
+    weights *= shifted >= _LOG_FLUSH
+    total = weights.reshape(-1, seq_len) @ np.ones(seq_len, dtype=weights.dtype)
+    weights /= total.reshape(top.shape)[..., None]
+    return weights
+
+
+_LOG_FLUSH = float(np.log(FLUSH_BELOW))
 
 
 def relu(x: np.ndarray) -> np.ndarray:
@@ -102,10 +144,69 @@ def embed(params: Mapping[str, Mapping[str, np.ndarray]], token_ids: np.ndarray)
 # models are very sparse: an MLP reads the few residual directions of its inputs and
 # writes those of its output, a query reads one or two SOps, and every layer is padded
 # to the widest one. Dropping a product whose weight is exactly zero changes no sum (it
-# adds +0), so the result is the dense forward's up to the order of summation. The
-# blocks are found again on every call (one pass over each matrix, cheaper than a dense
-# product with it), so weights that users edit in place take effect on the next call,
-# whatever they change.
+# adds +0), so the result is the dense forward's up to the order of summation.
+#
+# Which rows and columns of a matrix hold its non-zeros (its "rectangle") is remembered
+# per array object and checked on every call, so that weights users edit in place take
+# effect on the next call, whatever they change: the check counts the matrix's non-zero
+# bit patterns (one fast pass, cheaper than reading the matrix into a product) and those
+# inside the rectangle; the rectangle is found afresh when the two counts differ or
+# differ from the remembered count. -0.0 counts as non-zero here, which only adds
+# products that are exactly zero.
+
+
+class _Rectangle:
+    """The rows and columns of a matrix that hold its non-zero entries."""
+
+    __slots__ = ("ref", "rows", "cols", "row_mask", "col_mask", "count")
+
+    def __init__(self, w: np.ndarray, bits: np.ndarray):
+        nonzero = bits != 0
+        self.ref = weakref.ref(w)
+        self.row_mask = nonzero.any(axis=1)
+        self.col_mask = nonzero.any(axis=0)
+        self.rows = np.flatnonzero(self.row_mask)
+        self.cols = np.flatnonzero(self.col_mask)
+        self.count = int(np.count_nonzero(bits))
+
+    def holds_all(self, w: np.ndarray, bits: np.ndarray) -> bool:
+        """Whether w is the matrix this was found for and its non-zeros are still inside."""
+        if self.ref() is not w:
+            return False
+        count = np.count_nonzero(bits)
+        if count != self.count:
+            return False
+        return np.count_nonzero(_block(bits, self.rows, self.cols)) == count
+
+
+_RECTANGLES: dict[int, _Rectangle] = {}
+# Forget rectangles of arrays that no longer exist once this many are remembered.
+_MAX_RECTANGLES = 4096
+
+
+def _rectangle(w: np.ndarray) -> _Rectangle:
+    """w's rectangle, remembered across calls and checked as described above."""
+    bits = w.view(f"u{w.itemsize}") if w.dtype.kind == "f" else w
+    known = _RECTANGLES.get(id(w))
+    if known is not None and known.holds_all(w, bits):
+        return known
+    if len(_RECTANGLES) >= _MAX_RECTANGLES:
+        for key in [k for k, r in _RECTANGLES.items() if r.ref() is None]:
+            del _RECTANGLES[key]
+        if len(_RECTANGLES) >= _MAX_RECTANGLES:
+            _RECTANGLES.clear()
+    found = _RECTANGLES[id(w)] = _Rectangle(w, bits)
+    return found
+
+
+def _block(w: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """w[rows][:, cols]: a view where the rows or columns form a run, else a gather."""
+    row_span, col_span = _span(rows), _span(cols)
+    if isinstance(row_span, slice):
+        return w[row_span][:, col_span]
+    if isinstance(col_span, slice):
+        return w[:, col_span][row_span]
+    return w[rows][:, cols]  # two 1-D gathers: several times faster than one 2-D gather
 
 
 def _root(d_head: int, dtype) -> np.ndarray:
@@ -121,56 +222,46 @@ def _span(indices: np.ndarray):
 
 
 def _columns(x: np.ndarray, indices: np.ndarray) -> np.ndarray:
-    """x[:, indices], contiguous (BLAS is slow on strided operands)."""
-    if indices.size == x.shape[1] and x.flags.c_contiguous:
+    """x[:, indices]: a view for a run of columns (rows of unit stride, which BLAS reads
+    in place), else a gathered copy."""
+    if indices.size == x.shape[1]:
         return x  # all of them, in order
-    return np.ascontiguousarray(x[:, _span(indices)])
-
-
-def _mask(indices: np.ndarray, size: int) -> np.ndarray:
-    mask = np.zeros(size, dtype=bool)
-    mask[indices] = True
-    return mask
+    return x[:, _span(indices)]
 
 
 class _Linear:
     """x @ w + b restricted to the non-zero part of w (and b).
 
     `rows` are the input directions it reads, `cols` the output columns it computes;
-    every other output column is exactly zero.
+    every other output column is exactly zero. Rows and columns come from w's rectangle
+    (see `_rectangle`), so they may include some whose products are all zero.
     """
 
     def __init__(self, linear: Mapping[str, np.ndarray]):
         self.w, self.b = linear["w"], linear["b"]
-        # (w != 0).nonzero() is many times faster than w.nonzero() on floats
-        flat = np.flatnonzero(self.w != 0)
-        self.nonzero_rows, self.nonzero_cols = np.divmod(flat, self.w.shape[1])
-        self.in_mask = _mask(self.nonzero_rows, self.w.shape[0])  # rows with a weight
-        self.out_mask = _mask(self.nonzero_cols, self.w.shape[1]) | (self.b != 0)
-        self.rows = np.flatnonzero(self.in_mask)
+        rectangle = _rectangle(self.w)
+        self.in_mask = rectangle.row_mask  # rows with a weight
+        self.out_mask = rectangle.col_mask | (self.b != 0)
+        self.rows = rectangle.rows
         self.cols = np.flatnonzero(self.out_mask)
 
     def keep_outputs(self, keep: np.ndarray) -> None:
         """Computes only the output columns where `keep` [O] bool is True."""
         self.out_mask = self.out_mask & keep
         self.cols = np.flatnonzero(self.out_mask)
-        self.rows = np.flatnonzero(
-            _mask(self.nonzero_rows[keep[self.nonzero_cols]], self.w.shape[0])
-        )
 
     def keep_inputs(self, keep: np.ndarray) -> None:
         """Reads exactly the input rows where `keep` [I] bool is True; the caller passes
         x holding just those columns, in order (`compact=True`)."""
         self.rows = np.flatnonzero(keep)
-        used = keep[self.nonzero_rows]
-        self.out_mask = _mask(self.nonzero_cols[used], self.w.shape[1]) | (self.b != 0)
-        self.cols = np.flatnonzero(self.out_mask)
 
     def __call__(self, x: np.ndarray, dtype, compact: bool = False) -> np.ndarray:
         """x [N, I] (or [N, len(rows)] when compact) -> [N, len(cols)]."""
-        block = self.w[self.rows[:, None], self.cols].astype(dtype, copy=False)
+        block = _block(self.w, self.rows, self.cols).astype(dtype, copy=False)
         out = (x if compact else _columns(x, self.rows)) @ block
-        out += self.b[self.cols].astype(dtype, copy=False)
+        bias = self.b[self.cols]
+        if bias.any():
+            out += bias.astype(dtype, copy=False)
         return out
 
 
@@ -203,9 +294,7 @@ def _attention(params, prefix, config, x, mask):
         head_of_v = value.cols // d_head
         mixed = np.empty((batch, seq_len, value.cols.size), dtype=x.dtype)
         for head in np.unique(head_of_v):
-            weights = np.exp(logits[:, head] - logits[:, head].max(axis=-1, keepdims=True))
-            weights /= weights.sum(axis=-1, keepdims=True)
-            weights[weights < FLUSH_BELOW] = 0
+            weights = _softmax(logits[:, head])
             sel = np.flatnonzero(head_of_v == head)
             mixed[..., _span(sel)] = weights @ _columns(v, sel).reshape(batch, seq_len, -1)
         mixed = mixed.reshape(x.shape[0], -1)
@@ -258,9 +347,7 @@ def _dense_attention(params, prefix, config, x, mask):
     q, k, v = project("query"), project("key"), project("value")
     logits = (q @ k.transpose(0, 1, 3, 2)) / _root(d_head, x.dtype)  # q.k / sqrt(K)
     logits = np.where(mask, logits, np.asarray(MASKED_LOGIT, dtype=x.dtype))
-    weights = np.exp(logits - logits.max(axis=-1, keepdims=True))
-    weights /= weights.sum(axis=-1, keepdims=True)
-    weights[weights < FLUSH_BELOW] = 0
+    weights = _softmax(logits)
     mixed = (weights @ v).transpose(0, 2, 1, 3).reshape(batch * seq_len, heads * d_head)
     linear = params[f"{prefix}/linear"]
     out = mixed @ linear["w"].astype(x.dtype, copy=False)
@@ -334,6 +421,7 @@ def forward(
     if key_mask is None:
         key_mask = np.ones(token_ids.shape, dtype=bool)
     batch, seq_len = token_ids.shape
+    keep_freed_memory()
     mask = attention_mask(config, key_mask)
     embedded = embed(params, token_ids)
     if dtype is not None:
@@ -383,3 +471,40 @@ def blas_single_thread():
     if controller is None:
         return contextlib.nullcontext()
     return controller.limit(limits=1, user_api="blas")
+
+
+# glibc hands freed blocks above its (dynamic) trim threshold back to the system, so every
+# forward pass would fault its arrays' pages in afresh: for a batch of 256 through a small
+# model that is over half the time (six 1 MB arrays: 1.3 ms freshly mapped, 0.24 ms reused).
+# Raising the thresholds keeps up to RETAIN_BYTES of freed memory for reuse.
+RETAIN_BYTES = 128 << 20
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt parameters, <malloc.h>
+_MALLOC_TUNED: list[bool] = []
+
+
+def keep_freed_memory() -> bool:
+    """Once per process, on Linux with glibc: let freed arrays be reused (see above).
+
+    Set the environment variable TRACR_KEEP_FREED_MEMORY=0 to leave glibc's settings
+    alone. Returns whether the settings were changed.
+    """
+    if not _MALLOC_TUNED:
+        _MALLOC_TUNED.append(_tune_malloc())
+    return _MALLOC_TUNED[0]
+
+
+def _tune_malloc() -> bool:
+    if os.environ.get("TRACR_KEEP_FREED_MEMORY", "1") == "0" or not sys.platform.startswith(
+        "linux"
+    ):
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):  # not glibc (musl, say)
+        return False
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    # Blocks up to RETAIN_BYTES / 4 come from the heap, which keeps up to RETAIN_BYTES free.
+    return bool(
+        mallopt(_M_MMAP_THRESHOLD, RETAIN_BYTES // 4) and mallopt(_M_TRIM_THRESHOLD, RETAIN_BYTES)
+    )

@@ -67,13 +67,30 @@ def attn_output_direction(hidden_name: bases.Name) -> bases.BasisDirection:
     return bases.BasisDirection(f"{hidden_name}selector_width_attn_output")
 
 
-def _head(terms, bos_space, one_space, t_space, c, causal):
+def mean_index_direction(hidden_name: bases.Name) -> bases.BasisDirection:
+    """The residual direction where a head (with `mean_index`) writes its mean index."""
+    return bases.BasisDirection(f"{hidden_name}mean_index")
+
+
+def _head(terms, bos_space, one_space, t_space, c, causal, mean_index=None, hidden_name=""):
     n = len(terms)
     categorical_attn.check_exact_logits((n + 1) * c, n)
     w_qk = categorical_attn.conjunction_scores(
         terms, bos_space, one_space, selected=c, one_bos=n * c, bos_bos=c
     )
-    w_ov = vectorspace_fns.Linear(bos_space, t_space, np.ones((1, 1)))
+    if mean_index is None:
+        w_ov = vectorspace_fns.Linear(bos_space, t_space, np.ones((1, 1)))
+    else:
+        # value: bos -> t, and the index i (one-hot) -> the number i
+        out = bases.VectorSpaceWithBasis([t_space.basis[0], mean_index_direction(hidden_name)])
+        values = [d.value for d in mean_index.basis]
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+            raise ValueError(f"mean_index must be the indices space, got values {values[:5]}")
+        space = bases.join_vector_spaces(bos_space, mean_index)
+        matrix = np.zeros((space.num_dims, 2))
+        matrix[space.index(bos_space.basis[0]), 0] = 1.0
+        matrix[space.indices(mean_index.basis), 1] = values
+        w_ov = vectorspace_fns.Linear(space, out, matrix)
     return transformers.AttentionHead(w_qk, w_ov, causal=causal)
 
 
@@ -112,9 +129,17 @@ def conjunctive_selector_width(
     hidden_name: bases.Name,
     via_one_hot: bool = False,
     attn_output: bases.Name | None = None,
+    mean_index: bases.VectorSpaceWithBasis | None = None,
 ) -> transformers.SeriesWithResiduals:
     """SeriesWithResiduals([head, mlp]) writing the number of keys each query selects,
     where a key is selected when it meets every term.
+
+    mean_index (the indices space): the head also writes, to
+    `mean_index_direction(hidden_name)`, the mean of the indices of BOS (which has none:
+    0) and the selected keys, sum_(selected) i / (w + 1). For a selector that selects
+    every key that is w (w - 1) / (2 (w + 1)), so w = 2 (m - t) + 2: the width as a
+    number to within float32 rounding (~N^2 u), which readers can use instead of the
+    readout's one-hot (compiler/expr_to_craft_graph.py).
 
     via_one_hot (numerical outputs): SeriesWithResiduals([head, mlp, mlp]) instead; the
     first MLP writes the one-hot of w into hidden directions (hidden_name + "width", w),
@@ -147,7 +172,7 @@ def conjunctive_selector_width(
     )
     t_space = bases.VectorSpaceWithBasis([t_dir])
     c = categorical_attn.score_coldness(selector_width_coldness(n))
-    head = _head(terms, bos_space, one_space, t_space, c, causal)
+    head = _head(terms, bos_space, one_space, t_space, c, causal, mean_index, hidden_name)
 
     widths = list(range(n + 1))
     points = [1.0 / (w + 1) for w in widths]
