@@ -7,7 +7,15 @@ import numpy as np
 import pytest
 
 from tests.compiler import exactness, test_passes
-from tracr.compiler import compiling, float_bounds, lib, rasp_to_graph, validating
+from tests.transformer import adversarial
+from tracr.compiler import (
+    compiling,
+    expr_to_craft_graph,
+    float_bounds,
+    lib,
+    rasp_to_graph,
+    validating,
+)
 from tracr.rasp import rasp
 
 
@@ -80,6 +88,31 @@ def test_a_difference_of_two_noisy_widths_is_refused_at_80():
     message = str(info.value)
     assert "diff" in message and "exceeds the budget" in message
     assert "numerical input" not in message and "max_seq_len" in message
+
+
+@pytest.mark.parametrize("max_seq_len", [5, 16])
+def test_lookups_reading_clean_one_hots_keep_their_plain_table(max_seq_len):
+    """sort_freq cleans -hist (its input, hist, is a noisy readout), so the SequenceMap of
+    -hist and indices reads one-hots within CLEAN_ABOVE: it keeps one unit per pair of
+    values (the reference's width), not the cleaned table's two. (Exactness at 16:
+    test_exact_at_scale and test_adversarial_order.)"""
+    program = lib.make_sort_freq(max_seq_len)
+    vocab = set(range(1, 5)) if max_seq_len == 5 else set(range(16))
+    _, lowered = test_passes._lower(program, vocab, max_seq_len)
+    by_name = {label.rsplit("_", 1)[0]: node for label, node in lowered.items()}
+    neg_hist, keys = by_name["map"], by_name["sequence_map"]
+    assert max(neg_hist.error.abs, neg_hist.error.l1) <= expr_to_craft_graph.CLEAN_ABOVE
+    assert keys.block.hidden_space.num_dims == neg_hist.space.num_dims * max_seq_len
+
+
+def test_sort_freq_with_its_plain_table_is_exact_on_every_input():
+    program = lib.make_sort_freq(5)
+    vocab = {1, 2, 3, 4}
+    model = compiling.compile_rasp_to_model(program, vocab=vocab, max_seq_len=5, compiler_bos="BOS")
+    assert exactness.mismatches(model, program, exactness.all_sequences(vocab, 5)) == []
+    sequences = exactness.sampled_sequences(vocab, 5, per_length=20)
+    for order in adversarial.ORDERS:
+        assert exactness.adversarial_mismatches(model, program, sequences, order) == [], order
 
 
 def _errors(program, vocab, max_seq_len):

@@ -97,6 +97,8 @@ REFERENCE_PARAMS = [
         22187,
     ),
     ("shuffle_dyck2", lambda: lib.make_shuffle_dyck2(), set("(){}"), 16, 8, 3079592),
+    ("sort_freq_5", lambda: lib.make_sort_freq(5), NUMBERS, 5, 5, 64122),
+    ("sort_freq", lambda: lib.make_sort_freq(16), set(range(16)), 16, 5, 3105590),
 ]
 
 

@@ -453,22 +453,19 @@ def assemble_craft_model(
 
     for index, (layer, layer_factors) in enumerate(zip(layers, factors)):
         prefix = f"transformer/layer_{index}"
-        # float64 until the cast below, so that the query scaling rounds only once.
         attn = {
-            name: _linear(dim, num_heads * key_size, np.float64)
-            for name in ("query", "key", "value")
+            name: _linear(dim, num_heads * key_size, dtype) for name in ("query", "key", "value")
         }
-        attn["linear"] = _linear(num_heads * key_size, dim, np.float64)
+        attn["linear"] = _linear(num_heads * key_size, dim, dtype)
         for h, (w_q, w_k, w_v, w_o) in enumerate(layer_factors):
             start = h * key_size
-            attn["query"]["w"][:, start : start + w_q.shape[1]] = w_q
+            # The standard convention: the forward pass divides q.k by sqrt(key_size), so
+            # the query carries that factor (scaled in float64, rounded once) and the
+            # logits stay the craft model's w_qk scores. The biases are 0.
+            attn["query"]["w"][:, start : start + w_q.shape[1]] = w_q * np.sqrt(key_size)
             attn["key"]["w"][:, start : start + w_k.shape[1]] = w_k
             attn["value"]["w"][:, start : start + w_v.shape[1]] = w_v
             attn["linear"]["w"][start : start + w_o.shape[0]] = w_o
-        # The standard convention: the forward pass divides q.k by sqrt(key_size), so the
-        # query carries that factor and the logits stay the craft model's w_qk scores.
-        attn["query"]["w"] *= np.sqrt(key_size)
-        attn["query"]["b"] *= np.sqrt(key_size)
         for name, value in attn.items():
             params[f"{prefix}/attn/{name}"] = value
         first, second = _linear(dim, mlp_size, dtype), _linear(mlp_size, dim, dtype)

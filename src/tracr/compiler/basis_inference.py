@@ -62,6 +62,19 @@ def _apply_all(expr: rasp.SOp, f: Callable, argument_tuples: Iterable[tuple]) ->
     return frozenset(out)
 
 
+def _map_values(expr: rasp.Map, inner: frozenset) -> frozenset:
+    """`_apply_all` for a Map: f over the values in one pass, and the careful loop (which
+    skips and reports) only where some call raises or a result is unhashable."""
+    values = [x for x in inner if x is not None]
+    try:
+        out = set(map(expr.f, values))
+    except Exception:  # noqa: BLE001 - the loop below says which, or skips it
+        return _apply_all(expr, expr.f, ((x,) for x in inner))
+    if len(values) < len(inner):
+        out.add(None)
+    return frozenset(out)
+
+
 def _means(values: frozenset, max_seq_len: int) -> ValueSet:
     """Every mean of 1..max_seq_len values drawn (with repetition) from `values`."""
     if None in values or not all(isinstance(v, (int, float)) for v in values):
@@ -93,7 +106,7 @@ def _value_set(
         return frozenset([expr.fill])
     if isinstance(expr, rasp.Map):
         inner = sets[expr.inner.label]
-        return None if inner is None else _apply_all(expr, expr.f, ((x,) for x in inner))
+        return None if inner is None else _map_values(expr, inner)
     if isinstance(expr, rasp.SequenceMap):
         fst, snd = sets[expr.fst.label], sets[expr.snd.label]
         if fst is None or snd is None:

@@ -55,13 +55,28 @@ class LoweringContext:
     one_space: bases.VectorSpaceWithBasis
     max_seq_len: int
     causal: bool
+    #: Numerical value sets sorted and grouped once (numeric_points.Grouping).
+    groupings: dict = dataclasses.field(default_factory=dict, compare=False)
+
+    def grouping(self, label: str):
+        """The value set of `label` as a numeric_points.Grouping (the set itself where
+        its values do not sort)."""
+        values = self.value_sets[label]
+        if values not in self.groupings:
+            try:
+                self.groupings[values] = numeric_points.Grouping.of(values)
+            except TypeError:
+                self.groupings[values] = values
+        return self.groupings[values]
 
 
 def sop_space(expr: rasp.SOp, values: frozenset | None) -> bases.VectorSpaceWithBasis:
     """The residual subspace of one SOp."""
     if rasp.is_numerical(expr):
         return bases.VectorSpaceWithBasis([bases.BasisDirection(expr.label)])
-    directions = sorted(bases.BasisDirection(expr.label, v) for v in values if v is not None)
+    directions = sorted(
+        (bases.BasisDirection(expr.label, v) for v in values if v is not None), key=bases.sort_key
+    )
     return bases.VectorSpaceWithBasis(directions)
 
 
@@ -87,7 +102,7 @@ def _lower_map(expr: rasp.Map, space, spaces, ctx):
     fit = (
         None
         if rasp.is_categorical(expr)
-        else numeric_points.affine_fit(expr.f, ctx.value_sets[inner.label])
+        else numeric_points.affine_fit(expr.f, ctx.grouping(inner.label))
     )
     if fit is not None:
         return numerical_mlp.map_affine_numerical_mlp(
@@ -102,7 +117,7 @@ def _lower_map(expr: rasp.Map, space, spaces, ctx):
         f,
         spaces[inner.label],
         space,
-        numeric_points.map_points(expr.f, ctx.value_sets[inner.label])[0],
+        numeric_points.map_points(expr.f, ctx.grouping(inner.label))[0],
         ctx.one_space,
         ctx.bos_space,
         hidden_name=_hidden(expr),
@@ -433,9 +448,10 @@ def add_craft_components_to_rasp_graph(
     return lowered
 
 
-#: A lookup whose output error bound (coordinates added up) exceeds this is rebuilt
-#: with noise-cleaning units (categorical_mlp.clean_indicators) when that at least
-#: halves the bound. Attention outputs at moderate sizes stay below it.
+#: A lookup whose output error bound (coordinates added up) exceeds this, and one of
+#: whose inputs is noisier than this, is rebuilt with noise-cleaning units
+#: (categorical_mlp.clean_indicators) when that at least halves the bound. Attention
+#: outputs at moderate sizes stay below it.
 CLEAN_ABOVE = 2e-6
 
 
@@ -537,10 +553,20 @@ def _two_stage_if_inexact(node: LoweredSOp, bounds, errors, ctx, tokens_space) -
 def _cleaner_if_noisy(node: LoweredSOp, bounds, errors, ctx, spaces) -> LoweredSOp:
     """`node` with its error bound; where a lookup's inputs are noisy enough that its
     output error exceeds CLEAN_ABOVE, the lookup as an indicator table made noise-proof
-    (categorical_mlp.clean_indicators), if that at least halves the bound."""
+    (categorical_mlp.clean_indicators), if that at least halves the bound.
+
+    Inputs within CLEAN_ABOVE already (a cleaned lookup's output, say) are left as they
+    are: a cleaned table's own rounding (terms of size 2) is of that order, so cleaning
+    would gain little and double the block's width (sort_freq's SequenceMap would be
+    twice the reference's)."""
     node = dataclasses.replace(node, error=float_bounds.sop_error(node, bounds, errors))
     expr = node.expr
     if max(node.error.worst(0.0), node.error.l1) <= CLEAN_ABOVE:
+        return node
+    if not isinstance(expr, (rasp.Map, rasp.SequenceMap)):
+        return node
+    noise = max(max(errors[c.label].abs, errors[c.label].l1) for c in expr.children)
+    if noise <= CLEAN_ABOVE:
         return node
     if isinstance(expr, rasp.Map) and rasp.is_categorical(expr.inner):
         table = categorical_mlp.map_indicator_table(

@@ -8,6 +8,7 @@ values within `RELATIVE_TOLERANCE` of their neighbour, relative to the set's sca
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterable
 
 import numpy as np
@@ -27,16 +28,41 @@ def _grouped(values: Iterable[float]) -> tuple[list, list[int]]:
     return points, [0, *starts.tolist(), len(points)]
 
 
-def clusters(values: Iterable[float]) -> list[list[float]]:
-    """Sorted groups of values that are equal up to rounding; None is ignored."""
-    points, bounds = _grouped(values)
-    return [points[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+@dataclasses.dataclass(frozen=True)
+class Grouping:
+    """A value set's sorted distinct values (`points`) and where each group of rounding
+    duplicates starts (`bounds`, plus the end): sorted once for the several questions
+    the compiler asks of one set. The functions below take it in place of the values."""
+
+    points: list
+    bounds: list[int]
+
+    @classmethod
+    def of(cls, values: Iterable[float] | Grouping) -> Grouping:
+        return values if isinstance(values, Grouping) else cls(*_grouped(values))
 
 
-def representatives(values: Iterable[float]) -> list[float]:
+def clusters(values: Iterable[float] | Grouping, least: int = 1) -> list[list[float]]:
+    """Sorted groups of values that are equal up to rounding, those of at least `least`
+    values; None is ignored."""
+    grouping = Grouping.of(values)
+    ends = np.asarray(grouping.bounds)
+    starts = np.flatnonzero(np.diff(ends) >= least)
+    return [grouping.points[ends[i] : ends[i + 1]] for i in starts.tolist()]
+
+
+def representatives(values: Iterable[float] | Grouping) -> list[float]:
     """One value per group (its first)."""
-    points, bounds = _grouped(values)
-    return [points[a] for a in bounds[:-1]]
+    grouping = Grouping.of(values)
+    return [grouping.points[a] for a in grouping.bounds[:-1]]
+
+
+def _float_points(values: Iterable | Grouping) -> list[float]:
+    """The representatives as floats (of a Grouping's values the same: groups are formed
+    on the floats, and sorted() orders numbers as their floats)."""
+    if isinstance(values, Grouping):
+        return [float(p) for p in representatives(values)]
+    return representatives(float(v) for v in values if v is not None)
 
 
 def run_endpoints(points: list[float], outputs: list) -> list[int]:
@@ -45,27 +71,34 @@ def run_endpoints(points: list[float], outputs: list) -> list[int]:
     A numerical MLP needs a step only where its output changes, so points inside a run of
     equal outputs can be dropped; the run's two ends keep its extent.
     """
-    keep = []
-    for i in range(len(points)):
-        first = i == 0 or outputs[i - 1] != outputs[i]
-        last = i == len(points) - 1 or outputs[i + 1] != outputs[i]
-        if first or last:
-            keep.append(i)
-    return keep
+    if not points:
+        return []
+    changes = np.fromiter((bool(a != b) for a, b in zip(outputs, outputs[1:])), bool)
+    ends = np.ones(len(points), dtype=bool)  # the first point of a run, or the last
+    ends[1:-1] = changes[:-1] | changes[1:]
+    return np.flatnonzero(ends).tolist()
 
 
-def map_points(f: Callable, values: Iterable) -> tuple[list[float], list]:
+def map_points(f: Callable, values: Iterable | Grouping) -> tuple[list[float], list]:
     """The input points a numerical-input Map's MLP must separate, and f at each.
 
     Rounding duplicates are merged and runs of equal outputs reduced to their ends. A
     point where f raises an ArithmeticError is no valid input (see basis_inference) and
     gets the output None.
     """
-    points = representatives(float(v) for v in values if v is not None)
-    g = quiet(f)
-    outputs = [g(p) for p in points]
+    points = _float_points(values)
+    outputs = _results(f, points)
     keep = run_endpoints(points, outputs)
     return [points[i] for i in keep], [outputs[i] for i in keep]
+
+
+def _results(f: Callable, points: list) -> list:
+    """[quiet(f)(p) for p in points], without the wrapper where no call raises."""
+    try:
+        return [f(p) for p in points]
+    except ArithmeticError:
+        g = quiet(f)
+        return [g(p) for p in points]
 
 
 def quiet(f: Callable, fallback=None) -> Callable:
@@ -84,13 +117,12 @@ def quiet(f: Callable, fallback=None) -> Callable:
     return wrapped
 
 
-def affine_fit(f: Callable, values: Iterable) -> tuple[float, float] | None:
+def affine_fit(f: Callable, values: Iterable | Grouping) -> tuple[float, float] | None:
     """(slope, intercept) when f is affine on the values (to 1e-9 relative), else None."""
-    points = representatives(float(v) for v in values if v is not None)
+    points = _float_points(values)
     if len(points) < 2:
         return None
-    g = quiet(f)
-    outputs = [g(p) for p in points]
+    outputs = _results(f, points)
     if not all(isinstance(o, (int, float)) and not isinstance(o, bool) for o in outputs):
         return None
     slope = (outputs[-1] - outputs[0]) / (points[-1] - points[0])

@@ -142,7 +142,7 @@ def extract_rasp_graph(tip: rasp.SOp) -> ExtractRaspGraphOutput:
 
 
 # Attributes that say how an expression is stored, not what it computes.
-_BOOKKEEPING = ("_unique_id",)
+_BOOKKEEPING = ("_unique_id", "_label")
 
 
 def _difference(a: rasp.RASPExpr, b: rasp.RASPExpr) -> str | None:

@@ -138,7 +138,8 @@ def _numeric_resolution_problem(expr: rasp.Map, values: Iterable) -> str | None:
 
 def _rounding_problem(expr: rasp.Map, values: Iterable) -> str | None:
     """f must agree on inputs that differ only by float rounding (one input point)."""
-    for group in numeric_points.clusters(values):
+    numerical = rasp.is_numerical(expr)
+    for group in numeric_points.clusters(values, least=2):  # one value has one result
         results = []
         for v in group:
             try:
@@ -146,15 +147,16 @@ def _rounding_problem(expr: rasp.Map, values: Iterable) -> str | None:
             except ArithmeticError:
                 continue
         distinct = set(results)
-        if rasp.is_numerical(expr) and all(_is_number(r) for r in distinct) and distinct:
+        if len(distinct) < 2:
+            continue
+        if numerical and all(_is_number(r) for r in distinct):
             spread = max(distinct) - min(distinct)
             if spread <= numeric_points.RELATIVE_TOLERANCE * max(1.0, *map(abs, distinct)):
                 continue
-        if len(distinct) > 1:
-            return (
-                f"its function gives different results {sorted(distinct, key=repr)!r} on "
-                f"inputs {group!r}, which differ only by floating-point rounding"
-            )
+        return (
+            f"its function gives different results {sorted(distinct, key=repr)!r} on "
+            f"inputs {group!r}, which differ only by floating-point rounding"
+        )
     return None
 
 
@@ -163,6 +165,7 @@ def _value_set_reasons(
     value_sets: Mapping[str, frozenset | None],
     max_seq_len: int,
     causal: bool,
+    groupings: dict,
 ) -> list[str]:
     reasons = []
     own = value_sets.get(expr.label)
@@ -183,9 +186,14 @@ def _value_set_reasons(
                 f"its numerical input {expr.inner.label!r} takes too many values to enumerate"
             )
         else:
+            if inner not in groupings:  # Maps of equal value sets share one sort
+                try:
+                    groupings[inner] = numeric_points.Grouping.of(inner)
+                except TypeError:  # values that do not sort: reported below
+                    groupings[inner] = inner
             for problem in (
-                _numeric_resolution_problem(expr, inner),
-                _rounding_problem(expr, inner),
+                _numeric_resolution_problem(expr, groupings[inner]),
+                _rounding_problem(expr, groupings[inner]),
             ):
                 if problem:
                     reasons.append(problem)
@@ -242,10 +250,11 @@ def validate_value_sets(
     causal: bool = False,
 ) -> list[TracrUnsupportedExpr]:
     """Returns every expression that the inferred value sets show cannot be exact."""
+    groupings: dict = {}
     return [
         TracrUnsupportedExpr(expr=expr, reason=reason)
         for expr in _walk(program)
-        for reason in _value_set_reasons(expr, value_sets, max_seq_len, causal)
+        for reason in _value_set_reasons(expr, value_sets, max_seq_len, causal, groupings)
     ]
 
 

@@ -87,7 +87,11 @@ class BasisDirection:
 
 def sort_key(direction: BasisDirection) -> tuple:
     """The total order on directions: by name, then value, across mixed types."""
-    return (_order_key(direction.name), _order_key(direction.value))
+    key = direction.__dict__.get("_key")
+    if key is None:  # computed once per direction: spaces are sorted again and again
+        key = (_order_key(direction.name), _order_key(direction.value))
+        object.__setattr__(direction, "_key", key)
+    return key
 
 
 def _duplicates(directions: Iterable[BasisDirection]) -> list[BasisDirection]:
@@ -122,6 +126,14 @@ class VectorSpaceWithBasis:
             raise ValueError(f"duplicate basis directions: {_duplicates(basis)}")
         object.__setattr__(self, "basis", basis)
         object.__setattr__(self, "_index", index)
+
+    @classmethod
+    def _of_distinct(cls, basis: tuple[BasisDirection, ...]) -> VectorSpaceWithBasis:
+        """The space of directions known to be distinct BasisDirections (no checks)."""
+        space = object.__new__(cls)
+        object.__setattr__(space, "basis", basis)
+        object.__setattr__(space, "_index", {d: i for i, d in enumerate(basis)})
+        return space
 
     @property
     def num_dims(self) -> int:
@@ -192,7 +204,7 @@ class VectorSpaceWithBasis:
 def join_vector_spaces(*spaces: VectorSpaceWithBasis) -> VectorSpaceWithBasis:
     """The union of the spaces' directions, sorted by `sort_key` (deterministic layout)."""
     union = dict.fromkeys(d for space in spaces for d in space.basis)
-    return VectorSpaceWithBasis(tuple(sorted(union, key=sort_key)))
+    return VectorSpaceWithBasis._of_distinct(tuple(sorted(union, key=sort_key)))
 
 
 def direct_sum(*spaces: VectorSpaceWithBasis) -> VectorSpaceWithBasis:

@@ -63,8 +63,10 @@ import numpy as np
 
 #: float32 unit roundoff.
 U = 2.0**-24
-#: Rows of the [inputs, hidden] tables computed at once (bounded memory).
-_CHUNK_CELLS = 1 << 22
+#: Cells of the [inputs, hidden] tables computed at once: bounded memory, and arrays
+#: small enough to stay in cache (and not to be handed back to the system and faulted
+#: in again between numpy temporaries, which makes large ones several times slower).
+_CHUNK_CELLS = 1 << 13
 
 
 def gamma(n) -> np.ndarray:
@@ -164,135 +166,267 @@ def mlp_bound(
     inputs = np.asarray(inputs, np.float64)
     errors = np.asarray(errors, np.float64)
     sp1, sp2 = _Sparse(w1), _Sparse(w2)
-    bits1, bits2 = grid_bits(w1), grid_bits(w2)
-    width = max(w1.shape[1], w2.shape[1], len(sp1.vals), len(sp2.vals), 1)
+    # Widest array per row: the hidden units, the outputs, or a sparse product's terms.
+    width = max(w1.shape[1], w2.shape[1], *(sp.nnz for sp in (sp1, sp2) if not sp.dense), 1)
     rows = max(1, _CHUNK_CELLS // width)
+    twins: dict = {}  # the twin groups of each set of moving inputs (`_twin_keys`)
     parts = [
-        _mlp_chunk(w1, w2, sp1, sp2, bits1, bits2, inputs[s : s + rows], errors[s : s + rows])
+        _mlp_chunk(w1, sp1, sp2, twins, inputs[s : s + rows], errors[s : s + rows])
         for s in range(0, len(inputs), rows)
     ]
     if not parts:
         empty = np.zeros((0, w2.shape[1]))
         return MLPBound(empty, empty, np.zeros(0, dtype=bool))
+    if len(parts) == 1:
+        return MLPBound(*parts[0])
     return MLPBound(*(np.concatenate(p) for p in zip(*parts)))
 
 
-class _Sparse:
-    """A weight matrix, for the products a @ f(W) the bounds need (f: W, |W|, [W != 0],
-    max(W, 0), max(-W, 0), |W| over inexact weights). Very sparse matrices (compiled
-    blocks mostly are) multiply over their nonzeros in P * nnz, the others by BLAS."""
+def _kind_values(w: np.ndarray) -> dict[str, np.ndarray | None]:
+    """f(w) over the nonzero weights w for every kind f of `_Sparse.times`; None where f
+    is 0 on all of them, and one array for kinds with equal values (|W| and max(W, 0)
+    when W > 0, say), so that they share one product."""
+    if not len(w):
+        return dict.fromkeys(("w", "abs", "nz", "pos", "neg", "inexact"))
+    low, high = w.min(), w.max()
+    magnitude = w if low > 0 else np.abs(w)
+    exact = _power_of_two(w)
+    if exact.all():
+        inexact = None
+    else:
+        inexact = magnitude if not exact.any() else np.where(exact, 0.0, magnitude)
+    return {
+        "w": w,
+        "abs": magnitude,
+        "nz": magnitude if (magnitude == 1).all() else np.ones_like(w),
+        "pos": w if low > 0 else (None if high < 0 else np.maximum(w, 0)),
+        "neg": None if low > 0 else (magnitude if high < 0 else np.maximum(-w, 0)),
+        "inexact": inexact,
+    }
 
-    _KINDS = ("w", "abs", "nz", "pos", "neg", "inexact")
+
+class _Sparse:
+    """A weight matrix W [K, N], for the products a @ f(W) the bounds need; the kind
+    names f: W, |W|, [W != 0], max(W, 0), max(-W, 0), or |W| over inexact weights.
+
+    Very sparse matrices (compiled blocks mostly are) multiply over their nonzeros in
+    P * nnz, the others by BLAS. A kind that is 0 on every weight gives 0 with no
+    product, and kinds with equal values share one (see `products`). An `a` that is 0
+    outside a few cells multiplies over those (`_Cells`)."""
 
     def __init__(self, matrix: np.ndarray):
         self.shape = matrix.shape
-        rows, cols = np.nonzero(matrix.T)  # sorted by output column
-        self.rows, self.cols = cols, rows
-        self.vals = matrix[self.rows, self.cols]
-        self.out, self.starts = np.unique(self.cols, return_index=True)
-        self.dense = matrix.size <= 64 * max(1, len(self.vals))
-        self._matrix = matrix
-        self._cache: dict[str, np.ndarray] = {}
+        self.rows, self.cols = matrix.nonzero()  # by row, then column
+        self.nnz = len(self.rows)
+        weights = matrix[self.rows, self.cols]
+        self.bits = grid_bits(weights)
+        self.values = _kind_values(weights)
+        self.dense = matrix.size <= 64 * max(1, self.nnz)
+        self._dense: dict[int, np.ndarray] = {}
+        self._by_col: tuple | None = None
 
-    def _values(self, kind: str, w: np.ndarray) -> np.ndarray:
-        return {
-            "w": lambda: w,
-            "abs": lambda: np.abs(w),
-            "nz": lambda: (w != 0).astype(np.float64),
-            "pos": lambda: np.maximum(w, 0),
-            "neg": lambda: np.maximum(-w, 0),
-            "inexact": lambda: np.where(_power_of_two(w), 0.0, np.abs(w)),
-        }[kind]()
-
-    def times(self, a: np.ndarray, kind: str = "w") -> np.ndarray:
-        """a @ f(W) for the `kind` f (see the class docstring); a: [P, K]."""
-        a = np.asarray(a, np.float64)
+    def times(self, a: np.ndarray, kind: str = "w", cells: _Cells | None = None) -> np.ndarray:
+        """a @ f(W) [P, N] for the `kind` f; a: [P, K], 0 outside `cells` if given."""
+        vals = self.values[kind]
+        if vals is None:
+            return np.zeros((a.shape[0], self.shape[1]))
+        if a.dtype != np.float64:
+            a = a.astype(np.float64)
         if self.dense:
-            if kind not in self._cache:
-                self._cache[kind] = self._values(kind, self._matrix)
-            return a @ self._cache[kind]
+            matrix = self._dense.get(id(vals))
+            if matrix is None:
+                matrix = self._dense[id(vals)] = np.zeros(self.shape)
+                matrix[self.rows, self.cols] = vals
+            return a @ matrix
+        if cells is not None:
+            return cells.times(a, vals)
+        if self._by_col is None:  # the nonzeros by column, rows ascending in each
+            order = self.cols.argsort(kind="stable")
+            cols = self.cols[order]
+            starts = (np.r_[True, cols[1:] != cols[:-1]]).nonzero()[0]
+            self._by_col = order, starts, cols[starts]
+        order, starts, out_cols = self._by_col
+        terms = a[:, self.rows[order]] * vals[order]  # [P, nnz]
         out = np.zeros((a.shape[0], self.shape[1]))
-        if not len(self.vals):
-            return out
-        terms = a[:, self.rows] * self._values(kind, self.vals)  # [P, nnz]
-        out[:, self.out] = np.add.reduceat(terms, self.starts, axis=1)
+        out[:, out_cols] = terms if len(starts) == self.nnz else np.add.reduceat(terms, starts, 1)
         return out
 
+    def products(self, a: np.ndarray, kinds, cells: _Cells | None = None) -> list[np.ndarray]:
+        """[a @ f(W) for the kinds f], each distinct product computed once."""
+        done: dict[int, np.ndarray] = {}
+        for kind in kinds:
+            key = id(self.values[kind])
+            if key not in done:
+                done[key] = self.times(a, kind, cells)
+        return [done[id(self.values[kind])] for kind in kinds]
 
-def _mlp_chunk(w1, w2, sp1, sp2, bits1, bits2, x, e):
+
+class _Cells:
+    """The terms of a @ f(W) that can be nonzero when a [P, K] is 0 outside the cells
+    `live`: a[p, k] f(W)[k, n] for live (p, k) and nonzero W[k, n]. They are added per
+    (p, n) in the order of k, as in a product over every term, so the sum is the same
+    number (the terms left out are zeros)."""
+
+    def __init__(self, sp: _Sparse, live: np.ndarray):
+        p, k = live.nonzero()
+        first = sp.rows.searchsorted(k)
+        counts = sp.rows.searchsorted(k, side="right") - first
+        if counts.all() and len(counts) and counts.max() == 1:
+            self.entry, self.p = first, p
+        else:
+            ends = counts.cumsum()
+            within = np.arange(ends[-1] if len(ends) else 0) - (ends - counts).repeat(counts)
+            self.entry, self.p = first.repeat(counts) + within, p.repeat(counts)
+        self.k = sp.rows[self.entry]
+        self.width = sp.shape[1]
+        self.flat = self.p * self.width + sp.cols[self.entry]
+        self.rows = live.shape[0]
+
+    def times(self, a: np.ndarray, vals: np.ndarray) -> np.ndarray:
+        """[P, width]: the sums of a[p, k] vals[entry] per (p, column)."""
+        terms = a[self.p, self.k] * vals[self.entry]
+        out = np.bincount(self.flat, terms, minlength=self.rows * self.width)
+        return out.reshape(self.rows, self.width)
+
+
+def _first_layer(sp1: _Sparse, x: np.ndarray, e: np.ndarray):
+    """z, the ideal pre-activations [P, H]; move, their exact-arithmetic move; rho, the
+    rounding of the perturbed dot products by (*); total1, their sums of |terms|;
+    `exact` [P], the rows whose first-layer sums are all exact (rho = 0 there); and
+    `bits`, the grid of those rows' hidden values (2^-bits)."""
     z = sp1.times(x)  # [P, H]
-    move = sp1.times(e, "abs")
     big = x != 0
-    mag = np.abs(x) + e
-    total1 = sp1.times(mag, "abs")
-    small1 = sp1.times(e * ~big, "abs")
+    magnitude = np.abs(x)
+    mag = magnitude + e
+    total1, pos, neg = sp1.products(mag, ("abs", "pos", "neg"))
     # Products with a power-of-two weight, or an exact input of +-1, are exact.
-    exact_in = (e == 0) & ((x == 0) | (np.abs(x) == 1))
-    inexact1 = sp1.times(np.where(exact_in, 0.0, mag), "inexact")
-    extent1 = np.maximum(sp1.times(mag, "pos"), sp1.times(mag, "neg"))
-    n_terms1 = sp1.times(big | (e > 0), "nz")
-    rho = sum_bound(total1, small1, sp1.times(big, "nz"), n_terms1, inexact1, extent1)
+    exact_in = (x == 0) | (magnitude == 1)
+    if e.any():
+        move = sp1.times(e, "abs")
+        small1 = sp1.times(e * ~big, "abs")
+        n_large1 = sp1.times(big, "nz")
+        n_terms1 = sp1.times(big | (e > 0), "nz")
+        exact_in &= e == 0
+    else:
+        move = small1 = np.zeros_like(z)
+        n_large1 = n_terms1 = sp1.times(big, "nz")
+    if sp1.values["inexact"] is None:
+        inexact1 = np.zeros_like(z)
+    else:
+        inexact1 = sp1.times(np.where(exact_in, 0.0, mag), "inexact")
+    rho = sum_bound(total1, small1, n_large1, n_terms1, inexact1, np.maximum(pos, neg))
     # One addition (two terms): its error is at most u |computed result|.
     two = n_terms1 <= 2
-    rho = np.where(two, 2 * U * inexact1 + U * (np.abs(z) + move + 2 * U * inexact1), rho)
+    if two.any():
+        rho = np.where(two, 2 * U * inexact1 + U * (np.abs(z) + move + 2 * U * inexact1), rho)
     # Exact inputs on a grid with exact weights: every partial sum is exact.
-    exact_inputs = np.all(e == 0, axis=1)
-    input_bits = grid_bits(x)
-    exact1 = exact_inputs[:, None] & exact_sums(total1, input_bits + bits1)
-    rho = np.where(exact1, 0.0, rho)
+    exact, bits = ~e.any(axis=1), 0
+    if exact.any():
+        bits = grid_bits(x) + sp1.bits
+        rho = np.where(exact[:, None] & exact_sums(total1, bits), 0.0, rho)
+    return z, move, rho, total1, exact & ~rho.any(axis=1), bits
+
+
+def _mlp_chunk(w1, sp1, sp2, twins, x, e):
+    """(ideal, bound, unstable) of `mlp_bound` for some rows x, e [P, I]."""
+    z, move, rho, total1, exact, bits = _first_layer(sp1, x, e)
     radius = move + rho
     off = z + radius <= 0
     on = z - radius > 0
     unstable = ~(off | on)
-    ideal = sp2.times(np.maximum(z, 0))
+    # Every second-layer operand is 0 where a unit is surely off.
+    cells = None if sp2.dense else _Cells(sp2, ~off)
+    ideal = sp2.times(np.maximum(z, 0), "w", cells)
     # Exact-arithmetic move of the output: linear through the surely-on units, so terms
     # that cancel in the block (a step's two units) cancel in the bound too; unstable
     # units count with |.|.
-    dev = sp2.times(radius * unstable + rho * on, "abs")
-    dev += _linear_move(w1, sp2, e, on)
+    dev = sp2.times(radius * unstable + rho * on, "abs", cells)
+    dev += _linear_move(w1, sp2, twins, e, on)
     hmax = np.where(off, 0.0, np.maximum(z + radius, 0.0))
-    total2 = sp2.times(hmax, "abs")
-    small2 = sp2.times(hmax * unstable, "abs")
-    extent2 = np.maximum(sp2.times(hmax, "pos"), sp2.times(hmax, "neg"))
-    inexact2 = sp2.times(hmax, "inexact")
-    rho2 = sum_bound(total2, small2, sp2.times(on, "nz"), sp2.times(~off, "nz"), inexact2, extent2)
-    exact_hidden = exact_inputs & np.all(rho == 0, axis=1)
-    exact2 = exact_hidden[:, None] & exact_sums(total2, input_bits + bits1 + bits2)
-    rho2 = np.where(exact2, 0.0, rho2)
+    total2, pos, neg, inexact2 = sp2.products(hmax, ("abs", "pos", "neg", "inexact"), cells)
+    any_unstable = unstable.any()
+    small2 = sp2.times(hmax * unstable, "abs", cells) if any_unstable else np.zeros_like(total2)
+    n_large2 = sp2.times(on, "nz", cells)
+    n_terms2 = sp2.times(~off, "nz", cells) if any_unstable else n_large2
+    rho2 = sum_bound(total2, small2, n_large2, n_terms2, inexact2, np.maximum(pos, neg))
+    if exact.any():
+        exact2 = exact[:, None] & exact_sums(total2, bits + sp2.bits)
+        rho2 = np.where(exact2, 0.0, rho2)
     # A unit whose ideal pre-activation is 0 (an off coordinate of a one-hot) is meant
     # to sit at the kink; one with a nonzero ideal value must not cross it.
     switching = unstable & (np.abs(z) > 1e-9 * total1)
-    return ideal, dev + rho2, np.any(switching, axis=1)
+    return ideal, dev + rho2, switching.any(axis=1)
 
 
-def _linear_move(w1: np.ndarray, sp2: _Sparse, e: np.ndarray, on: np.ndarray) -> np.ndarray:
+def _group(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(inverse, first) of a 1-d array as np.unique gives them: every entry's index
+    among the sorted distinct values, and where each distinct value first occurs."""
+    order = values.argsort(kind="stable")
+    ordered = values[order]
+    new = np.empty(len(values), dtype=bool)
+    new[:1] = True
+    np.not_equal(ordered[1:], ordered[:-1], out=new[1:])
+    inverse = np.empty(len(values), dtype=np.int64)
+    inverse[order] = new.cumsum() - 1
+    return inverse, order[new]
+
+
+def _twin_groups(w: np.ndarray, probe: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(group [H], representative [G]) of the equal columns of w [M, H].
+
+    Columns are matched by a projection (`probe` [M]), then compared exactly; if the
+    projection matched two different columns, whole columns are compared instead."""
+    if probe is None:
+        probe = np.sqrt(np.arange(2.0, w.shape[0] + 2))
+    group, reps = _group(probe @ w)
+    if not np.array_equal(w, w[:, reps[group]]):
+        _, reps, group = np.unique(w.T, axis=0, return_index=True, return_inverse=True)
+        group = np.asarray(group).ravel()
+    return group, reps
+
+
+def _twin_keys(w1: np.ndarray, sp2: _Sparse, moving: np.ndarray) -> tuple:
+    """For the units' first-layer weights on the inputs that move: the |weights| of
+    one unit per twin group [M, G]; the (group, column) key of every nonzero of W2, in
+    key order, as the twin group and the output column of each key; the nonzeros in
+    key order; and where each key starts among them (None when each has one)."""
+    w = w1[moving]
+    group, reps = _twin_groups(w)
+    n_out = sp2.shape[1]
+    key = group[sp2.rows] * n_out + sp2.cols
+    key_of, first = _group(key)
+    keys = key[first]
+    order = key_of.argsort(kind="stable")
+    starts = key_of[order].searchsorted(np.arange(len(keys))) if len(keys) < sp2.nnz else None
+    return np.abs(w[:, reps]), keys // n_out, keys % n_out, order, starts
+
+
+def _linear_move(w1, sp2: _Sparse, twins: dict, e: np.ndarray, on: np.ndarray) -> np.ndarray:
     """[P, O] exact-arithmetic move of the output through the surely-on units when the
     inputs move by at most e.
 
     Units whose first-layer weights agree on every input that can move ("twins": the
     two units of a discretiser step or of a cleaned indicator) move together, so their
     output weights are added before taking |.|: sum over twin groups g of
-    (e |W1_g|) |sum_(u in g, on) W2_u|. Saturated steps cancel exactly.
+    (e |W1_g|) |sum_(u in g, on) W2_u|. Saturated steps cancel exactly. `twins` keeps
+    the groups of each set of moving inputs (`_twin_keys`) across a block's rows.
     """
-    moving = np.flatnonzero(np.any(e > 0, axis=0))
-    out = np.zeros((e.shape[0], sp2.shape[1]))
-    if moving.size == 0 or len(sp2.vals) == 0:
-        return out
-    _, reps, group = np.unique(w1[moving].T, axis=0, return_index=True, return_inverse=True)
-    group = np.asarray(group).ravel()
-    reach = e[:, moving] @ np.abs(w1[np.ix_(moving, reps)])  # [P, G]
-    # Nonzeros of W2 keyed by (twin group, output column).
-    keys, key_of = np.unique(np.stack([group[sp2.rows], sp2.cols]), axis=1, return_inverse=True)
-    key_of = np.asarray(key_of).ravel()
-    order = np.argsort(key_of, kind="stable")
-    starts = np.searchsorted(key_of[order], np.arange(keys.shape[1]))
-    units = sp2.rows[order]
-    summed = np.add.reduceat(on[:, units] * sp2.vals[order], starts, axis=1)  # [P, K]
-    contrib = reach[:, keys[0]] * np.abs(summed)
-    by_col = np.argsort(keys[1], kind="stable")
-    col_ids, col_starts = np.unique(keys[1][by_col], return_index=True)
-    out[:, col_ids] = np.add.reduceat(contrib[:, by_col], col_starts, axis=1)
-    return out
+    moving = (e > 0).any(axis=0).nonzero()[0]
+    n_rows, n_out = e.shape[0], sp2.shape[1]
+    if moving.size == 0 or sp2.nnz == 0 or not on.any():
+        return np.zeros((n_rows, n_out))
+    if moving.tobytes() not in twins:
+        twins[moving.tobytes()] = _twin_keys(w1, sp2, moving)
+    weights, groups, cols, order, starts = twins[moving.tobytes()]
+    reach = e[:, moving] @ weights  # [P, G]
+    terms = on[:, sp2.rows[order]] * sp2.values["w"][order]  # [P, nnz] by key
+    if starts is not None:  # some key holds several units: add them, by unit
+        terms = np.add.reduceat(terms, starts, 1)
+    contrib = reach[:, groups] * np.abs(terms)  # [P, keys]
+    # Each column adds its keys' terms in the order of the keys (of the twin groups).
+    flat = (np.arange(n_rows)[:, None] * n_out + cols).ravel()
+    out = np.bincount(flat, contrib.ravel(), minlength=n_rows * n_out)
+    return out.reshape(n_rows, n_out)
 
 
 def exact_block(fst: np.ndarray, snd: np.ndarray, in_max: np.ndarray, in_bits: int) -> bool:

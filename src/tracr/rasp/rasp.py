@@ -174,6 +174,7 @@ class RASPExpr(abc.ABC):
     @annotations.setter
     def annotations(self, annotations: Mapping[str, Any]) -> None:
         self._annotations = _Annotations(self, annotations)
+        self.__dict__.pop("_label", None)  # the name may have changed
 
     @property
     def name(self) -> str:
@@ -197,12 +198,17 @@ class RASPExpr(abc.ABC):
     @property
     def label(self) -> str:
         """`{name}_{unique_id}`: distinct for distinct expressions; used as the node id."""
-        return f"{self.name}_{self.unique_id}"
+        uid = self.unique_id
+        cached = self.__dict__.get("_label")  # the compiler reads labels everywhere
+        if cached is None or cached[0] != uid:
+            cached = self._label = (uid, f"{self.name}_{uid}")
+        return cached[1]
 
     def copy(self: RASPExprT) -> RASPExprT:
         """A shallow copy (same children and functions) with a fresh unique id."""
         new = _copy.copy(self)
         new._unique_id = None
+        new.__dict__.pop("_label", None)
         new._annotations = _Annotations(new, self._annotations._values)
         return new
 
