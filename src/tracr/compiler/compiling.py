@@ -91,7 +91,7 @@ def compile_rasp_to_model(
     if unsupported:
         raise validating.UnsupportedProgramError(unsupported)
 
-    lowered = expr_to_craft_graph.add_craft_components_to_rasp_graph(
+    lowered, bounds = expr_to_craft_graph.lower_with_bounds(
         extracted,
         value_sets=value_sets,
         vocab=vocab,
@@ -102,13 +102,7 @@ def compile_rasp_to_model(
     unsupported = float_bounds.findings(
         lowered,
         {label: node.error for label, node in lowered.items()},
-        float_bounds.Context(
-            lowered,
-            value_sets,
-            bases.BasisDirection(rasp.tokens.label, compiler_bos),
-            expr_to_craft_graph.ONE,
-            max_seq_len,
-        ),
+        bounds,
         output_label=program.label,
     )
     if unsupported:

@@ -395,6 +395,29 @@ def add_craft_components_to_rasp_graph(
     causal: bool = False,
 ) -> dict[str, LoweredSOp]:
     """Returns, for every SOp label, its subspace and the block that computes it."""
+    lowered, _ = lower_with_bounds(
+        extracted,
+        value_sets=value_sets,
+        vocab=vocab,
+        bos_dir=bos_dir,
+        max_seq_len=max_seq_len,
+        causal=causal,
+    )
+    return lowered
+
+
+def lower_with_bounds(
+    extracted: rasp_to_graph.ExtractRaspGraphOutput,
+    *,
+    value_sets: Mapping[str, frozenset | None],
+    vocab: frozenset,
+    bos_dir: bases.BasisDirection,
+    max_seq_len: int,
+    causal: bool = False,
+) -> tuple[dict[str, LoweredSOp], float_bounds.Context]:
+    """`add_craft_components_to_rasp_graph`, and the bounds context it filled in (the
+    clean copies, width one-hots and width numbers it registered), which the final
+    exactness check (`float_bounds.findings`) needs to see as lowering saw it."""
     ctx = LoweringContext(
         value_sets=value_sets,
         bos_space=bases.VectorSpaceWithBasis([bos_dir]),
@@ -445,7 +468,7 @@ def add_craft_components_to_rasp_graph(
         if isinstance(expr, (rasp.LengthType, rasp.SelectorWidth)) and rasp.is_numerical(expr):
             node = _two_stage_if_inexact(node, bounds, errors, ctx, tokens_space)
         lowered[label], errors[label] = node, node.error
-    return lowered
+    return lowered, bounds
 
 
 #: A lookup whose output error bound (coordinates added up) exceeds this, and one of
