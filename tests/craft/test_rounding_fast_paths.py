@@ -178,3 +178,19 @@ def test_twin_groups_compare_whole_columns_when_the_projection_collides():
     group, reps = rounding._twin_groups(w, probe=colliding)
     assert group[0] == group[2] and group[0] != group[1] and len(reps) == 3
     np.testing.assert_array_equal(w[:, reps[group]], w)
+
+
+@pytest.mark.parametrize("width", [2, 7, 16, 33, 130])
+def test_equal_columns_are_twins_wherever_they_sit(width):
+    """A column and its copy, one first and one last (a BLAS kernel's main loop and its
+    tail), fall in one twin group; the groups are exactly those of np.unique."""
+    rng = np.random.default_rng(width)
+    w = rng.standard_normal((23, width)) * rng.integers(1, 1000, (23, 1))
+    w[:, -1] = w[:, 0]
+    group, reps = rounding._twin_groups(w)
+    assert group[0] == group[-1]
+    _, exact = np.unique(w.T, axis=0, return_inverse=True)
+    exact = np.asarray(exact).ravel()
+    same = group[:, None] == group[None, :]
+    np.testing.assert_array_equal(same, exact[:, None] == exact[None, :])
+    np.testing.assert_array_equal(w, w[:, reps[group]])

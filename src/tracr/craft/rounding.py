@@ -375,10 +375,15 @@ def _twin_groups(w: np.ndarray, probe: np.ndarray | None = None) -> tuple[np.nda
     """(group [H], representative [G]) of the equal columns of w [M, H].
 
     Columns are matched by a projection (`probe` [M]), then compared exactly; if the
-    projection matched two different columns, whole columns are compared instead."""
+    projection matched two different columns, whole columns are compared instead. The
+    projection is elementwise products summed row after row, the same operations for
+    every column: equal columns get bit-equal projections on every machine. (A BLAS
+    product may sum two equal columns in different orders, in its main loop and its
+    tail, and split a twin pair: the bound stays valid but loses the pair's
+    cancellation, and whether a program compiles would depend on the BLAS kernel.)"""
     if probe is None:
         probe = np.sqrt(np.arange(2.0, w.shape[0] + 2))
-    group, reps = _group(probe @ w)
+    group, reps = _group((probe[:, None] * w).sum(axis=0))
     if not np.array_equal(w, w[:, reps[group]]):
         _, reps, group = np.unique(w.T, axis=0, return_index=True, return_inverse=True)
         group = np.asarray(group).ravel()
