@@ -203,13 +203,13 @@ def test_keep_freed_memory_can_be_switched_off():
 
     code = (
         "import numpy as np\n"
-        "from tracr.transformer import model\n"
+        "from tracr.transformer import model, runtime\n"
         "params = {'token_embed': {'embeddings': np.eye(2)}, 'pos_embed': "
         "{'embeddings': np.zeros((2, 2))}}\n"
         "config = model.TransformerConfig(num_heads=1, num_layers=0, key_size=1, "
         "mlp_hidden_size=1)\n"
         "model.forward(params, config, np.array([[0, 1]]))\n"
-        "print(model._MALLOC_TUNED)\n"
+        "print(runtime._MALLOC_TUNED)\n"
     )
     env_off = {**os.environ, "TRACR_KEEP_FREED_MEMORY": "0"}
     off = subprocess.run([sys.executable, "-c", code], env=env_off, capture_output=True, text=True)

@@ -12,15 +12,15 @@ Shapes: B batch, T positions, D d_model, H heads, K d_head, M d_mlp.
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import dataclasses
-import os
-import sys
-import weakref
 from collections.abc import Callable, Mapping
 
 import numpy as np
+
+from tracr.transformer import runtime, sparse
+
+# Kept here for callers of the forward pass's BLAS setting.
+blas_single_thread = runtime.blas_single_thread
 
 # Logit given to masked keys; finite so that a fully masked row stays well defined.
 MASKED_LOGIT = -1e30
@@ -140,137 +140,24 @@ def embed(params: Mapping[str, Mapping[str, np.ndarray]], token_ids: np.ndarray)
     return np.take(table, flat.reshape(-1), axis=0).reshape(batch, seq_len, -1)
 
 
-# The forward pass multiplies only the non-zero blocks of each weight matrix. Compiled
-# models are very sparse: an MLP reads the few residual directions of its inputs and
-# writes those of its output, a query reads one or two SOps, and every layer is padded
-# to the widest one. Dropping a product whose weight is exactly zero changes no sum (it
-# adds +0), so the result is the dense forward's up to the order of summation.
-#
-# Which rows and columns of a matrix hold its non-zeros (its "rectangle") is remembered
-# per array object and checked on every call, so that weights users edit in place take
-# effect on the next call, whatever they change: the check counts the matrix's non-zero
-# bit patterns (one fast pass, cheaper than reading the matrix into a product) and those
-# inside the rectangle; the rectangle is found afresh when the two counts differ or
-# differ from the remembered count. -0.0 counts as non-zero here, which only adds
-# products that are exactly zero.
-
-
-class _Rectangle:
-    """The rows and columns of a matrix that hold its non-zero entries."""
-
-    __slots__ = ("ref", "rows", "cols", "row_mask", "col_mask", "count")
-
-    def __init__(self, w: np.ndarray, bits: np.ndarray):
-        nonzero = bits != 0
-        self.ref = weakref.ref(w)
-        self.row_mask = nonzero.any(axis=1)
-        self.col_mask = nonzero.any(axis=0)
-        self.rows = np.flatnonzero(self.row_mask)
-        self.cols = np.flatnonzero(self.col_mask)
-        self.count = int(np.count_nonzero(bits))
-
-    def holds_all(self, w: np.ndarray, bits: np.ndarray) -> bool:
-        """Whether w is the matrix this was found for and its non-zeros are still inside."""
-        if self.ref() is not w:
-            return False
-        count = np.count_nonzero(bits)
-        if count != self.count:
-            return False
-        return np.count_nonzero(_block(bits, self.rows, self.cols)) == count
-
-
-_RECTANGLES: dict[int, _Rectangle] = {}
-# Forget rectangles of arrays that no longer exist once this many are remembered.
-_MAX_RECTANGLES = 4096
-
-
-def _rectangle(w: np.ndarray) -> _Rectangle:
-    """w's rectangle, remembered across calls and checked as described above."""
-    bits = w.view(f"u{w.itemsize}") if w.dtype.kind == "f" else w
-    known = _RECTANGLES.get(id(w))
-    if known is not None and known.holds_all(w, bits):
-        return known
-    if len(_RECTANGLES) >= _MAX_RECTANGLES:
-        for key in [k for k, r in _RECTANGLES.items() if r.ref() is None]:
-            del _RECTANGLES[key]
-        if len(_RECTANGLES) >= _MAX_RECTANGLES:
-            _RECTANGLES.clear()
-    found = _RECTANGLES[id(w)] = _Rectangle(w, bits)
-    return found
-
-
-def _block(w: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-    """w[rows][:, cols]: a view where the rows or columns form a run, else a gather."""
-    row_span, col_span = _span(rows), _span(cols)
-    if isinstance(row_span, slice):
-        return w[row_span][:, col_span]
-    if isinstance(col_span, slice):
-        return w[:, col_span][row_span]
-    return w[rows][:, cols]  # two 1-D gathers: several times faster than one 2-D gather
-
-
 def _root(d_head: int, dtype) -> np.ndarray:
     """sqrt(d_head) in the model's dtype: logits are one division after the dot product."""
     return np.sqrt(np.asarray(d_head, dtype=dtype))
 
 
-def _span(indices: np.ndarray):
-    """A slice for ascending indices without gaps (cheaper to gather and scatter)."""
-    if indices.size and indices[-1] - indices[0] + 1 == indices.size:
-        return slice(int(indices[0]), int(indices[-1]) + 1)
-    return indices
-
-
-def _columns(x: np.ndarray, indices: np.ndarray) -> np.ndarray:
-    """x[:, indices]: a view for a run of columns (rows of unit stride, which BLAS reads
-    in place), else a gathered copy."""
-    if indices.size == x.shape[1]:
-        return x  # all of them, in order
-    return x[:, _span(indices)]
-
-
-class _Linear:
-    """x @ w + b restricted to the non-zero part of w (and b).
-
-    `rows` are the input directions it reads, `cols` the output columns it computes;
-    every other output column is exactly zero. Rows and columns come from w's rectangle
-    (see `_rectangle`), so they may include some whose products are all zero.
-    """
-
-    def __init__(self, linear: Mapping[str, np.ndarray]):
-        self.w, self.b = linear["w"], linear["b"]
-        rectangle = _rectangle(self.w)
-        self.in_mask = rectangle.row_mask  # rows with a weight
-        self.out_mask = rectangle.col_mask | (self.b != 0)
-        self.rows = rectangle.rows
-        self.cols = np.flatnonzero(self.out_mask)
-
-    def keep_outputs(self, keep: np.ndarray) -> None:
-        """Computes only the output columns where `keep` [O] bool is True."""
-        self.out_mask = self.out_mask & keep
-        self.cols = np.flatnonzero(self.out_mask)
-
-    def keep_inputs(self, keep: np.ndarray) -> None:
-        """Reads exactly the input rows where `keep` [I] bool is True; the caller passes
-        x holding just those columns, in order (`compact=True`)."""
-        self.rows = np.flatnonzero(keep)
-
-    def __call__(self, x: np.ndarray, dtype, compact: bool = False) -> np.ndarray:
-        """x [N, I] (or [N, len(rows)] when compact) -> [N, len(cols)]."""
-        block = _block(self.w, self.rows, self.cols).astype(dtype, copy=False)
-        out = (x if compact else _columns(x, self.rows)) @ block
-        bias = self.b[self.cols]
-        if bias.any():
-            out += bias.astype(dtype, copy=False)
-        return out
+# The sparse paths (`_attention`, `_mlp`) multiply only the non-zero blocks of each
+# weight matrix (`sparse.Linear`); the dense ones (`_dense_*`) the whole matrices.
 
 
 def _attention(params, prefix, config, x, mask):
     """One multi-head attention block on x [N, D] (N = B * T): (output [N, D], logits)."""
     batch, _, seq_len, _ = mask.shape
     d_head = config.key_size
-    query, key = _Linear(params[f"{prefix}/query"]), _Linear(params[f"{prefix}/key"])
-    value, linear = _Linear(params[f"{prefix}/value"]), _Linear(params[f"{prefix}/linear"])
+    query, key = sparse.Linear(params[f"{prefix}/query"]), sparse.Linear(params[f"{prefix}/key"])
+    value, linear = (
+        sparse.Linear(params[f"{prefix}/value"]),
+        sparse.Linear(params[f"{prefix}/linear"]),
+    )
     both = query.out_mask & key.out_mask  # q.k sums over these columns only
     query.keep_outputs(both)
     key.keep_outputs(both)
@@ -283,8 +170,8 @@ def _attention(params, prefix, config, x, mask):
     logits = np.zeros((batch, config.num_heads, seq_len, seq_len), dtype=x.dtype)
     for head in np.unique(head_of_qk):
         sel = np.flatnonzero(head_of_qk == head)
-        q_h = _columns(q, sel).reshape(batch, seq_len, -1)
-        k_h = _columns(k, sel).reshape(batch, seq_len, -1)
+        q_h = sparse.columns(q, sel).reshape(batch, seq_len, -1)
+        k_h = sparse.columns(k, sel).reshape(batch, seq_len, -1)
         logits[:, head] = (q_h @ k_h.transpose(0, 2, 1)) / _root(d_head, x.dtype)  # q.k/sqrt(K)
     if not mask.all():  # a batch of full-length sequences, say, masks nothing
         logits = np.where(mask, logits, np.asarray(MASKED_LOGIT, dtype=x.dtype))
@@ -297,15 +184,20 @@ def _attention(params, prefix, config, x, mask):
         for head in np.unique(head_of_v):
             weights = _softmax(logits[:, head])
             sel = np.flatnonzero(head_of_v == head)
-            mixed[..., _span(sel)] = weights @ _columns(v, sel).reshape(batch, seq_len, -1)
+            mixed[..., sparse.span(sel)] = weights @ sparse.columns(v, sel).reshape(
+                batch, seq_len, -1
+            )
         mixed = mixed.reshape(x.shape[0], -1)
-        out[:, _span(linear.cols)] = _flush(linear(mixed, x.dtype, compact=True))
+        out[:, sparse.span(linear.cols)] = _flush(linear(mixed, x.dtype, compact=True))
     return out, logits
 
 
 def _mlp(params, prefix, config, x, width=None):
     """One MLP block on x [N, D] -> [N, D]."""
-    first, second = _Linear(params[f"{prefix}/linear_1"]), _Linear(params[f"{prefix}/linear_2"])
+    first, second = (
+        sparse.Linear(params[f"{prefix}/linear_1"]),
+        sparse.Linear(params[f"{prefix}/linear_2"]),
+    )
     used = second.in_mask.copy()  # hidden units that something reads
     if _activation_of_zero(config.activation_function) == 0:
         used &= first.out_mask  # the others are activation(0) = 0
@@ -318,10 +210,10 @@ def _mlp(params, prefix, config, x, width=None):
         hidden = first(x, x.dtype)
         if first.cols.size < used.sum():  # units without weights or bias: activation(0)
             full = np.zeros((x.shape[0], used.size), dtype=x.dtype)
-            full[:, _span(first.cols)] = hidden
+            full[:, sparse.span(first.cols)] = hidden
             hidden = full[:, used]
         hidden = _flush(config.activation_function(hidden))
-        out[:, _span(second.cols)] = _flush(second(hidden, x.dtype, compact=True))
+        out[:, sparse.span(second.cols)] = _flush(second(hidden, x.dtype, compact=True))
     return out
 
 
@@ -422,7 +314,7 @@ def forward(
     if key_mask is None:
         key_mask = np.ones(token_ids.shape, dtype=bool)
     batch, seq_len = token_ids.shape
-    keep_freed_memory()
+    runtime.keep_freed_memory()
     mask = attention_mask(config, key_mask)
     embedded = embed(params, token_ids)
     if dtype is not None:
@@ -430,7 +322,7 @@ def forward(
     residual = embedded.reshape(batch * seq_len, -1)  # [N, D]: every product is 2-D
     shape = embedded.shape
     layer_outputs, residuals, attn_logits = [], [], []
-    with blas_single_thread():
+    with runtime.blas_single_thread():
         for layer in range(config.num_layers):
             prefix = f"transformer/layer_{layer}"
             attn_out, logits = attention_block(params, prefix, config, residual, mask)
@@ -448,64 +340,4 @@ def forward(
         attn_logits=attn_logits,
         output=residual.reshape(shape),
         input_embeddings=embedded,
-    )
-
-
-_BLAS_CONTROLLER: list = []  # empty before the first call, then [controller or None]
-
-
-def blas_single_thread():
-    """A context that keeps BLAS on one thread, when threadpoolctl is installed.
-
-    The products of the sparse forward pass are small; a multi-threaded BLAS spends more
-    time waking and syncing its threads than computing them (on a busy 2-core machine a
-    batch took 1.5 to 28 s instead of 0.8 s). Without threadpoolctl this does nothing.
-    """
-    if not _BLAS_CONTROLLER:
-        try:
-            import threadpoolctl
-        except ImportError:
-            _BLAS_CONTROLLER.append(None)
-        else:
-            _BLAS_CONTROLLER.append(threadpoolctl.ThreadpoolController())
-    controller = _BLAS_CONTROLLER[0]
-    if controller is None:
-        return contextlib.nullcontext()
-    return controller.limit(limits=1, user_api="blas")
-
-
-# glibc hands freed blocks above its (dynamic) trim threshold back to the system, so every
-# forward pass would fault its arrays' pages in afresh: for a batch of 256 through a small
-# model that is over half the time (six 1 MB arrays: 1.3 ms freshly mapped, 0.24 ms reused).
-# Raising the thresholds keeps up to RETAIN_BYTES of freed memory for reuse.
-RETAIN_BYTES = 128 << 20
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt parameters, <malloc.h>
-_MALLOC_TUNED: list[bool] = []
-
-
-def keep_freed_memory() -> bool:
-    """Once per process, on Linux with glibc: let freed arrays be reused (see above).
-
-    Set the environment variable TRACR_KEEP_FREED_MEMORY=0 to leave glibc's settings
-    alone. Returns whether the settings were changed.
-    """
-    if not _MALLOC_TUNED:
-        _MALLOC_TUNED.append(_tune_malloc())
-    return _MALLOC_TUNED[0]
-
-
-def _tune_malloc() -> bool:
-    if os.environ.get("TRACR_KEEP_FREED_MEMORY", "1") == "0" or not sys.platform.startswith(
-        "linux"
-    ):
-        return False
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):  # not glibc (musl, say)
-        return False
-    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-    # Blocks up to RETAIN_BYTES / 4 come from the heap, which keeps up to RETAIN_BYTES free.
-    return bool(
-        mallopt(_M_MMAP_THRESHOLD, RETAIN_BYTES // 4) and mallopt(_M_TRIM_THRESHOLD, RETAIN_BYTES)
     )

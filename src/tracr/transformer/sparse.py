@@ -1,0 +1,127 @@
+"""Products with only the non-zero blocks of a weight matrix (the sparse forward pass).
+
+Compiled models are very sparse: an MLP reads the few residual directions of its inputs
+and writes those of its output, a query reads one or two SOps, and every layer is padded
+to the widest one. Dropping a product whose weight is exactly zero changes no sum (it adds
++0), so the result is the dense product's up to the order of summation.
+
+Which rows and columns of a matrix hold its non-zeros (its "rectangle") is remembered per
+array object and checked on every call, so that weights users edit in place take effect on
+the next call, whatever they change: the check counts the matrix's non-zero bit patterns
+(one fast pass, cheaper than reading the matrix into a product) and those inside the
+rectangle; the rectangle is found afresh when the two counts differ or differ from the
+remembered count. -0.0 counts as non-zero here, which only adds products that are exactly
+zero.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Mapping
+
+import numpy as np
+
+
+class Rectangle:
+    """The rows and columns of a matrix that hold its non-zero entries."""
+
+    __slots__ = ("ref", "rows", "cols", "row_mask", "col_mask", "count")
+
+    def __init__(self, w: np.ndarray, bits: np.ndarray):
+        nonzero = bits != 0
+        self.ref = weakref.ref(w)
+        self.row_mask = nonzero.any(axis=1)
+        self.col_mask = nonzero.any(axis=0)
+        self.rows = np.flatnonzero(self.row_mask)
+        self.cols = np.flatnonzero(self.col_mask)
+        self.count = int(np.count_nonzero(bits))
+
+    def holds_all(self, w: np.ndarray, bits: np.ndarray) -> bool:
+        """Whether w is the matrix this was found for and its non-zeros are still inside."""
+        if self.ref() is not w:
+            return False
+        count = np.count_nonzero(bits)
+        if count != self.count:
+            return False
+        return np.count_nonzero(block(bits, self.rows, self.cols)) == count
+
+
+_RECTANGLES: dict[int, Rectangle] = {}
+# Forget rectangles of arrays that no longer exist once this many are remembered.
+_MAX_RECTANGLES = 4096
+
+
+def rectangle(w: np.ndarray) -> Rectangle:
+    """w's rectangle, remembered across calls and checked as described above."""
+    bits = w.view(f"u{w.itemsize}") if w.dtype.kind == "f" else w
+    known = _RECTANGLES.get(id(w))
+    if known is not None and known.holds_all(w, bits):
+        return known
+    if len(_RECTANGLES) >= _MAX_RECTANGLES:
+        for key in [k for k, r in _RECTANGLES.items() if r.ref() is None]:
+            del _RECTANGLES[key]
+        if len(_RECTANGLES) >= _MAX_RECTANGLES:
+            _RECTANGLES.clear()
+    found = _RECTANGLES[id(w)] = Rectangle(w, bits)
+    return found
+
+
+def block(w: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """w[rows][:, cols]: a view where the rows or columns form a run, else a gather."""
+    row_span, col_span = span(rows), span(cols)
+    if isinstance(row_span, slice):
+        return w[row_span][:, col_span]
+    if isinstance(col_span, slice):
+        return w[:, col_span][row_span]
+    return w[rows][:, cols]  # two 1-D gathers: several times faster than one 2-D gather
+
+
+def span(indices: np.ndarray):
+    """A slice for ascending indices without gaps (cheaper to gather and scatter)."""
+    if indices.size and indices[-1] - indices[0] + 1 == indices.size:
+        return slice(int(indices[0]), int(indices[-1]) + 1)
+    return indices
+
+
+def columns(x: np.ndarray, indices: np.ndarray) -> np.ndarray:
+    """x[:, indices]: a view for a run of columns (rows of unit stride, which BLAS reads
+    in place), else a gathered copy."""
+    if indices.size == x.shape[1]:
+        return x  # all of them, in order
+    return x[:, span(indices)]
+
+
+class Linear:
+    """x @ w + b restricted to the non-zero part of w (and b).
+
+    `rows` are the input directions it reads, `cols` the output columns it computes;
+    every other output column is exactly zero. Rows and columns come from w's rectangle
+    (see `rectangle`), so they may include some whose products are all zero.
+    """
+
+    def __init__(self, linear: Mapping[str, np.ndarray]):
+        self.w, self.b = linear["w"], linear["b"]
+        found = rectangle(self.w)
+        self.in_mask = found.row_mask  # rows with a weight
+        self.out_mask = found.col_mask | (self.b != 0)
+        self.rows = found.rows
+        self.cols = np.flatnonzero(self.out_mask)
+
+    def keep_outputs(self, keep: np.ndarray) -> None:
+        """Computes only the output columns where `keep` [O] bool is True."""
+        self.out_mask = self.out_mask & keep
+        self.cols = np.flatnonzero(self.out_mask)
+
+    def keep_inputs(self, keep: np.ndarray) -> None:
+        """Reads exactly the input rows where `keep` [I] bool is True; the caller passes
+        x holding just those columns, in order (`compact=True`)."""
+        self.rows = np.flatnonzero(keep)
+
+    def __call__(self, x: np.ndarray, dtype, compact: bool = False) -> np.ndarray:
+        """x [N, I] (or [N, len(rows)] when compact) -> [N, len(cols)]."""
+        weights = block(self.w, self.rows, self.cols).astype(dtype, copy=False)
+        out = (x if compact else columns(x, self.rows)) @ weights
+        bias = self.b[self.cols]
+        if bias.any():
+            out += bias.astype(dtype, copy=False)
+        return out
