@@ -131,6 +131,11 @@ def test_numerical_budget_is_relative_to_the_value_or_the_scale():
     assert float_bounds.numerical_budget(2.0) == pytest.approx(2e-5)
     assert float_bounds.numerical_budget(0.0) == 1e-6
     assert float_bounds.numerical_budget(0.0, scale=1.0) == pytest.approx(1e-5)
+    values = np.array([2.0, 0.0, -3e-3, 1e3])
+    np.testing.assert_array_equal(
+        float_bounds.numerical_budget(values, scale=0.5),
+        [float_bounds.numerical_budget(v, scale=0.5) for v in values],
+    )
 
 
 def test_sop_error_at_many_matches_at():

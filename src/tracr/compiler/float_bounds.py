@@ -96,12 +96,15 @@ class SOpError:
 EXACT = SOpError(0.0)
 
 
-def numerical_budget(value: float, scale: float = 0.0) -> float:
+def numerical_budget(value, scale: float = 0.0):
     """What a numerical output may be off by: 1e-5 relative to the value, or to the
     output's scale (its largest magnitude) for values near 0, and never below 1e-6.
+    `value` is a number (a float back) or an array of them (an array back).
 
     A value near 0 is often a difference of larger ones (opens - closes); no float32
     computation gets it to 1e-5 of itself, but one gets it to 1e-5 of the scale."""
+    if np.ndim(value):
+        return np.maximum(np.maximum(1e-5 * np.abs(value), 1e-5 * scale), 1e-6)
     return max(1e-5 * abs(value), 1e-5 * scale, 1e-6)
 
 
@@ -658,8 +661,7 @@ def _check(node, errors, ctx, is_output, block) -> str | None:
     scale = _magnitude(ctx, node.expr.label)
     points = np.asarray(values, np.float64)
     bounds = err.at_many(points)
-    # numerical_budget at every value at once: max(1e-5 |v|, 1e-5 scale, 1e-6).
-    budgets = np.maximum(np.maximum(1e-5 * np.abs(points), 1e-5 * scale), 1e-6)
+    budgets = numerical_budget(points, scale)
     over = np.flatnonzero(bounds > budgets)
     if over.size:
         v, bound = values[over[0]], bounds[over[0]]
