@@ -11,7 +11,7 @@ import numpy as np
 
 from tracr.compiler import craft_graph_to_model
 from tracr.craft import bases
-from tracr.transformer import encoder, model
+from tracr.transformer import encoder, model, sparse
 
 Params = dict[str, dict[str, np.ndarray]]
 
@@ -105,24 +105,55 @@ def unembed(
     shape = output.shape[:2]
     final = output.reshape(-1, output.shape[-1])
     with model.blas_single_thread():
-        # [V, N]: one row per output value, so the reductions below run along axis 0,
-        # elementwise across positions (numpy is slow along a short last axis).
-        scores = unembed_matrix[rows].T @ final[:, _span(rows)].T
+        # [V, N]: one row per output value (see `read_scores`).
+        scores = unembed_matrix[rows].T @ final[:, sparse.span(rows)].T
     if not use_argmax:
         return scores[0].reshape(shape), np.ones(shape, dtype=bool)
+    return read_scores(scores, shape)
+
+
+def read_scores(scores: np.ndarray, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """Scores [V, N] of V categorical values at N positions -> (the first value with the
+    largest score, as argmax picks it; whether that score reaches NONE_THRESHOLD), each
+    reshaped to `shape`. No value at all reads as absent.
+
+    Values are rows, so the reductions run along axis 0, elementwise across positions
+    (numpy is several times slower along a short last axis); pass `x.reshape(-1, V).T`
+    for scores laid out [..., V]."""
     if scores.shape[0] == 0:
         return np.zeros(shape, dtype=np.int64), np.zeros(shape, dtype=bool)
     top = scores.max(axis=0)
-    # The first value reaching the maximum, as argmax picks it.
     first = np.where(scores == top, np.arange(scores.shape[0])[:, None], scores.shape[0])
     return first.min(axis=0).reshape(shape), (top >= NONE_THRESHOLD).reshape(shape)
 
 
-def _span(indices: np.ndarray):
-    """A slice for ascending indices without gaps (a view, not a gathered copy)."""
-    if indices.size and indices[-1] - indices[0] + 1 == indices.size:
-        return slice(int(indices[0]), int(indices[-1]) + 1)
-    return indices
+def decode(
+    input_encoder: encoder.CategoricalEncoder,
+    output_encoder: encoder.Encoder | None,
+    raw: np.ndarray,
+    present: np.ndarray,
+    lengths: Sequence[int],
+) -> list[list[Any]]:
+    """Output ids or numbers [B, T] and their presence [B, T] -> the values of each
+    sequence, as `apply_batch(...).decoded` holds them: BOS first, None where absent, PAD
+    past the sequence's length."""
+    if isinstance(output_encoder, encoder.CategoricalEncoder):
+        table = np.empty(len(output_encoder.decoding_map) + 1, dtype=object)
+        table[:-1] = [output_encoder.decoding_map[i] for i in range(len(table) - 1)]
+        values = table[np.where(present, raw, len(table) - 1)]  # the last entry is None
+    elif output_encoder is None or type(output_encoder) is encoder.NumericalEncoder:
+        values = np.where(present, raw, np.nan).astype(object)
+        values[~present] = None
+    else:
+        values = np.empty(raw.shape, dtype=object)
+        values[:] = [
+            [output_encoder.decode([v])[0] if p else None for v, p in zip(r, pr)]
+            for r, pr in zip(raw.tolist(), present.tolist())
+        ]
+    if input_encoder.bos_token is not None:
+        values[:, 0] = input_encoder.bos_token
+    values[np.arange(values.shape[1]) >= np.asarray(lengths)[:, None]] = input_encoder.pad_token
+    return values.tolist()
 
 
 @dataclasses.dataclass
@@ -309,30 +340,6 @@ class AssembledTransformerModel:
             "strict=False skips this check)"
         )
 
-    def _decode(self, out: CompiledTransformerModelOutput, lengths: list[int]) -> list[list]:
-        """Output values per sequence, BOS first, None where absent, PAD past its length."""
-        raw, present = out.unembedded_output, out.output_present
-        dec = self.output_encoder
-        if isinstance(dec, encoder.CategoricalEncoder):
-            table = np.empty(len(dec.decoding_map) + 1, dtype=object)
-            table[:-1] = [dec.decoding_map[i] for i in range(len(dec.decoding_map))]
-            values = table[np.where(present, raw, len(table) - 1)]  # the last entry is None
-        elif dec is None or type(dec) is encoder.NumericalEncoder:
-            values = np.where(present, raw, np.nan).astype(object)
-            values[~present] = None
-        else:
-            values = np.empty(raw.shape, dtype=object)
-            values[:] = [
-                [dec.decode([v])[0] if p else None for v, p in zip(r, pr)]
-                for r, pr in zip(raw.tolist(), present.tolist())
-            ]
-        if self.input_encoder.bos_token is not None:
-            values[:, 0] = self.input_encoder.bos_token
-        values[np.arange(values.shape[1]) >= np.asarray(lengths)[:, None]] = (
-            self.input_encoder.pad_token
-        )
-        return values.tolist()
-
     def _output(
         self,
         out: CompiledTransformerModelOutput,
@@ -342,7 +349,13 @@ class AssembledTransformerModel:
     ) -> AssembledTransformerModelOutput:
         if strict:
             self._check_one_hot(out.transformer_output.output, lengths)
-        decoded_rows = self._decode(out, lengths)
+        decoded_rows = decode(
+            self.input_encoder,
+            self.output_encoder,
+            out.unembedded_output,
+            out.output_present,
+            lengths,
+        )
         result = out.transformer_output
         return AssembledTransformerModelOutput(
             decoded=decoded_rows if batched else decoded_rows[0],

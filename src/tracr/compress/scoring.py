@@ -64,8 +64,8 @@ def sop_columns(residual_labels: list[str]) -> dict[str, tuple[np.ndarray, bool]
 
 def categorical_codes(values: np.ndarray) -> np.ndarray:
     """[..., V] -> [...] argmax index, or -1 where the largest entry is below 0.5 (None)."""
-    top = values.max(axis=-1)
-    return np.where(top >= assemble.NONE_THRESHOLD, values.argmax(axis=-1), -1)
+    ids, present = assemble.read_scores(values.reshape(-1, values.shape[-1]).T, values.shape[:-1])
+    return np.where(present, ids, -1)
 
 
 def score(
@@ -76,7 +76,8 @@ def score(
     positions[:, 0] = False  # [N, T]: real tokens after BOS
     compiled = cm.model.get_compiled_model()
     seq_ok = np.ones(len(data), dtype=bool)
-    hits = {name: 0 for name in sop_columns(cm.residual_labels)}
+    columns = sop_columns(cm.residual_labels)
+    hits = {name: 0 for name in columns}
     for start in range(0, len(data), inputs_lib.CHUNK):
         rows = slice(start, start + inputs_lib.CHUNK)
         ids, mask, where = data.token_ids[rows], data.key_mask[rows], positions[rows]
@@ -84,7 +85,7 @@ def score(
         got = cm.forward(ids, mask).output  # [n, T, D], read back
         ok = _same_output(want, got, compiled, atol)  # [n, T]
         seq_ok[rows] = np.all(ok | ~where, axis=1)
-        for name, (cols, categorical) in sop_columns(cm.residual_labels).items():
+        for name, (cols, categorical) in columns.items():
             if categorical:
                 same = categorical_codes(want[..., cols]) == categorical_codes(got[..., cols])
             else:

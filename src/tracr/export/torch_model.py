@@ -184,25 +184,14 @@ def decode(
     """Logits [batch, pos, d_vocab_out] -> output values per sequence, decoded as
     `model.apply_batch(...).decoded` is: argmax (None below 0.5) for a categorical output,
     column 0 for a numerical one; BOS at position 0, PAD past each sequence's end."""
-    logits = logits.detach().to(torch.float64).cpu().numpy()
+    logits = logits.detach().to(torch.float64).cpu().numpy()  # [B, T, V]
     lengths = torch.as_tensor(pad_mask).sum(dim=-1).cpu().tolist()
+    shape = logits.shape[:2]
     if isinstance(output_encoder, encoder.CategoricalEncoder):
-        present = logits.max(axis=-1, initial=-np.inf) >= assemble.NONE_THRESHOLD
-        raw = logits.argmax(axis=-1) if logits.shape[-1] else np.zeros(logits.shape[:2], int)
+        raw, present = assemble.read_scores(logits.reshape(-1, logits.shape[-1]).T, shape)
     else:
-        present = np.ones(logits.shape[:2], dtype=bool)
-        raw = logits[..., 0]
-    convert = output_encoder.decode if output_encoder else list
-    out = []
-    for row, length in enumerate(lengths):
-        values = [
-            convert([v])[0] if p else None
-            for v, p in zip(raw[row, :length].tolist(), present[row, :length].tolist())
-        ]
-        if values and input_encoder.bos_token is not None:
-            values[0] = input_encoder.bos_token
-        out.append(values + [input_encoder.pad_token] * (logits.shape[1] - length))
-    return out
+        raw, present = logits[..., 0], np.ones(shape, dtype=bool)
+    return assemble.decode(input_encoder, output_encoder, raw, present, lengths)
 
 
 def to_torch(compiled: Any, *, dtype=None) -> TracrTorchModel:
