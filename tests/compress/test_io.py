@@ -4,6 +4,7 @@ a .npz file or a .safetensors one."""
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import numpy as np
 import pytest
@@ -77,3 +78,62 @@ def test_compress_load_refuses_a_compiled_model_and_other_files(tmp_path):
     (tmp_path / "notes.txt").write_text("not a model at all")
     with pytest.raises(ValueError, match=r"notes.txt is neither a .npz nor a .safetensors file"):
         compress.load(tmp_path / "notes.txt")
+
+
+def test_a_npz_file_keeps_the_one_hot_tolerances_and_the_circuit(tmp_path):
+    """The .npz holds what the safetensors file holds: a loaded compiled model checks its
+    one-hots at the compiler's tolerances (not the default) and knows its circuit."""
+    cm = helpers.trained("reverse")
+    compress.save(cm, tmp_path / "cm.npz")
+    loaded = compress.load(tmp_path / "cm.npz").model
+    assert loaded.mixture_tolerances == cm.model.mixture_tolerances
+    assert loaded.mixture_tolerances  # the compiler sets one per categorical SOp
+    assert loaded.circuit is not None and loaded.circuit.to_json() == cm.model.circuit.to_json()
+
+
+def _save_v1(cm, path):
+    """The first .npz layout (tracr.compress/1), as the first release wrote it."""
+    base, enc = cm.model, cm.model.input_encoder
+
+    def value(v):
+        return [type(v).__name__ if v is not None else "none", v]
+
+    by_id = [t for t, _ in sorted(enc.encoding_map.items(), key=lambda kv: kv[1])]
+    out = base.output_encoder
+    meta = {
+        "format": "tracr.compress/1",
+        "config": {
+            f: getattr(base.model_config, f)
+            for f in ("num_heads", "num_layers", "key_size", "mlp_hidden_size", "causal", "d_model")
+        },
+        "residual_labels": base.residual_labels,
+        "input_encoder": {
+            "values": [value(v) for v in by_id],
+            "bos": value(enc.bos_token),
+            "pad": value(enc.pad_token),
+            "max_seq_len": enc._max_seq_len,
+        },
+        "output_values": [value(out.decoding_map[i]) for i in range(len(out.decoding_map))],
+        "categorical_sops": {k: [int(i) for i in v] for k, v in base.categorical_sops.items()},
+        "unembed_at_every_layer": cm.unembed_at_every_layer,
+        "history": dataclasses.asdict(cm.history),
+        "report": dataclasses.asdict(cm.report),
+    }
+    arrays = {"W": cm.W, "unembed": base.get_compiled_model().unembed_matrix}
+    for name, group in base.params.items():
+        for key, array in group.items():
+            arrays[f"params/{name}/{key}"] = array
+    with open(path, "wb") as f:
+        np.savez(f, metadata=np.asarray(json.dumps(meta)), **arrays)
+
+
+def test_a_file_of_the_first_npz_layout_still_loads(tmp_path):
+    cm = helpers.trained("reverse")
+    _save_v1(cm, tmp_path / "old.npz")
+    loaded = compress.load(tmp_path / "old.npz")
+    assert np.array_equal(loaded.W, cm.W) and loaded.report == cm.report
+    sequences = helpers.every_input(helpers.vocab(cm.model), 3)
+    np.testing.assert_array_equal(
+        loaded.apply_batch(sequences).transformer_output,
+        cm.apply_batch(sequences).transformer_output,
+    )

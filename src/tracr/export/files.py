@@ -136,17 +136,21 @@ def save(m: Any, path: str | os.PathLike) -> None:
     """Writes the weights and the metadata of `m` (an AssembledTransformerModel or a
     CompressedModel) to the `.safetensors` file `path`."""
     st = _safetensors_numpy()
-    if isinstance(m, compressed_model.CompressedModel):
-        meta, tensors = _compressed_contents(m, path)
-    elif isinstance(m, assemble.AssembledTransformerModel):
-        meta, tensors = _metadata(m, path), _tensors(m)
-    else:
-        raise TypeError(
-            f"save expects an AssembledTransformerModel or a CompressedModel, got "
-            f"{type(m).__name__}"
-        )
+    meta, tensors = contents(m, path)
     metadata = json.dumps(meta, allow_nan=False)
     st.save_file(tensors, os.fspath(path), metadata={METADATA_KEY: metadata})
+
+
+def contents(m: Any, path: Any) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """(metadata, tensors) of a model file, numpy only: what `save` writes, and what
+    tracr.compress writes into a .npz file. `path` only names the file in errors."""
+    if isinstance(m, compressed_model.CompressedModel):
+        return _compressed_contents(m, path)
+    if isinstance(m, assemble.AssembledTransformerModel):
+        return _metadata(m, path), _tensors(m)
+    raise TypeError(
+        f"save expects an AssembledTransformerModel or a CompressedModel, got {type(m).__name__}"
+    )
 
 
 def _tensors(m: assemble.AssembledTransformerModel) -> dict[str, np.ndarray]:
@@ -256,6 +260,12 @@ def _read_metadata(header: dict[str, Any], path: Any) -> dict[str, Any]:
         meta = json.loads(raw)
     except json.JSONDecodeError as err:
         raise ModelFileError(f"{path}: corrupt tracr metadata ({err})") from err
+    return check_metadata(meta, path)
+
+
+def check_metadata(meta: Any, path: Any) -> dict[str, Any]:
+    """`meta` if it is the metadata of a model this tracr reads, else a ModelFileError
+    naming the file and the problem (another format, a newer version, an unknown kind)."""
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise ModelFileError(f"{path}: the metadata is not that of a {FORMAT!r} file")
     version = meta.get("format_version")
@@ -312,6 +322,12 @@ def load(path: str | os.PathLike) -> Any:
         tensors = st.load(data)
     except Exception as err:  # safetensors raises its own error types for bad files
         raise ModelFileError(f"{path}: corrupt safetensors data ({err})") from err
+    return from_contents(meta, tensors, path)
+
+
+def from_contents(meta: dict[str, Any], tensors: dict[str, np.ndarray], path: Any) -> Any:
+    """The model of `contents`' (metadata, tensors), checked by `check_metadata`: an
+    AssembledTransformerModel or a CompressedModel, as model_kind says."""
     try:
         if meta["model_kind"] == COMPRESSED:
             return _build_compressed(meta, tensors, path)
