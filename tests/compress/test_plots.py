@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from tests.compress import helpers
 from tracr import compress
@@ -58,3 +59,18 @@ def test_sweep_table_and_plot_show_accuracy_against_d():
     assert list(output_line.get_xdata()) == [4, 9]
     assert list(output_line.get_ydata()) == [accuracy[4], accuracy[9]]
     assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()][0] == "output"
+
+
+def test_missing_extras_are_named(monkeypatch):
+    """Without matplotlib or torch, the error says which extra to install."""
+    import sys
+
+    from tracr.compress import torch_forward
+    from tracr.plot import figures
+
+    monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
+    with pytest.raises(ImportError, match=r"pip install 'tracr\[plot\]'"):
+        figures.new_figure(1.0, 1.0)
+    monkeypatch.setitem(sys.modules, "torch", None)
+    with pytest.raises(ImportError, match=r"pip install 'tracr\[torch\]'"):
+        torch_forward.import_torch()

@@ -10,26 +10,18 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from tracr.plot import figures
+
 if TYPE_CHECKING:
     from tracr.compress.compressed_model import CompressedModel
     from tracr.compress.sweep import SweepResult
-
-
-def _new_figure(size):
-    try:
-        from matplotlib.figure import Figure
-    except ImportError as err:
-        raise ImportError(
-            "tracr.compress plots need matplotlib: pip install 'tracr[plot]'"
-        ) from err
-    return Figure(figsize=size, layout="constrained")
 
 
 def _figure(ax, size):
     """(figure, axes): those of `ax`, or a new figure with one axes."""
     if ax is not None:
         return ax.figure, ax
-    fig = _new_figure(size)
+    fig = figures.new_figure(*size)
     return fig, fig.add_subplot()
 
 
@@ -55,7 +47,7 @@ def plot_history(cm: CompressedModel):
     history = cm.history
     if history is None:
         raise ValueError("this compressed model has no training history to plot")
-    fig = _new_figure((9, 3.5))
+    fig = figures.new_figure(9, 3.5)
     loss_ax, faith_ax = fig.subplots(1, 2)
     loss_ax.plot(range(1, len(history.step_loss) + 1), history.step_loss, label="training batch")
     loss_ax.plot(history.eval_steps, history.eval_loss, "o-", label="held out")

@@ -17,11 +17,10 @@ from tracr.transformer import model as model_lib
 
 
 def import_torch():
-    try:
-        import torch
-    except ImportError as err:
-        raise ImportError("tracr.compress trains with PyTorch: pip install 'tracr[torch]'") from err
-    return torch
+    """torch, or an ImportError naming the extra (`tracr.compress` trains with PyTorch)."""
+    from tracr import export
+
+    return export.require("torch", "torch")
 
 
 @dataclasses.dataclass

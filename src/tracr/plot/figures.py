@@ -19,12 +19,12 @@ from tracr.plot import structure
 ANNOTATE_UP_TO = 12
 
 
-def _figure(width: float, height: float):
+def new_figure(width: float, height: float):
     """A new Figure, not registered with pyplot (so nothing is shown or kept alive)."""
     try:
         from matplotlib.figure import Figure
     except ImportError as err:
-        raise ImportError("tracr.plot needs matplotlib: pip install 'tracr[plot]'") from err
+        raise ImportError("plots need matplotlib: pip install 'tracr[plot]'") from err
     return Figure(figsize=(width, height), layout="constrained")
 
 
@@ -61,7 +61,7 @@ def _stream(model, tokens, arrays: list[np.ndarray], titles: list[str], width_pe
     labels = model.residual_labels
     groups = structure.residual_groups(labels)
     rows = len(tokens)
-    fig = _figure(
+    fig = new_figure(
         max(6.0, 1.5 + width_per_dim * len(labels)), len(arrays) * (1.0 + 0.3 * rows) + 1.5
     )
     axes = fig.subplots(len(arrays), 1, squeeze=False)[:, 0]
@@ -119,7 +119,7 @@ def attention(model, tokens: Sequence[Any]):
     names = _head_titles(model)
     labels = _token_labels(tokens)
     size = 1.2 + 0.35 * len(tokens)
-    fig = _figure(size * config.num_heads + 0.5, size * config.num_layers + 0.3)
+    fig = new_figure(size * config.num_heads + 0.5, size * config.num_layers + 0.3)
     axes = fig.subplots(config.num_layers, config.num_heads, squeeze=False)
     for layer in range(config.num_layers):
         patterns = structure.attention_patterns(out.attn_logits[layer][0])  # [H, T, T]
@@ -152,7 +152,7 @@ def mlp_activations(model, tokens: Sequence[Any]):
     tokens, out = _run(model, tokens)
     config = model.model_config
     parts = [p for p in structure.circuit(model) if p.kind == structure.MLP]
-    fig = _figure(8.0, config.num_layers * (1.0 + 0.25 * len(tokens)))
+    fig = new_figure(8.0, config.num_layers * (1.0 + 0.25 * len(tokens)))
     axes = fig.subplots(config.num_layers, 1, squeeze=False)[:, 0]
     for layer, ax in enumerate(axes):
         layer_parts = [p for p in parts if p.layer == layer]
@@ -190,7 +190,7 @@ def program_graph(model, program=None):
     positions = structure.graph_positions(graph)
     stages = 2 * graph.num_layers + 1
     rows = max((y for _, y in positions.values()), default=0) + 1
-    fig = _figure(1.9 * stages, 1.2 * rows + 1.2)
+    fig = new_figure(1.9 * stages, 1.2 * rows + 1.2)
     ax = fig.add_subplot()
     ax.set_xlim(-0.6, stages - 0.4)
     ax.set_ylim(rows - 0.4, -1.0)
