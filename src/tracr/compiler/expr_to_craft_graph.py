@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import operator
 from collections.abc import Callable, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -386,24 +387,11 @@ def _lower_width(expr: rasp.SOp, terms, space, ctx, via_one_hot=False, mean_inde
 
 
 def add_craft_components_to_rasp_graph(
-    extracted: rasp_to_graph.ExtractRaspGraphOutput,
-    *,
-    value_sets: Mapping[str, frozenset | None],
-    vocab: frozenset,
-    bos_dir: bases.BasisDirection,
-    max_seq_len: int,
-    causal: bool = False,
+    extracted: rasp_to_graph.ExtractRaspGraphOutput, **options: Any
 ) -> dict[str, LoweredSOp]:
-    """Returns, for every SOp label, its subspace and the block that computes it."""
-    lowered, _ = lower_with_bounds(
-        extracted,
-        value_sets=value_sets,
-        vocab=vocab,
-        bos_dir=bos_dir,
-        max_seq_len=max_seq_len,
-        causal=causal,
-    )
-    return lowered
+    """Returns, for every SOp label, its subspace and the block that computes it
+    (`lower_with_bounds`, same options, without its bounds context)."""
+    return lower_with_bounds(extracted, **options)[0]
 
 
 def lower_with_bounds(
