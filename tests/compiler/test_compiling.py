@@ -148,3 +148,13 @@ def test_unembed_picks_the_first_largest_value_and_flags_absent_outputs():
     numbers, all_present = assemble.unembed(output, unembed[:, :1], use_argmax=False)
     np.testing.assert_array_equal(numbers, np.float32([[1, 0.7, 0.1]]))
     assert all_present.all()
+
+
+def test_weights_replaced_by_other_array_types_still_run():
+    model = compiling.compile_rasp_to_model(
+        lib.make_length(), vocab={"a", "b"}, max_seq_len=4, compiler_bos="BOS"
+    )
+    want = model.apply(["BOS", "a", "b"]).decoded
+    value = model.params["transformer/layer_0/attn/value"]
+    value["w"] = value["w"].tolist()  # a nested list, as a user might write it
+    assert model.apply(["BOS", "a", "b"]).decoded == want

@@ -214,9 +214,12 @@ class AssembledTransformerModel:
             raise TypeError(f"dtype must be numpy.float32 or numpy.float64, got {dtype!r}") from err
         if dtype not in (np.float32, np.float64):
             raise ValueError(f"dtype must be numpy.float32 or numpy.float64, got {dtype}")
-        if all(a.dtype == dtype for p in self.params.values() for a in p.values()):
+        arrays = [a for p in self.params.values() for a in p.values()]
+        if all(isinstance(a, np.ndarray) and a.dtype == dtype for a in arrays):
             return self.params
-        return {k: {n: a.astype(dtype) for n, a in p.items()} for k, p in self.params.items()}
+        # Weights a user replaced by other array types (lists, other libraries' arrays)
+        # become numpy arrays here too.
+        return {k: {n: np.asarray(a, dtype) for n, a in p.items()} for k, p in self.params.items()}
 
     def _encode_batch(self, sequences: Sequence[Sequence[Any]]) -> tuple[np.ndarray, list[int]]:
         """[B, T] ids, PAD-filled, and each sequence's length without its trailing PADs.
