@@ -31,16 +31,6 @@ class CraftModel:
     residual_space: bases.VectorSpaceWithBasis
     placement: dict[str, int]  # label -> first sub-layer of its block
 
-    def as_series(self) -> transformers.SeriesWithResiduals:
-        """The same computation as one craft series (attention, then MLP, per layer)."""
-        blocks: list = []
-        for layer in self.layers:
-            if layer.heads:
-                blocks.append(transformers.MultiAttentionHead(list(layer.heads)))
-            if layer.mlps:
-                blocks.append(transformers.MLP.combine_in_parallel(list(layer.mlps)))
-        return transformers.SeriesWithResiduals(blocks)
-
 
 def _parts(block) -> list[tuple[str, object]]:
     if isinstance(block, transformers.MLP):

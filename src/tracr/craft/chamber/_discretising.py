@@ -110,14 +110,6 @@ class Discretisation:
         lo, hi = self.ramps()
         return float(min(np.min(lo - self.points[:-1]), np.min(self.points[1:] - hi)))
 
-    @property
-    def max_activation(self) -> float:
-        """Largest hidden activation for inputs in [s_1, s_n] (at least 1, the constant)."""
-        if len(self.points) == 1:
-            return 1.0
-        ends = np.where(self.signs > 0, self.points[-1], self.points[0])
-        return float(max(1.0, np.max(self.signs * self.slopes * ends + self.biases)))
-
 
 def _term_sums(steps: _Steps, weights: np.ndarray, rising: np.ndarray) -> np.ndarray:
     """[m, n]: for each orientation pattern (rising [m, n - 1] bool) and point s_j, the
