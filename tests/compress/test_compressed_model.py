@@ -181,3 +181,13 @@ def test_as_model_is_a_plain_transformer_of_width_d(name, layout):
         assert got.decoded == want.decoded
     else:  # numbers from another summation order
         _assert_same_decoded(got, want)
+
+
+def test_bad_input_to_a_compressed_model_gets_the_compiled_models_errors():
+    cm = compressed_model.CompressedModel(helpers.frac_prevs(), np.eye(8, 10))
+    with pytest.raises(ValueError, match="at least one sequence"):
+        cm.faithfulness([])
+    with pytest.raises(ValueError, match="at least one sequence"):
+        cm.apply_batch([])
+    with pytest.raises(TypeError, match="a model input must be a list of tokens"):
+        cm.apply("BOS x")

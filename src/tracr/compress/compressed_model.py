@@ -161,8 +161,8 @@ class CompressedModel:
         `residuals` are d wide; `transformer_output` and `layer_outputs` are read back
         through W (D wide), as in the reference's CompressedTransformer.
         """
-        ids, length = self.model._encode(tokens)
-        return self._output(np.asarray([ids]), [length], batched=False)
+        token_ids, lengths = self.model._encode_batch([tokens])
+        return self._output(token_ids, lengths, batched=False)
 
     def apply_batch(
         self, sequences: Sequence[Sequence[Any]]
@@ -170,12 +170,8 @@ class CompressedModel:
         """Runs many sequences at once, padded; `decoded` holds one list per sequence."""
         if len(sequences) == 0:
             raise ValueError("apply_batch needs at least one sequence")
-        encoded = [self.model._encode(seq) for seq in sequences]
-        width = max(len(ids) for ids, _ in encoded)
-        batch = np.full((len(encoded), width), self.model.input_encoder.pad_encoding)
-        for row, (ids, _) in enumerate(encoded):
-            batch[row, : len(ids)] = ids
-        return self._output(batch, [length for _, length in encoded], batched=True)
+        token_ids, lengths = self.model._encode_batch(sequences)
+        return self._output(token_ids, lengths, batched=True)
 
     def _output(self, token_ids, lengths, batched):
         key_mask = np.arange(token_ids.shape[1])[None, :] < np.asarray(lengths)[:, None]
@@ -200,13 +196,10 @@ class CompressedModel:
             if self.report is None:
                 raise ValueError("this model has no held-out report; pass sequences")
             return self.report
-        encoded = [self.model._encode(seq) for seq in sequences]
-        width = max(len(ids) for ids, _ in encoded)
-        token_ids = np.full((len(encoded), width), self.model.input_encoder.pad_encoding)
-        for row, (ids, _) in enumerate(encoded):
-            token_ids[row, : len(ids)] = ids
-        lengths = np.asarray([length for _, length in encoded])
-        data = inputs_lib.InputSet(token_ids, lengths, exhaustive=False)
+        if len(sequences) == 0:
+            raise ValueError("faithfulness needs at least one sequence (or none, for the report)")
+        token_ids, lengths = self.model._encode_batch(sequences)
+        data = inputs_lib.InputSet(token_ids, np.asarray(lengths), exhaustive=False)
         return scoring.score(self, data, atol=atol)
 
 
