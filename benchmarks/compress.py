@@ -27,7 +27,7 @@ import numpy as np
 
 from tracr import compress
 from tracr.compiler import compiling, lib
-from tracr.compress import inputs, plots
+from tracr.compress import inputs, plots, training
 from tracr.rasp import rasp
 
 LETTERS = {"a", "b", "c", "d"}
@@ -101,6 +101,7 @@ def main() -> None:
     parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "out"))
     parser.add_argument("--max-steps", type=int, default=1500)
     parser.add_argument("--init", choices=["pca", "random"], default="pca")
+    parser.add_argument("--learning-rate", type=float, default=training.Options.learning_rate)
     parser.add_argument(
         "--width-d", action="store_true", help="unembed_at_every_layer=False (d-wide blocks)"
     )
@@ -110,10 +111,11 @@ def main() -> None:
         max_steps=args.max_steps,
         n_held_out=256,
         init=args.init,
+        learning_rate=args.learning_rate,
         unembed_at_every_layer=not args.width_d,
         progress=False,
     )
-    print(f"options: {options}, Adam lr 1e-2, batch 128, seed 0, CPU")
+    print(f"options: {options}, Adam, batch 128, seed 0, CPU")
     header = f"{'program':<12} {'vocab':>5} {'n':>2} {'d_model':>7} {'rank':>4} {'min d':>5}"
     print(header + "  held-out  runs  time[s]  per-SOp accuracy at min d")
     total = time.perf_counter()
