@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 
 import numpy as np
 
-from tracr.transformer import runtime, sparse
+from tracr.transformer import plan, runtime
 
 # Kept here for callers of the forward pass's BLAS setting.
 blas_single_thread = runtime.blas_single_thread
@@ -146,74 +146,50 @@ def _root(d_head: int, dtype) -> np.ndarray:
 
 
 # The sparse paths (`_attention`, `_mlp`) multiply only the non-zero blocks of each
-# weight matrix (`sparse.Linear`); the dense ones (`_dense_*`) the whole matrices.
+# weight matrix (as `plan` lays them out); the dense ones (`_dense_*`) the whole matrices.
 
 
 def _attention(params, prefix, config, x, mask):
     """One multi-head attention block on x [N, D] (N = B * T): (output [N, D], logits)."""
     batch, _, seq_len, _ = mask.shape
-    d_head = config.key_size
-    query, key = sparse.Linear(params[f"{prefix}/query"]), sparse.Linear(params[f"{prefix}/key"])
-    value, linear = (
-        sparse.Linear(params[f"{prefix}/value"]),
-        sparse.Linear(params[f"{prefix}/linear"]),
-    )
-    both = query.out_mask & key.out_mask  # q.k sums over these columns only
-    query.keep_outputs(both)
-    key.keep_outputs(both)
-    carried = value.out_mask & linear.in_mask  # value columns that reach the output
-    value.keep_outputs(carried)
-    linear.keep_inputs(carried)
-
-    q, k = query(x, x.dtype), key(x, x.dtype)
-    head_of_qk = query.cols // d_head
+    planned = plan.attention(params, prefix, config.key_size)
+    q = planned.query(x, params[f"{prefix}/query"])  # [N, qk columns]
+    k = planned.key(x, params[f"{prefix}/key"])
+    root = _root(config.key_size, x.dtype)
     logits = np.zeros((batch, config.num_heads, seq_len, seq_len), dtype=x.dtype)
-    for head in np.unique(head_of_qk):
-        sel = np.flatnonzero(head_of_qk == head)
-        q_h = sparse.columns(q, sel).reshape(batch, seq_len, -1)
-        k_h = sparse.columns(k, sel).reshape(batch, seq_len, -1)
-        logits[:, head] = (q_h @ k_h.transpose(0, 2, 1)) / _root(d_head, x.dtype)  # q.k/sqrt(K)
+    for head, cols in planned.qk_heads:
+        q_h = q[:, cols].reshape(batch, seq_len, -1)
+        k_h = k[:, cols].reshape(batch, seq_len, -1)
+        np.divide(q_h @ k_h.transpose(0, 2, 1), root, out=logits[:, head])  # q.k/sqrt(K)
     if not mask.all():  # a batch of full-length sequences, say, masks nothing
         logits = np.where(mask, logits, np.asarray(MASKED_LOGIT, dtype=x.dtype))
 
     out = np.zeros(x.shape, dtype=x.dtype)
-    if linear.cols.size:
-        v = value(x, x.dtype)
-        head_of_v = value.cols // d_head
-        mixed = np.empty((batch, seq_len, value.cols.size), dtype=x.dtype)
-        for head in np.unique(head_of_v):
+    if planned.writes:
+        v = planned.value(x, params[f"{prefix}/value"])  # [N, value columns]
+        mixed = np.empty((batch, seq_len, v.shape[1]), dtype=x.dtype)
+        for head, cols in planned.v_heads:
             weights = _softmax(logits[:, head])
-            sel = np.flatnonzero(head_of_v == head)
-            mixed[..., sparse.span(sel)] = weights @ sparse.columns(v, sel).reshape(
-                batch, seq_len, -1
-            )
-        mixed = mixed.reshape(x.shape[0], -1)
-        out[:, sparse.span(linear.cols)] = _flush(linear(mixed, x.dtype, compact=True))
+            np.matmul(weights, v[:, cols].reshape(batch, seq_len, -1), out=mixed[..., cols])
+        mixed = mixed.reshape(x.shape[0], v.shape[1])
+        linear = planned.linear(mixed, params[f"{prefix}/linear"], compact=True)
+        out[:, planned.out_index] = _flush(linear)
     return out, logits
 
 
 def _mlp(params, prefix, config, x, width=None):
     """One MLP block on x [N, D] -> [N, D]."""
-    first, second = (
-        sparse.Linear(params[f"{prefix}/linear_1"]),
-        sparse.Linear(params[f"{prefix}/linear_2"]),
-    )
-    used = second.in_mask.copy()  # hidden units that something reads
-    if _activation_of_zero(config.activation_function) == 0:
-        used &= first.out_mask  # the others are activation(0) = 0
-    if width is not None:  # skip hidden units past `width`
-        used[width:] = False
-    first.keep_outputs(used)
-    second.keep_inputs(used)
+    planned = plan.mlp(params, prefix, config.activation_function, width)
     out = np.zeros(x.shape, dtype=x.dtype)
-    if second.cols.size:
-        hidden = first(x, x.dtype)
-        if first.cols.size < used.sum():  # units without weights or bias: activation(0)
-            full = np.zeros((x.shape[0], used.size), dtype=x.dtype)
-            full[:, sparse.span(first.cols)] = hidden
-            hidden = full[:, used]
+    if planned.writes:
+        hidden = planned.first(x, params[f"{prefix}/linear_1"])
+        if planned.expand is not None:  # units without weights or bias: activation(0)
+            full = np.zeros((x.shape[0], planned.n_used), dtype=x.dtype)
+            full[:, planned.expand] = hidden
+            hidden = full
         hidden = _flush(config.activation_function(hidden))
-        out[:, sparse.span(second.cols)] = _flush(second(hidden, x.dtype, compact=True))
+        second = planned.second(hidden, params[f"{prefix}/linear_2"], compact=True)
+        out[:, planned.out_index] = _flush(second)
     return out
 
 
@@ -259,10 +235,6 @@ def _dense_mlp(params, prefix, config, x, width=None):
     out = hidden @ w2.astype(x.dtype, copy=False)
     out += second["b"].astype(x.dtype, copy=False)
     return _flush(out)
-
-
-def _activation_of_zero(activation) -> float:
-    return float(np.asarray(activation(np.zeros(1)))[0])
 
 
 def used_mlp_widths(

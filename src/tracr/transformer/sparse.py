@@ -17,23 +17,24 @@ zero.
 from __future__ import annotations
 
 import weakref
-from collections.abc import Mapping
 
 import numpy as np
 
 
 class Rectangle:
-    """The rows and columns of a matrix that hold its non-zero entries."""
+    """The rows and columns of a matrix (or the entries of a vector, one row) that hold
+    its non-zero entries."""
 
-    __slots__ = ("ref", "rows", "cols", "row_mask", "col_mask", "count")
+    __slots__ = ("ref", "rows", "cols", "row_mask", "col_mask", "count", "row_index", "col_index")
 
     def __init__(self, w: np.ndarray, bits: np.ndarray):
-        nonzero = bits != 0
+        nonzero = (bits.reshape(1, -1) if bits.ndim == 1 else bits) != 0  # a vector: one row
         self.ref = weakref.ref(w)
         self.row_mask = nonzero.any(axis=1)
         self.col_mask = nonzero.any(axis=0)
         self.rows = np.flatnonzero(self.row_mask)
         self.cols = np.flatnonzero(self.col_mask)
+        self.row_index, self.col_index = span(self.rows), span(self.cols)
         self.count = int(np.count_nonzero(bits))
 
     def holds_all(self, w: np.ndarray, bits: np.ndarray) -> bool:
@@ -43,7 +44,13 @@ class Rectangle:
         count = np.count_nonzero(bits)
         if count != self.count:
             return False
-        return np.count_nonzero(block(bits, self.rows, self.cols)) == count
+        if count == 0:
+            return True
+        if bits.ndim == 1:
+            inside = bits[self.col_index]
+        else:
+            inside = block(bits, self.rows, self.cols, self.row_index, self.col_index)
+        return inside.size == bits.size or np.count_nonzero(inside) == count
 
 
 _RECTANGLES: dict[int, Rectangle] = {}
@@ -66,9 +73,11 @@ def rectangle(w: np.ndarray) -> Rectangle:
     return found
 
 
-def block(w: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-    """w[rows][:, cols]: a view where the rows or columns form a run, else a gather."""
-    row_span, col_span = span(rows), span(cols)
+def block(w: np.ndarray, rows: np.ndarray, cols: np.ndarray, row_span=None, col_span=None):
+    """w[rows][:, cols]: a view where the rows or columns form a run, else a gather.
+    `row_span`, `col_span`: span(rows), span(cols) where the caller has them."""
+    row_span = span(rows) if row_span is None else row_span
+    col_span = span(cols) if col_span is None else col_span
     if isinstance(row_span, slice):
         return w[row_span][:, col_span]
     if isinstance(col_span, slice):
@@ -89,39 +98,3 @@ def columns(x: np.ndarray, indices: np.ndarray) -> np.ndarray:
     if indices.size == x.shape[1]:
         return x  # all of them, in order
     return x[:, span(indices)]
-
-
-class Linear:
-    """x @ w + b restricted to the non-zero part of w (and b).
-
-    `rows` are the input directions it reads, `cols` the output columns it computes;
-    every other output column is exactly zero. Rows and columns come from w's rectangle
-    (see `rectangle`), so they may include some whose products are all zero.
-    """
-
-    def __init__(self, linear: Mapping[str, np.ndarray]):
-        self.w, self.b = linear["w"], linear["b"]
-        found = rectangle(self.w)
-        self.in_mask = found.row_mask  # rows with a weight
-        self.out_mask = found.col_mask | (self.b != 0)
-        self.rows = found.rows
-        self.cols = np.flatnonzero(self.out_mask)
-
-    def keep_outputs(self, keep: np.ndarray) -> None:
-        """Computes only the output columns where `keep` [O] bool is True."""
-        self.out_mask = self.out_mask & keep
-        self.cols = np.flatnonzero(self.out_mask)
-
-    def keep_inputs(self, keep: np.ndarray) -> None:
-        """Reads exactly the input rows where `keep` [I] bool is True; the caller passes
-        x holding just those columns, in order (`compact=True`)."""
-        self.rows = np.flatnonzero(keep)
-
-    def __call__(self, x: np.ndarray, dtype, compact: bool = False) -> np.ndarray:
-        """x [N, I] (or [N, len(rows)] when compact) -> [N, len(cols)]."""
-        weights = block(self.w, self.rows, self.cols).astype(dtype, copy=False)
-        out = (x if compact else columns(x, self.rows)) @ weights
-        bias = self.b[self.cols]
-        if bias.any():
-            out += bias.astype(dtype, copy=False)
-        return out
