@@ -153,10 +153,11 @@ def _attention(params, prefix, config, x, mask):
     """One multi-head attention block on x [N, D] (N = B * T): (output [N, D], logits)."""
     batch, _, seq_len, _ = mask.shape
     planned = plan.attention(params, prefix, config.key_size)
-    q = planned.query(x, params[f"{prefix}/query"])  # [N, qk columns]
-    k = planned.key(x, params[f"{prefix}/key"])
-    root = _root(config.key_size, x.dtype)
     logits = np.zeros((batch, config.num_heads, seq_len, seq_len), dtype=x.dtype)
+    if planned.qk_heads:
+        q = planned.query(x, params[f"{prefix}/query"])  # [N, qk columns]
+        k = planned.key(x, params[f"{prefix}/key"])
+        root = _root(config.key_size, x.dtype)
     for head, cols in planned.qk_heads:
         q_h = q[:, cols].reshape(batch, seq_len, -1)
         k_h = k[:, cols].reshape(batch, seq_len, -1)

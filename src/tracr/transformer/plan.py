@@ -22,26 +22,58 @@ from tracr.transformer import sparse
 Linear = Mapping[str, np.ndarray]  # {"w": [I, O], "b": [O]}
 
 
+# A product may multiply the bounding box of its rows and columns instead (views of x and
+# w, the extra rows and columns of w being zero) when the box's extra multiply-adds are
+# fewer than this many times the copies the exact rows and columns would gather: for one
+# sequence, copying a weight block costs more than multiplying a few zeros.
+COPY_COST = 16
+
+
+def _box(indices: np.ndarray) -> slice:
+    return slice(int(indices[0]), int(indices[-1]) + 1) if indices.size else slice(0, 0)
+
+
 class Product:
     """x @ w[rows][:, cols] + b[cols]: one projection restricted to the non-zero part of
     w and b. Every output column outside `cols` is exactly zero."""
 
-    __slots__ = ("rows", "cols", "row_index", "col_index", "reads_all", "bias")
+    __slots__ = (
+        *("rows", "cols", "row_index", "col_index", "reads_all", "bias"),
+        *("row_box", "col_box", "box_cols", "area", "box_extra"),
+    )
 
     def __init__(self, rows: np.ndarray, cols: np.ndarray, in_dim: int, bias_mask: np.ndarray):
         self.rows, self.cols = rows, cols
         self.row_index, self.col_index = sparse.span(rows), sparse.span(cols)
         self.reads_all = rows.size == in_dim  # every input column, in order
         self.bias = bool(bias_mask[cols].any())  # whether b[cols] has a non-zero entry
+        self.row_box, self.col_box = _box(rows), _box(cols)
+        exact = isinstance(self.col_index, slice)
+        self.box_cols = None if exact else cols - self.col_box.start  # cols within the box
+        self.area = rows.size * cols.size
+        box_area = (self.row_box.stop - self.row_box.start) * (
+            self.col_box.stop - self.col_box.start
+        )
+        self.box_extra = box_area - self.area
 
     def __call__(self, x: np.ndarray, linear: Linear, compact: bool = False) -> np.ndarray:
         """x [N, I] (or [N, len(rows)] when compact: x holds just those columns) ->
         [N, len(cols)], in x's dtype."""
         dtype = x.dtype
-        w = sparse.block(linear["w"], self.rows, self.cols, self.row_index, self.col_index)
-        if not (compact or self.reads_all):
-            x = x[:, self.row_index]
-        out = x @ w.astype(dtype, copy=False)
+        if self.box_extra and x.shape[0] * self.box_extra <= COPY_COST * self.area:
+            if compact:  # rows exactly, columns through their box
+                w = linear["w"][:, self.col_box][self.row_index]
+            else:
+                w = linear["w"][self.row_box, self.col_box]
+                x = x[:, self.row_box]
+            out = x @ w.astype(dtype, copy=False)
+            if self.box_cols is not None:
+                out = out[:, self.box_cols]
+        else:
+            w = sparse.block(linear["w"], self.rows, self.cols, self.row_index, self.col_index)
+            if not (compact or self.reads_all):
+                x = x[:, self.row_index]
+            out = x @ w.astype(dtype, copy=False)
         if self.bias:
             out += linear["b"][self.col_index].astype(dtype, copy=False)
         return out
@@ -73,7 +105,7 @@ class AttentionPlan:
         qk_cols = np.flatnonzero(_out_mask(q, q_b) & _out_mask(k, k_b))
         self.query = Product(q.rows, qk_cols, d_model, q_b.col_mask)
         self.key = Product(k.rows, qk_cols, d_model, k_b.col_mask)
-        self.qk_heads = _head_runs(qk_cols, d_head)
+        self.qk_heads = _head_runs(qk_cols, d_head)  # empty: every logit is 0
         v_cols = np.flatnonzero(_out_mask(v, v_b) & o.row_mask)  # values that reach the output
         self.value = Product(v.rows, v_cols, d_model, v_b.col_mask)
         self.v_heads = _head_runs(v_cols, d_head)

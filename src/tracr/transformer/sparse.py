@@ -25,7 +25,10 @@ class Rectangle:
     """The rows and columns of a matrix (or the entries of a vector, one row) that hold
     its non-zero entries."""
 
-    __slots__ = ("ref", "rows", "cols", "row_mask", "col_mask", "count", "row_index", "col_index")
+    __slots__ = (
+        *("ref", "rows", "cols", "row_mask", "col_mask", "count", "row_index", "col_index"),
+        *("box", "gap_rows", "gap_cols"),
+    )
 
     def __init__(self, w: np.ndarray, bits: np.ndarray):
         nonzero = (bits.reshape(1, -1) if bits.ndim == 1 else bits) != 0  # a vector: one row
@@ -36,6 +39,18 @@ class Rectangle:
         self.cols = np.flatnonzero(self.col_mask)
         self.row_index, self.col_index = span(self.rows), span(self.cols)
         self.count = int(np.count_nonzero(bits))
+        # A rectangle much larger than its gaps is checked as its bounding box (a view)
+        # with no non-zero in the box's rows and columns outside the rectangle: the gaps,
+        # as indices into the box. None: checked as the gathered rectangle.
+        self.box = self.gap_rows = self.gap_cols = None
+        if self.count and bits.ndim == 2:
+            box = _box(self.rows), _box(self.cols)
+            gap_rows = np.flatnonzero(~self.row_mask[box[0]])
+            gap_cols = np.flatnonzero(~self.col_mask[box[1]])
+            height, width = self.row_mask[box[0]].size, self.col_mask[box[1]].size
+            gaps = gap_rows.size * width + gap_cols.size * height
+            if gaps and gaps < self.rows.size * self.cols.size:
+                self.box, self.gap_rows, self.gap_cols = box, gap_rows, gap_cols
 
     def holds_all(self, w: np.ndarray, bits: np.ndarray) -> bool:
         """Whether w is the matrix this was found for and its non-zeros are still inside."""
@@ -48,9 +63,21 @@ class Rectangle:
             return True
         if bits.ndim == 1:
             inside = bits[self.col_index]
+        elif self.box is not None:
+            box = bits[self.box]
+            return (
+                np.count_nonzero(box) == count
+                and not np.count_nonzero(box[self.gap_rows])
+                and not np.count_nonzero(box[:, self.gap_cols])
+            )
         else:
             inside = block(bits, self.rows, self.cols, self.row_index, self.col_index)
         return inside.size == bits.size or np.count_nonzero(inside) == count
+
+
+def _box(indices: np.ndarray) -> slice:
+    """The shortest slice holding ascending `indices`."""
+    return slice(int(indices[0]), int(indices[-1]) + 1) if indices.size else slice(0, 0)
 
 
 _RECTANGLES: dict[int, Rectangle] = {}
