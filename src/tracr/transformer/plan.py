@@ -22,10 +22,11 @@ from tracr.transformer import sparse
 Linear = Mapping[str, np.ndarray]  # {"w": [I, O], "b": [O]}
 
 
-# A product may multiply the bounding box of its rows and columns instead (views of x and
-# w, the extra rows and columns of w being zero) when the box's extra multiply-adds are
-# fewer than this many times the copies the exact rows and columns would gather: for one
-# sequence, copying a weight block costs more than multiplying a few zeros.
+# A product may multiply the bounding box of its rows and columns instead: views of x and
+# w, the extra rows and columns of w being zero, so the extra products are exact zeros.
+# It does so where the extra multiply-adds cost less than the copies the exact rows and
+# columns need (gathering x's columns, w's block), counting a copied number as this many
+# multiply-adds.
 COPY_COST = 16
 
 
@@ -39,7 +40,7 @@ class Product:
 
     __slots__ = (
         *("rows", "cols", "row_index", "col_index", "reads_all", "bias"),
-        *("row_box", "col_box", "box_cols", "area", "box_extra"),
+        *("row_box", "col_box", "box_cols", "box_extra", "x_copies", "w_copies"),
     )
 
     def __init__(self, rows: np.ndarray, cols: np.ndarray, in_dim: int, bias_mask: np.ndarray):
@@ -50,17 +51,32 @@ class Product:
         self.row_box, self.col_box = _box(rows), _box(cols)
         exact = isinstance(self.col_index, slice)
         self.box_cols = None if exact else cols - self.col_box.start  # cols within the box
-        self.area = rows.size * cols.size
+        area = rows.size * cols.size
         box_area = (self.row_box.stop - self.row_box.start) * (
             self.col_box.stop - self.col_box.start
         )
-        self.box_extra = box_area - self.area
+        self.box_extra = box_area - area  # per row of x
+        # Per row of x, the numbers the exact product gathers from x (its rows, when not a
+        # run), and from w (its block, when not a view) or from the box's output columns.
+        self.x_copies = 0 if isinstance(self.row_index, slice) else rows.size
+        exact_view = isinstance(self.row_index, slice) and isinstance(self.col_index, slice)
+        self.w_copies = 0 if exact_view else area
+
+    def _boxed(self, n_rows: int, compact: bool) -> bool:
+        """Whether multiplying the box costs less than gathering (see COPY_COST)."""
+        if not self.box_extra:
+            return False
+        extra = n_rows * self.box_extra
+        if self.box_cols is not None:
+            extra += COPY_COST * n_rows * self.box_cols.size  # picking the columns
+        copies = self.w_copies + (0 if compact or self.reads_all else n_rows * self.x_copies)
+        return extra < COPY_COST * copies
 
     def __call__(self, x: np.ndarray, linear: Linear, compact: bool = False) -> np.ndarray:
         """x [N, I] (or [N, len(rows)] when compact: x holds just those columns) ->
         [N, len(cols)], in x's dtype."""
         dtype = x.dtype
-        if self.box_extra and x.shape[0] * self.box_extra <= COPY_COST * self.area:
+        if self._boxed(x.shape[0], compact):
             if compact:  # rows exactly, columns through their box
                 w = linear["w"][:, self.col_box][self.row_index]
             else:
