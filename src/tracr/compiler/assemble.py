@@ -23,6 +23,10 @@ NONE_THRESHOLD = 0.5
 # error bound (compiler/float_bounds.py) where that is larger.
 MIXTURE_TOLERANCE = 0.01
 
+# Up to this many output values, `read_scores` finds the first maximum value by value
+# (one comparison each); for more, in one pass over a [V, N] index array.
+FEW_VALUES = 32
+
 # From this many positions in a batch, the one-hot check reduces column-major.
 MANY_POSITIONS = 512
 
@@ -101,7 +105,7 @@ def unembed(
     """Residual [B, T, D] -> (output ids or numbers [B, T], present [B, T] bool)."""
     # Only the residual directions the unembedding reads (usually a few).
     unembed_matrix = np.asarray(unembed_matrix)
-    rows = np.flatnonzero((unembed_matrix != 0).any(axis=1))
+    rows = sparse.rectangle(unembed_matrix).rows  # checked on every call
     shape = output.shape[:2]
     final = output.reshape(-1, output.shape[-1])
     with model.blas_single_thread():
@@ -123,8 +127,15 @@ def read_scores(scores: np.ndarray, shape: tuple[int, ...]) -> tuple[np.ndarray,
     if scores.shape[0] == 0:
         return np.zeros(shape, dtype=np.int64), np.zeros(shape, dtype=bool)
     top = scores.max(axis=0)
-    first = np.where(scores == top, np.arange(scores.shape[0])[:, None], scores.shape[0])
-    return first.min(axis=0).reshape(shape), (top >= NONE_THRESHOLD).reshape(shape)
+    n_values = scores.shape[0]
+    if n_values <= FEW_VALUES:  # from the last value to the first: the first maximum stays
+        ids = np.full(scores.shape[1], n_values, dtype=np.int64)  # n_values: none (NaN)
+        for value in range(n_values - 1, -1, -1):
+            np.copyto(ids, value, where=scores[value] == top)
+    else:
+        first = np.where(scores == top, np.arange(n_values)[:, None], n_values)
+        ids = first.min(axis=0)
+    return ids.reshape(shape), (top >= NONE_THRESHOLD).reshape(shape)
 
 
 def decode(
@@ -229,8 +240,8 @@ class AssembledTransformerModel:
         """
         enc = self.input_encoder
         batch = None
-        if all(type(seq) in (list, tuple) for seq in sequences):
-            widths = [len(seq) for seq in sequences]
+        if set(map(type, sequences)) <= {list, tuple}:
+            widths = list(map(len, sequences))
             width = max(widths)
             limit = enc._max_seq_len
             if 0 < width and (limit is None or width <= limit):

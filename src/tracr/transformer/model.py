@@ -62,17 +62,15 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
             np.maximum(top, logits[..., key], out=top)
     else:
         top = logits.max(axis=-1)
-    shifted = logits - top[..., None]
-    # exp is slow where its result is subnormal: clamp to exp(-80) (normal in float32),
-    # then zero every weight below FLUSH_BELOW.
-    weights = np.exp(np.maximum(shifted, np.asarray(-80.0, dtype=shifted.dtype)))
-    weights *= shifted >= _LOG_FLUSH
+    weights = logits - top[..., None]
+    # exp is slow where its result is subnormal: clamp to exp(-80) (normal in float32, and
+    # below FLUSH_BELOW), then zero every weight below FLUSH_BELOW; all in place.
+    np.maximum(weights, np.asarray(-80.0, dtype=weights.dtype), out=weights)
+    np.exp(weights, out=weights)
+    np.multiply(weights, weights >= FLUSH_BELOW, out=weights)
     total = weights.reshape(-1, seq_len) @ np.ones(seq_len, dtype=weights.dtype)
     weights /= total.reshape(top.shape)[..., None]
     return weights
-
-
-_LOG_FLUSH = float(np.log(FLUSH_BELOW))
 
 
 def relu(x: np.ndarray) -> np.ndarray:
