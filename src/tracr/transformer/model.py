@@ -192,14 +192,17 @@ def _mlp(params, prefix, config, x, width=None):
     return out
 
 
-# Below this many multiply-adds per layer the dense products are cheaper than finding
-# the non-zero blocks (one apply of a small model); both compute the same sums.
+# Below this much work per layer the dense products are cheaper than finding the
+# non-zero blocks (one apply of a small model); both compute the same sums. The work is
+# the dense multiply-adds plus ROW_WORK per row for the dense path's reshaping and
+# transposing, which makes the sparse path pay for batches of small models too.
 DENSE_WORK = 2_000_000
+ROW_WORK = 1_500
 
 
 def _sparse_pays(params, prefix, x) -> bool:
     weights = params[f"{prefix}/mlp/linear_1"]["w"].size + params[f"{prefix}/attn/query"]["w"].size
-    return x.shape[0] * weights * 3 >= DENSE_WORK
+    return x.shape[0] * (weights * 3 + ROW_WORK) >= DENSE_WORK
 
 
 def _dense_attention(params, prefix, config, x, mask):
