@@ -24,7 +24,7 @@ NONE_THRESHOLD = 0.5
 MIXTURE_TOLERANCE = 0.01
 
 # Up to this many output values, `read_scores` finds the first maximum value by value
-# (one comparison each); for more, in one pass over a [V, N] index array.
+# (one comparison each) for many positions; otherwise in one pass over a [V, N] array.
 FEW_VALUES = 32
 
 # From this many positions in a batch, the one-hot check reduces column-major.
@@ -128,7 +128,8 @@ def read_scores(scores: np.ndarray, shape: tuple[int, ...]) -> tuple[np.ndarray,
         return np.zeros(shape, dtype=np.int64), np.zeros(shape, dtype=bool)
     top = scores.max(axis=0)
     n_values = scores.shape[0]
-    if n_values <= FEW_VALUES:  # from the last value to the first: the first maximum stays
+    if n_values <= FEW_VALUES and scores.shape[1] >= MANY_POSITIONS:
+        # From the last value to the first: the first maximum stays.
         ids = np.full(scores.shape[1], n_values, dtype=np.int64)  # n_values: none (NaN)
         for value in range(n_values - 1, -1, -1):
             np.copyto(ids, value, where=scores[value] == top)
@@ -226,7 +227,7 @@ class AssembledTransformerModel:
         if dtype not in (np.float32, np.float64):
             raise ValueError(f"dtype must be numpy.float32 or numpy.float64, got {dtype}")
         arrays = [a for p in self.params.values() for a in p.values()]
-        if all(isinstance(a, np.ndarray) and a.dtype == dtype for a in arrays):
+        if set(map(type, arrays)) == {np.ndarray} and {a.dtype for a in arrays} == {dtype}:
             return self.params
         # Weights a user replaced by other array types (lists, other libraries' arrays)
         # become numpy arrays here too.
@@ -275,7 +276,7 @@ class AssembledTransformerModel:
             )
         except (KeyError, TypeError):
             return None
-        if all(w == width for w in widths):
+        if widths.count(width) == len(widths):
             return flat.reshape(len(widths), width)
         if self.input_encoder.pad_encoding is None:
             return None
@@ -312,10 +313,7 @@ class AssembledTransformerModel:
             return
         positions = np.arange(final.shape[1])
         real = (positions >= 1) & (positions < np.asarray(lengths)[:, None])  # [B, T]
-        labels = list(self.categorical_sops)
-        sizes = [len(self.categorical_sops[label]) for label in labels]
-        starts = np.cumsum([0, *sizes[:-1]])
-        cols = np.concatenate([self.categorical_sops[lb] for lb in labels])
+        labels, cols, starts, tolerances = self._one_hot_layout()
         flat = final.reshape(-1, final.shape[-1])
         if len(flat) < MANY_POSITIONS:  # few rows: one reduceat per quantity
             values = flat[:, cols]
@@ -329,13 +327,12 @@ class AssembledTransformerModel:
             top = np.stack([values[a:b].max(axis=0) for a, b in zip(starts, ends)])
             rest = np.stack([values[a:b].sum(axis=0) for a, b in zip(starts, ends)])
         top = np.maximum(top, 0.0)
-        rest = rest - top
-        tol = np.array([self.mixture_tolerances.get(lb, MIXTURE_TOLERANCE) for lb in labels])
-        tol = tol[:, None].astype(values.dtype)
+        rest -= top
+        tol = tolerances.astype(values.dtype)  # [S, 1]
         clean = ((top > 1 - tol) | (top < tol)) & (np.abs(rest) < tol)
-        bad = (real.reshape(1, -1) & ~clean).T.reshape(*real.shape, len(labels))  # [B, T, S]
-        if not bad.any():
+        if clean.all() or (clean | ~real.reshape(1, -1)).all():
             return
+        bad = (real.reshape(1, -1) & ~clean).T.reshape(*real.shape, len(labels))  # [B, T, S]
         sop = int(np.flatnonzero(bad.any(axis=(0, 1)))[0])  # the first SOp, in order
         row, position = (int(i) for i in np.argwhere(bad[..., sop])[0])
         label, cols = labels[sop], self.categorical_sops[labels[sop]]
@@ -353,6 +350,26 @@ class AssembledTransformerModel:
             "can represent (validating.dynamic_validate(program, input) names it; "
             "strict=False skips this check)"
         )
+
+    def _one_hot_layout(self) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
+        """The categorical SOps' labels, their columns one after another, where each SOp's
+        columns start among them, and their tolerances [S, 1]; remembered while
+        categorical_sops and mixture_tolerances hold the same entries."""
+        key = (
+            tuple((label, id(cols)) for label, cols in self.categorical_sops.items()),
+            tuple(self.mixture_tolerances.items()),
+        )
+        cached = self.__dict__.get("_one_hot_cache")
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        labels = list(self.categorical_sops)
+        sizes = [len(self.categorical_sops[label]) for label in labels]
+        starts = np.cumsum([0, *sizes[:-1]])
+        cols = np.concatenate([self.categorical_sops[lb] for lb in labels])
+        tol = np.array([self.mixture_tolerances.get(lb, MIXTURE_TOLERANCE) for lb in labels])
+        layout = labels, cols, starts, tol[:, None]
+        self.__dict__["_one_hot_cache"] = (key, layout)
+        return layout
 
     def _output(
         self,
