@@ -151,10 +151,15 @@ def _attention(params, prefix, config, x, mask):
     """One multi-head attention block on x [N, D] (N = B * T): (output [N, D], logits)."""
     batch, _, seq_len, _ = mask.shape
     planned = plan.attention(params, prefix, config.key_size)
+    linears = [params[f"{prefix}/{name}"] for name in planned.projections]
+    if planned.fused is not None and x.shape[0] >= plan.FUSE_ROWS:
+        found = planned.fused(x, linears)
+    else:
+        found = [p(x, linear) for p, linear in zip(planned.projections.values(), linears)]
+    projected = dict(zip(planned.projections, found))  # "query": [N, qk columns], ...
     logits = np.zeros((batch, config.num_heads, seq_len, seq_len), dtype=x.dtype)
     if planned.qk_heads:
-        q = planned.query(x, params[f"{prefix}/query"])  # [N, qk columns]
-        k = planned.key(x, params[f"{prefix}/key"])
+        q, k = projected["query"], projected["key"]
         root = _root(config.key_size, x.dtype)
     for head, cols in planned.qk_heads:
         q_h = q[:, cols].reshape(batch, seq_len, -1)
@@ -165,7 +170,7 @@ def _attention(params, prefix, config, x, mask):
 
     out = np.zeros(x.shape, dtype=x.dtype)
     if planned.writes:
-        v = planned.value(x, params[f"{prefix}/value"])  # [N, value columns]
+        v = projected["value"]  # [N, value columns]
         mixed = np.empty((batch, seq_len, v.shape[1]), dtype=x.dtype)
         for head, cols in planned.v_heads:
             weights = _softmax(logits[:, head])

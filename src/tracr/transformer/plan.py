@@ -95,6 +95,46 @@ class Product:
         return out
 
 
+# From this many rows of x, attention computes q, k and v in one product. Each product
+# that reads a few columns of a large x touches nearly every cache line of it; one product
+# reads x once.
+FUSE_ROWS = 512
+
+
+class Fused:
+    """Products that read the same x, as one: x[:, rows] @ [w_1 | w_2 | ...], each w_i
+    restricted to its product's columns, `rows` the union of the products' rows (all of
+    the rows of their bounding box where that costs less than gathering x's columns).
+    Each w_i's rows outside its own product's are zero, so every sum is the product's."""
+
+    def __init__(self, products: list[Product], in_dim: int):
+        self.products = products
+        rows = np.unique(np.concatenate([p.rows for p in products]))
+        width = sum(p.cols.size for p in products)
+        box = _box(rows)
+        extra = (box.stop - box.start - rows.size) * width  # multiply-adds per row of x
+        self.read = sparse.span(rows)
+        if rows.size == in_dim:
+            self.read = slice(None)  # every row, in order
+        elif not isinstance(self.read, slice) and extra < COPY_COST * rows.size:
+            self.read = box
+        ends = np.cumsum([p.cols.size for p in products])
+        self.parts = [slice(int(a), int(b)) for a, b in zip([0, *ends[:-1]], ends)]
+
+    def __call__(self, x: np.ndarray, linears: list[Linear]) -> list[np.ndarray]:
+        """x [N, I] -> each product's output [N, len(cols)] (views of one array)."""
+        dtype = x.dtype
+        blocks = [
+            linear["w"][self.read][:, p.col_index] for p, linear in zip(self.products, linears)
+        ]
+        out = x[:, self.read] @ np.concatenate(blocks, axis=1).astype(dtype, copy=False)
+        results = [out[:, part] for part in self.parts]
+        for p, linear, result in zip(self.products, linears, results):
+            if p.bias:
+                result += linear["b"][p.col_index].astype(dtype, copy=False)
+        return results
+
+
 def _head_runs(cols: np.ndarray, d_head: int) -> list[tuple[int, slice]]:
     """(head, the run of positions in `cols` that belong to it), for ascending `cols`."""
     heads = cols // d_head
@@ -129,6 +169,13 @@ class AttentionPlan:
         self.linear = Product(v_cols, out_cols, o.row_mask.size, o_b.col_mask)
         self.out_index = sparse.span(out_cols)
         self.writes = out_cols.size > 0
+        # The projections of x the block needs, by parameter name; for many rows, `fused`.
+        self.projections = {
+            **({"query": self.query, "key": self.key} if self.qk_heads else {}),
+            **({"value": self.value} if self.writes else {}),
+        }
+        projections = list(self.projections.values())
+        self.fused = Fused(projections, d_model) if projections else None
 
 
 class MLPPlan:
