@@ -217,17 +217,17 @@ def _dense_attention(params, prefix, config, x, mask):
 
     def project(name):  # [B, H, T, K]
         p = params[f"{prefix}/{name}"]
-        out = x @ p["w"].astype(x.dtype, copy=False) + p["b"].astype(x.dtype, copy=False)
+        out = _add_bias(x @ p["w"].astype(x.dtype, copy=False), p["b"])
         return out.reshape(batch, seq_len, heads, d_head).transpose(0, 2, 1, 3)
 
     q, k, v = project("query"), project("key"), project("value")
     logits = (q @ k.transpose(0, 1, 3, 2)) / _root(d_head, x.dtype)  # q.k / sqrt(K)
-    logits = np.where(mask, logits, np.asarray(MASKED_LOGIT, dtype=x.dtype))
+    if not mask.all():
+        logits = np.where(mask, logits, np.asarray(MASKED_LOGIT, dtype=x.dtype))
     weights = _softmax(logits)
     mixed = (weights @ v).transpose(0, 2, 1, 3).reshape(batch * seq_len, heads * d_head)
     linear = params[f"{prefix}/linear"]
-    out = mixed @ linear["w"].astype(x.dtype, copy=False)
-    out += linear["b"].astype(x.dtype, copy=False)
+    out = _add_bias(mixed @ linear["w"].astype(x.dtype, copy=False), linear["b"])
     return _flush(out), logits
 
 
@@ -237,11 +237,16 @@ def _dense_mlp(params, prefix, config, x, width=None):
     w1, b1, w2 = first["w"], first["b"], second["w"]
     if width is not None:  # skip hidden units past `width`
         w1, b1, w2 = w1[:, :width], b1[:width], w2[:width]
-    hidden = x @ w1.astype(x.dtype, copy=False) + b1.astype(x.dtype, copy=False)
+    hidden = _add_bias(x @ w1.astype(x.dtype, copy=False), b1)
     hidden = _flush(config.activation_function(hidden))
-    out = hidden @ w2.astype(x.dtype, copy=False)
-    out += second["b"].astype(x.dtype, copy=False)
-    return _flush(out)
+    return _flush(_add_bias(hidden @ w2.astype(x.dtype, copy=False), second["b"]))
+
+
+def _add_bias(out: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """out + b, in place; compiled models' biases are mostly zero, which adds nothing."""
+    if b.any():
+        out += b.astype(out.dtype, copy=False)
+    return out
 
 
 def used_mlp_widths(
