@@ -58,6 +58,16 @@ def test_a_non_zero_in_a_gap_of_a_box_checked_rectangle_is_noticed():
     assert 6 in third.cols and 4 not in third.rows
 
 
+def test_an_array_reshaped_in_place_gets_a_new_rectangle():
+    w = np.zeros((6, 4), dtype=np.float32)
+    w[[0, 5], 0] = 1.0
+    found = sparse.rectangle(w)
+    w.shape = (4, 6)  # the same array object: row 5 is gone
+    again = sparse.rectangle(w)
+    assert again is not found
+    assert list(again.rows) == [0, 3] and list(again.cols) == [0, 2]
+
+
 @pytest.mark.parametrize("fuse_rows", [0, 10**9])
 def test_a_bias_edited_in_place_takes_effect(monkeypatch, fuse_rows):
     monkeypatch.setattr(plan, "FUSE_ROWS", fuse_rows)

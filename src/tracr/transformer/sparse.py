@@ -26,13 +26,14 @@ class Rectangle:
     its non-zero entries."""
 
     __slots__ = (
-        *("ref", "rows", "cols", "row_mask", "col_mask", "count", "row_index", "col_index"),
-        *("box", "gap_rows", "gap_cols"),
+        *("ref", "shape", "rows", "cols", "row_mask", "col_mask", "count"),
+        *("row_index", "col_index", "box", "gap_rows", "gap_cols"),
     )
 
     def __init__(self, w: np.ndarray, bits: np.ndarray):
         nonzero = (bits.reshape(1, -1) if bits.ndim == 1 else bits) != 0  # a vector: one row
         self.ref = weakref.ref(w)
+        self.shape = bits.shape
         self.row_mask = nonzero.any(axis=1)
         self.col_mask = nonzero.any(axis=0)
         self.rows = np.flatnonzero(self.row_mask)
@@ -54,7 +55,7 @@ class Rectangle:
 
     def holds_all(self, w: np.ndarray, bits: np.ndarray) -> bool:
         """Whether w is the matrix this was found for and its non-zeros are still inside."""
-        if self.ref() is not w:
+        if self.ref() is not w or bits.shape != self.shape:  # `w.shape = ...` reshapes w
             return False
         count = np.count_nonzero(bits)
         if count != self.count:
