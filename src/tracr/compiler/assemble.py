@@ -23,10 +23,6 @@ NONE_THRESHOLD = 0.5
 # error bound (compiler/float_bounds.py) where that is larger.
 MIXTURE_TOLERANCE = 0.01
 
-# Up to this many output values, `read_scores` finds the first maximum value by value
-# (one comparison each) for many positions; otherwise in one pass over a [V, N] array.
-FEW_VALUES = 32
-
 # From this many positions in a batch, the one-hot check reduces column-major.
 MANY_POSITIONS = 512
 
@@ -128,14 +124,10 @@ def read_scores(scores: np.ndarray, shape: tuple[int, ...]) -> tuple[np.ndarray,
         return np.zeros(shape, dtype=np.int64), np.zeros(shape, dtype=bool)
     top = scores.max(axis=0)
     n_values = scores.shape[0]
-    if n_values <= FEW_VALUES and scores.shape[1] >= MANY_POSITIONS:
-        # From the last value to the first: the first maximum stays.
-        ids = np.full(scores.shape[1], n_values, dtype=np.int64)  # n_values: none (NaN)
-        for value in range(n_values - 1, -1, -1):
-            np.copyto(ids, value, where=scores[value] == top)
-    else:
-        first = np.where(scores == top, np.arange(n_values)[:, None], n_values)
-        ids = first.min(axis=0)
+    # Value v counts n_values - v where it reaches the maximum: the largest count is the
+    # first such value; no value reaching it (NaN) gives n_values, absent.
+    countdown = np.arange(n_values, 0, -1, dtype=np.int16 if n_values < 2**15 else np.int64)
+    ids = n_values - ((scores == top) * countdown[:, None]).max(axis=0).astype(np.int64)
     return ids.reshape(shape), (top >= NONE_THRESHOLD).reshape(shape)
 
 
