@@ -156,7 +156,8 @@ def decode(
         ]
     if input_encoder.bos_token is not None:
         values[:, 0] = input_encoder.bos_token
-    values[np.arange(values.shape[1]) >= np.asarray(lengths)[:, None]] = input_encoder.pad_token
+    if min(lengths) < values.shape[1]:
+        values[np.arange(values.shape[1]) >= np.asarray(lengths)[:, None]] = input_encoder.pad_token
     return values.tolist()
 
 
@@ -240,13 +241,13 @@ class AssembledTransformerModel:
             if 0 < width and (limit is None or width <= limit):
                 batch = self._lookup(sequences, widths, width)
         if batch is not None:
-            is_pad = batch == enc.pad_encoding
-            if (
-                (batch[:, 0] == enc.bos_encoding).all()
-                and not (batch[:, 1:] == enc.bos_encoding).any()
-                and not (is_pad[:, :-1] & ~is_pad[:, 1:]).any()  # PAD only at the end
-            ):
-                return batch, (width - is_pad.sum(axis=1)).tolist()
+            is_bos = batch == enc.bos_encoding
+            if is_bos[:, 0].all() and np.count_nonzero(is_bos) == len(batch):  # BOS first only
+                is_pad = batch == enc.pad_encoding
+                if not is_pad.any():
+                    return batch, [width] * len(batch)
+                if not (is_pad[:, :-1] & ~is_pad[:, 1:]).any():  # PAD only at the end
+                    return batch, (width - is_pad.sum(axis=1)).tolist()
         encoded = [self._encode(seq) for seq in sequences]  # raises on the bad input
         width = max(len(row) for row, _ in encoded)
         batch = np.full((len(encoded), width), self.input_encoder.pad_encoding, dtype=np.int64)
@@ -564,17 +565,20 @@ def build_model(
 ) -> AssembledTransformerModel:
     """Wraps finished arrays in a runnable model (used by the compiler and by loading)."""
 
-    def get_compiled_model() -> CompiledTransformerModel:
+    def compiled_with(params_: Params) -> CompiledTransformerModel:
         return CompiledTransformerModel(
-            params=params,
+            params=params_,
             config=config,
             unembed_matrix=unembed,
             use_unembed_argmax=categorical_output,
             pad_encoding=input_encoder.pad_encoding,
         )
 
+    def get_compiled_model() -> CompiledTransformerModel:
+        return compiled_with(params)
+
     def forward(params_: Params, token_ids: np.ndarray) -> CompiledTransformerModelOutput:
-        return dataclasses.replace(get_compiled_model(), params=params_)(token_ids)
+        return compiled_with(params_)(token_ids)
 
     return AssembledTransformerModel(
         forward=forward,
