@@ -102,16 +102,20 @@ def test_a_bias_edited_in_place_takes_effect(monkeypatch, fuse_rows):
     np.testing.assert_allclose(attn_out, [[4, 0]] * 3)
 
 
-@pytest.mark.parametrize("setting", ["fuse", "box"])
+@pytest.mark.parametrize("setting", ["fuse", "box", "distinct"])
 def test_fused_and_boxed_products_compute_what_the_plain_ones_do(monkeypatch, setting):
-    """q, k and v in one product (many rows), and products over bounding boxes (views,
-    with zero rows and columns multiplied), give the same outputs as the exact products."""
+    """q, k and v in one product (many rows), products over bounding boxes (views, with
+    zero rows and columns multiplied), and layer 0's projections of the distinct embedding
+    rows, gathered, give the same outputs as the exact products of every row."""
+    distinct_rows = model._distinct_rows
     compiled = _compiled_sort()
     batch = _batch(np.random.default_rng(3))
     runs = {}
     for on in (False, True):
         if setting == "fuse":
             monkeypatch.setattr(plan, "FUSE_ROWS", 0 if on else 10**9)
+        elif setting == "distinct":
+            monkeypatch.setattr(model, "_distinct_rows", distinct_rows if on else _no_rows)
         else:
             monkeypatch.setattr(plan, "COPY_COST", 10**9 if on else 0)
         runs[on] = compiled.apply_batch(batch)
@@ -120,6 +124,10 @@ def test_fused_and_boxed_products_compute_what_the_plain_ones_do(monkeypatch, se
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
     for a, b in zip(runs[True].attn_logits, runs[False].attn_logits):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-3)
+
+
+def _no_rows(params, token_ids):
+    return None
 
 
 def test_an_edit_inside_a_fused_projection_takes_effect(monkeypatch):

@@ -130,12 +130,23 @@ def embed(params: Mapping[str, Mapping[str, np.ndarray]], token_ids: np.ndarray)
     """[B, T] ids -> [B, T, D] token plus position embeddings."""
     tokens, positions = params["token_embed"]["embeddings"], params["pos_embed"]["embeddings"]
     batch, seq_len = token_ids.shape
-    if batch * seq_len <= tokens.shape[0] * seq_len:
+    distinct = _distinct_rows(params, token_ids)
+    if distinct is None:
         return tokens[token_ids] + positions[:seq_len]
-    # One gather from the (position, token) sum table, smaller than the batch.
+    table, rows = distinct  # one gather from the table, smaller than the batch
+    return np.take(table, rows, axis=0).reshape(batch, seq_len, -1)
+
+
+def _distinct_rows(params, token_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """For a batch with more positions than there are (position, token) pairs: the table
+    of their embeddings [T V, D] and each position's row in it [B T]; else None."""
+    tokens, positions = params["token_embed"]["embeddings"], params["pos_embed"]["embeddings"]
+    batch, seq_len = token_ids.shape
+    if batch <= tokens.shape[0]:
+        return None
     table = (positions[:seq_len, None, :] + tokens[None, :, :]).reshape(-1, tokens.shape[1])
-    flat = token_ids + tokens.shape[0] * np.arange(seq_len)
-    return np.take(table, flat.reshape(-1), axis=0).reshape(batch, seq_len, -1)
+    rows = token_ids + tokens.shape[0] * np.arange(seq_len)
+    return table, rows.reshape(-1)
 
 
 def _root(d_head: int, dtype) -> np.ndarray:
@@ -147,13 +158,19 @@ def _root(d_head: int, dtype) -> np.ndarray:
 # weight matrix (as `plan` lays them out); the dense ones (`_dense_*`) the whole matrices.
 
 
-def _attention(params, prefix, config, x, mask):
-    """One multi-head attention block on x [N, D] (N = B * T): (output [N, D], logits)."""
+def _attention(params, prefix, config, x, mask, distinct=None):
+    """One multi-head attention block on x [N, D] (N = B * T): (output [N, D], logits).
+
+    distinct: (table [P, D], rows [N]) where x = table[rows] (layer 0, whose input is
+    the embedding): the projections are computed on the table's rows and gathered."""
     batch, _, seq_len, _ = mask.shape
     planned = plan.attention(params, prefix, config.key_size)
     linears = [params[f"{prefix}/{name}"] for name in planned.projections]
-    if planned.fused is not None and x.shape[0] >= plan.FUSE_ROWS:
-        found = planned.fused(x, linears)
+    if planned.fused is not None and distinct is not None:
+        table, rows = distinct
+        found = planned.fused.split(np.take(planned.fused(table, linears), rows, axis=0))
+    elif planned.fused is not None and x.shape[0] >= plan.FUSE_ROWS:
+        found = planned.fused.split(planned.fused(x, linears))
     else:
         found = [p(x, linear) for p, linear in zip(planned.projections.values(), linears)]
     projected = dict(zip(planned.projections, found))  # "query": [N, qk columns], ...
@@ -267,11 +284,13 @@ def used_mlp_widths(
     return widths
 
 
-def attention_block(params, prefix: str, config: TransformerConfig, x, mask):
+def attention_block(params, prefix: str, config: TransformerConfig, x, mask, distinct=None):
     """Layer `prefix`'s attention on x [N, D] (N = B T; mask [B, 1, T, T]):
-    (output [N, D], logits [B, H, T, T]). Sparse or dense, whichever pays."""
-    attention = _attention if _sparse_pays(params, prefix, x) else _dense_attention
-    return attention(params, f"{prefix}/attn", config, x, mask)
+    (output [N, D], logits [B, H, T, T]). Sparse or dense, whichever pays.
+    `distinct`: see `_attention` (the sparse path's)."""
+    if _sparse_pays(params, prefix, x):
+        return _attention(params, f"{prefix}/attn", config, x, mask, distinct)
+    return _dense_attention(params, f"{prefix}/attn", config, x, mask)
 
 
 def mlp_block(params, prefix: str, config: TransformerConfig, x, width: int | None = None):
@@ -300,7 +319,15 @@ def forward(
     batch, seq_len = token_ids.shape
     runtime.keep_freed_memory()
     mask = attention_mask(config, key_mask)
-    embedded = embed(params, token_ids)
+    distinct = _distinct_rows(params, token_ids)
+    if distinct is None:
+        embedded = embed(params, token_ids)
+    else:
+        table, rows = distinct
+        if dtype is not None:
+            table = table.astype(dtype, copy=False)
+        distinct = table, rows
+        embedded = np.take(table, rows, axis=0).reshape(batch, seq_len, -1)
     if dtype is not None:
         embedded = embedded.astype(dtype, copy=False)
     residual = embedded.reshape(batch * seq_len, -1)  # [N, D]: every product is 2-D
@@ -309,7 +336,9 @@ def forward(
     with runtime.blas_single_thread():
         for layer in range(config.num_layers):
             prefix = f"transformer/layer_{layer}"
-            attn_out, logits = attention_block(params, prefix, config, residual, mask)
+            attn_out, logits = attention_block(
+                params, prefix, config, residual, mask, distinct if layer == 0 else None
+            )
             residual = residual + attn_out
             width = None if mlp_widths is None else mlp_widths[layer]
             mlp_out = mlp_block(params, prefix, config, residual, width)

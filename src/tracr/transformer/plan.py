@@ -121,18 +121,21 @@ class Fused:
         ends = np.cumsum([p.cols.size for p in products])
         self.parts = [slice(int(a), int(b)) for a, b in zip([0, *ends[:-1]], ends)]
 
-    def __call__(self, x: np.ndarray, linears: list[Linear]) -> list[np.ndarray]:
-        """x [N, I] -> each product's output [N, len(cols)] (views of one array)."""
+    def __call__(self, x: np.ndarray, linears: list[Linear]) -> np.ndarray:
+        """x [N, I] -> the products' outputs side by side [N, sum of len(cols)]."""
         dtype = x.dtype
         blocks = [
             linear["w"][self.read][:, p.col_index] for p, linear in zip(self.products, linears)
         ]
         out = x[:, self.read] @ np.concatenate(blocks, axis=1).astype(dtype, copy=False)
-        results = [out[:, part] for part in self.parts]
-        for p, linear, result in zip(self.products, linears, results):
+        for p, linear, result in zip(self.products, linears, self.split(out)):
             if p.bias:
                 result += linear["b"][p.col_index].astype(dtype, copy=False)
-        return results
+        return out
+
+    def split(self, out: np.ndarray) -> list[np.ndarray]:
+        """Each product's output [N, len(cols)], views of `out`."""
+        return [out[:, part] for part in self.parts]
 
 
 def _head_runs(cols: np.ndarray, d_head: int) -> list[tuple[int, slice]]:
