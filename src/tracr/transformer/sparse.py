@@ -9,9 +9,11 @@ Which rows and columns of a matrix hold its non-zeros (its "rectangle") is remem
 array object and checked on every call, so that weights users edit in place take effect on
 the next call, whatever they change: the check counts the matrix's non-zero bit patterns
 (one fast pass, cheaper than reading the matrix into a product) and those inside the
-rectangle; the rectangle is found afresh when the two counts differ or differ from the
-remembered count. -0.0 counts as non-zero here, which only adds products that are exactly
-zero.
+rectangle (or, for a rectangle with few gaps, those inside its bounding box and none in the
+gaps); the rectangle is found afresh when the two counts differ or differ from the
+remembered count, or when the array's shape changed. -0.0 counts as non-zero here, which
+only adds products that are exactly zero. Biases (vectors) have rectangles too: one row.
+`plan` derives what each layer multiplies from these rectangles.
 """
 
 from __future__ import annotations
