@@ -40,37 +40,25 @@ def _flush(x: np.ndarray) -> np.ndarray:
     return x
 
 
-# Rows at most this long take their softmax maximum column by column (numpy's
-# reductions along a short last axis are several times slower than elementwise passes)...
-SHORT_ROW = 64
-# ... when there are at least this many rows (for a few rows, one call is quicker).
-MANY_ROWS = 1024
-
-
 def _softmax(logits: np.ndarray) -> np.ndarray:
     """Softmax along the last axis [..., T]; weights that would be below FLUSH_BELOW
     (before normalising) are 0, so no subnormal number is ever formed.
 
-    The maximum is exact in any order; the row sums are one matrix-vector product,
-    another summation order, which the compiler's error bounds allow (they hold in every
+    Computed keys first, on a [T, ...] copy: the maximum and the sum then run elementwise
+    across contiguous rows (numpy is several times slower along a short last axis); the
+    result is a view with the keys last again. The maximum is exact in any order; the sum
+    is one summation order, which the compiler's error bounds allow (they hold in every
     order).
     """
-    seq_len = logits.shape[-1]
-    if seq_len <= SHORT_ROW and logits.size >= MANY_ROWS * seq_len:
-        top = logits[..., 0].copy()
-        for key in range(1, seq_len):
-            np.maximum(top, logits[..., key], out=top)
-    else:
-        top = logits.max(axis=-1)
-    weights = logits - top[..., None]
+    weights = np.moveaxis(logits, -1, 0).copy()  # [T, ...], C-contiguous
+    weights -= weights.max(axis=0)
     # exp is slow where its result is subnormal: clamp to exp(-80) (normal in float32, and
     # below FLUSH_BELOW), then zero every weight below FLUSH_BELOW; all in place.
     np.maximum(weights, np.asarray(-80.0, dtype=weights.dtype), out=weights)
     np.exp(weights, out=weights)
     np.multiply(weights, weights >= FLUSH_BELOW, out=weights)
-    total = weights.reshape(-1, seq_len) @ np.ones(seq_len, dtype=weights.dtype)
-    weights /= total.reshape(top.shape)[..., None]
-    return weights
+    weights /= weights.sum(axis=0)
+    return np.moveaxis(weights, 0, -1)
 
 
 def relu(x: np.ndarray) -> np.ndarray:
