@@ -30,10 +30,6 @@ Linear = Mapping[str, np.ndarray]  # {"w": [I, O], "b": [O]}
 COPY_COST = 16
 
 
-def _box(indices: np.ndarray) -> slice:
-    return slice(int(indices[0]), int(indices[-1]) + 1) if indices.size else slice(0, 0)
-
-
 class Product:
     """x @ w[rows][:, cols] + b[cols]: one projection restricted to the non-zero part of
     w and b. Every output column outside `cols` is exactly zero."""
@@ -48,7 +44,7 @@ class Product:
         self.row_index, self.col_index = sparse.span(rows), sparse.span(cols)
         self.reads_all = rows.size == in_dim  # every input column, in order
         self.bias = bool(bias_mask[cols].any())  # whether b[cols] has a non-zero entry
-        self.row_box, self.col_box = _box(rows), _box(cols)
+        self.row_box, self.col_box = sparse.enclosing(rows), sparse.enclosing(cols)
         exact = isinstance(self.col_index, slice)
         self.box_cols = None if exact else cols - self.col_box.start  # cols within the box
         area = rows.size * cols.size
@@ -111,7 +107,7 @@ class Fused:
         self.products = products
         rows = np.unique(np.concatenate([p.rows for p in products]))
         width = sum(p.cols.size for p in products)
-        box = _box(rows)
+        box = sparse.enclosing(rows)
         extra = (box.stop - box.start - rows.size) * width  # multiply-adds per row of x
         self.read = sparse.span(rows)
         if rows.size == in_dim:

@@ -47,7 +47,7 @@ class Rectangle:
         # as indices into the box. None: checked as the gathered rectangle.
         self.box = self.gap_rows = self.gap_cols = None
         if self.count and bits.ndim == 2:
-            box = _box(self.rows), _box(self.cols)
+            box = enclosing(self.rows), enclosing(self.cols)
             gap_rows = np.flatnonzero(~self.row_mask[box[0]])
             gap_cols = np.flatnonzero(~self.col_mask[box[1]])
             height, width = self.row_mask[box[0]].size, self.col_mask[box[1]].size
@@ -78,8 +78,8 @@ class Rectangle:
         return inside.size == bits.size or np.count_nonzero(inside) == count
 
 
-def _box(indices: np.ndarray) -> slice:
-    """The shortest slice holding ascending `indices`."""
+def enclosing(indices: np.ndarray) -> slice:
+    """The shortest slice holding ascending `indices` (their bounding run)."""
     return slice(int(indices[0]), int(indices[-1]) + 1) if indices.size else slice(0, 0)
 
 
