@@ -101,7 +101,7 @@ def unembed(
     """Residual [B, T, D] -> (output ids or numbers [B, T], present [B, T] bool)."""
     # Only the residual directions the unembedding reads (usually a few).
     unembed_matrix = np.asarray(unembed_matrix)
-    rows = np.flatnonzero((unembed_matrix != 0).any(axis=1))
+    rows = sparse.rectangle(unembed_matrix).rows  # checked on every call
     shape = output.shape[:2]
     final = output.reshape(-1, output.shape[-1])
     with model.blas_single_thread():
@@ -123,8 +123,12 @@ def read_scores(scores: np.ndarray, shape: tuple[int, ...]) -> tuple[np.ndarray,
     if scores.shape[0] == 0:
         return np.zeros(shape, dtype=np.int64), np.zeros(shape, dtype=bool)
     top = scores.max(axis=0)
-    first = np.where(scores == top, np.arange(scores.shape[0])[:, None], scores.shape[0])
-    return first.min(axis=0).reshape(shape), (top >= NONE_THRESHOLD).reshape(shape)
+    n_values = scores.shape[0]
+    # Value v counts n_values - v where it reaches the maximum: the largest count is the
+    # first such value; no value reaching it (NaN) gives n_values, absent.
+    countdown = np.arange(n_values, 0, -1, dtype=np.int16 if n_values < 2**15 else np.int64)
+    ids = n_values - ((scores == top) * countdown[:, None]).max(axis=0).astype(np.int64)
+    return ids.reshape(shape), (top >= NONE_THRESHOLD).reshape(shape)
 
 
 def decode(
@@ -152,7 +156,8 @@ def decode(
         ]
     if input_encoder.bos_token is not None:
         values[:, 0] = input_encoder.bos_token
-    values[np.arange(values.shape[1]) >= np.asarray(lengths)[:, None]] = input_encoder.pad_token
+    if min(lengths) < values.shape[1]:
+        values[np.arange(values.shape[1]) >= np.asarray(lengths)[:, None]] = input_encoder.pad_token
     return values.tolist()
 
 
@@ -215,7 +220,7 @@ class AssembledTransformerModel:
         if dtype not in (np.float32, np.float64):
             raise ValueError(f"dtype must be numpy.float32 or numpy.float64, got {dtype}")
         arrays = [a for p in self.params.values() for a in p.values()]
-        if all(isinstance(a, np.ndarray) and a.dtype == dtype for a in arrays):
+        if set(map(type, arrays)) == {np.ndarray} and {a.dtype for a in arrays} == {dtype}:
             return self.params
         # Weights a user replaced by other array types (lists, other libraries' arrays)
         # become numpy arrays here too.
@@ -229,20 +234,20 @@ class AssembledTransformerModel:
         """
         enc = self.input_encoder
         batch = None
-        if all(type(seq) in (list, tuple) for seq in sequences):
-            widths = [len(seq) for seq in sequences]
+        if set(map(type, sequences)) <= {list, tuple}:
+            widths = list(map(len, sequences))
             width = max(widths)
             limit = enc._max_seq_len
             if 0 < width and (limit is None or width <= limit):
                 batch = self._lookup(sequences, widths, width)
         if batch is not None:
-            is_pad = batch == enc.pad_encoding
-            if (
-                (batch[:, 0] == enc.bos_encoding).all()
-                and not (batch[:, 1:] == enc.bos_encoding).any()
-                and not (is_pad[:, :-1] & ~is_pad[:, 1:]).any()  # PAD only at the end
-            ):
-                return batch, (width - is_pad.sum(axis=1)).tolist()
+            is_bos = batch == enc.bos_encoding
+            if is_bos[:, 0].all() and np.count_nonzero(is_bos) == len(batch):  # BOS first only
+                is_pad = batch == enc.pad_encoding
+                if not is_pad.any():
+                    return batch, [width] * len(batch)
+                if not (is_pad[:, :-1] & ~is_pad[:, 1:]).any():  # PAD only at the end
+                    return batch, (width - is_pad.sum(axis=1)).tolist()
         encoded = [self._encode(seq) for seq in sequences]  # raises on the bad input
         width = max(len(row) for row, _ in encoded)
         batch = np.full((len(encoded), width), self.input_encoder.pad_encoding, dtype=np.int64)
@@ -264,7 +269,7 @@ class AssembledTransformerModel:
             )
         except (KeyError, TypeError):
             return None
-        if all(w == width for w in widths):
+        if widths.count(width) == len(widths):
             return flat.reshape(len(widths), width)
         if self.input_encoder.pad_encoding is None:
             return None
@@ -301,10 +306,7 @@ class AssembledTransformerModel:
             return
         positions = np.arange(final.shape[1])
         real = (positions >= 1) & (positions < np.asarray(lengths)[:, None])  # [B, T]
-        labels = list(self.categorical_sops)
-        sizes = [len(self.categorical_sops[label]) for label in labels]
-        starts = np.cumsum([0, *sizes[:-1]])
-        cols = np.concatenate([self.categorical_sops[lb] for lb in labels])
+        labels, cols, starts, tolerances = self._one_hot_layout()
         flat = final.reshape(-1, final.shape[-1])
         if len(flat) < MANY_POSITIONS:  # few rows: one reduceat per quantity
             values = flat[:, cols]
@@ -318,13 +320,12 @@ class AssembledTransformerModel:
             top = np.stack([values[a:b].max(axis=0) for a, b in zip(starts, ends)])
             rest = np.stack([values[a:b].sum(axis=0) for a, b in zip(starts, ends)])
         top = np.maximum(top, 0.0)
-        rest = rest - top
-        tol = np.array([self.mixture_tolerances.get(lb, MIXTURE_TOLERANCE) for lb in labels])
-        tol = tol[:, None].astype(values.dtype)
+        rest -= top
+        tol = tolerances.astype(values.dtype)  # [S, 1]
         clean = ((top > 1 - tol) | (top < tol)) & (np.abs(rest) < tol)
-        bad = (real.reshape(1, -1) & ~clean).T.reshape(*real.shape, len(labels))  # [B, T, S]
-        if not bad.any():
+        if clean.all() or (clean | ~real.reshape(1, -1)).all():
             return
+        bad = (real.reshape(1, -1) & ~clean).T.reshape(*real.shape, len(labels))  # [B, T, S]
         sop = int(np.flatnonzero(bad.any(axis=(0, 1)))[0])  # the first SOp, in order
         row, position = (int(i) for i in np.argwhere(bad[..., sop])[0])
         label, cols = labels[sop], self.categorical_sops[labels[sop]]
@@ -342,6 +343,26 @@ class AssembledTransformerModel:
             "can represent (validating.dynamic_validate(program, input) names it; "
             "strict=False skips this check)"
         )
+
+    def _one_hot_layout(self) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
+        """The categorical SOps' labels, their columns one after another, where each SOp's
+        columns start among them, and their tolerances [S, 1]; remembered while
+        categorical_sops and mixture_tolerances hold the same entries."""
+        key = (
+            tuple((label, id(cols)) for label, cols in self.categorical_sops.items()),
+            tuple(self.mixture_tolerances.items()),
+        )
+        cached = self.__dict__.get("_one_hot_cache")
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        labels = list(self.categorical_sops)
+        sizes = [len(self.categorical_sops[label]) for label in labels]
+        starts = np.cumsum([0, *sizes[:-1]])
+        cols = np.concatenate([self.categorical_sops[lb] for lb in labels])
+        tol = np.array([self.mixture_tolerances.get(lb, MIXTURE_TOLERANCE) for lb in labels])
+        layout = labels, cols, starts, tol[:, None]
+        self.__dict__["_one_hot_cache"] = (key, layout)
+        return layout
 
     def _output(
         self,
@@ -544,17 +565,20 @@ def build_model(
 ) -> AssembledTransformerModel:
     """Wraps finished arrays in a runnable model (used by the compiler and by loading)."""
 
-    def get_compiled_model() -> CompiledTransformerModel:
+    def compiled_with(params_: Params) -> CompiledTransformerModel:
         return CompiledTransformerModel(
-            params=params,
+            params=params_,
             config=config,
             unembed_matrix=unembed,
             use_unembed_argmax=categorical_output,
             pad_encoding=input_encoder.pad_encoding,
         )
 
+    def get_compiled_model() -> CompiledTransformerModel:
+        return compiled_with(params)
+
     def forward(params_: Params, token_ids: np.ndarray) -> CompiledTransformerModelOutput:
-        return dataclasses.replace(get_compiled_model(), params=params_)(token_ids)
+        return compiled_with(params_)(token_ids)
 
     return AssembledTransformerModel(
         forward=forward,

@@ -1,3 +1,4 @@
 """The compiled model's runtime: `model` (the numpy forward pass), `encoder`, and the
-forward pass's helpers `sparse` (products with non-zero blocks only) and `runtime` (BLAS
-threads, glibc's freed memory)."""
+forward pass's helpers `sparse` (where each weight's non-zeros lie, checked every call),
+`plan` (what each layer multiplies, derived from those) and `runtime` (BLAS threads,
+glibc's freed memory)."""

@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 
 import numpy as np
 
-from tracr.transformer import runtime, sparse
+from tracr.transformer import plan, runtime
 
 # Kept here for callers of the forward pass's BLAS setting.
 blas_single_thread = runtime.blas_single_thread
@@ -40,39 +40,25 @@ def _flush(x: np.ndarray) -> np.ndarray:
     return x
 
 
-# Rows at most this long take their softmax maximum column by column (numpy's
-# reductions along a short last axis are several times slower than elementwise passes)...
-SHORT_ROW = 64
-# ... when there are at least this many rows (for a few rows, one call is quicker).
-MANY_ROWS = 1024
-
-
 def _softmax(logits: np.ndarray) -> np.ndarray:
     """Softmax along the last axis [..., T]; weights that would be below FLUSH_BELOW
     (before normalising) are 0, so no subnormal number is ever formed.
 
-    The maximum is exact in any order; the row sums are one matrix-vector product,
-    another summation order, which the compiler's error bounds allow (they hold in every
+    Computed keys first, on a [T, ...] copy: the maximum and the sum then run elementwise
+    across contiguous rows (numpy is several times slower along a short last axis); the
+    result is a view with the keys last again. The maximum is exact in any order; the sum
+    is one summation order, which the compiler's error bounds allow (they hold in every
     order).
     """
-    seq_len = logits.shape[-1]
-    if seq_len <= SHORT_ROW and logits.size >= MANY_ROWS * seq_len:
-        top = logits[..., 0].copy()
-        for key in range(1, seq_len):
-            np.maximum(top, logits[..., key], out=top)
-    else:
-        top = logits.max(axis=-1)
-    shifted = logits - top[..., None]
-    # exp is slow where its result is subnormal: clamp to exp(-80) (normal in float32),
-    # then zero every weight below FLUSH_BELOW.
-    weights = np.exp(np.maximum(shifted, np.asarray(-80.0, dtype=shifted.dtype)))
-    weights *= shifted >= _LOG_FLUSH
-    total = weights.reshape(-1, seq_len) @ np.ones(seq_len, dtype=weights.dtype)
-    weights /= total.reshape(top.shape)[..., None]
-    return weights
-
-
-_LOG_FLUSH = float(np.log(FLUSH_BELOW))
+    weights = np.moveaxis(logits, -1, 0).copy()  # [T, ...], C-contiguous
+    weights -= weights.max(axis=0)
+    # exp is slow where its result is subnormal: clamp to exp(-80) (normal in float32, and
+    # below FLUSH_BELOW), then zero every weight below FLUSH_BELOW; all in place.
+    np.maximum(weights, np.asarray(-80.0, dtype=weights.dtype), out=weights)
+    np.exp(weights, out=weights)
+    np.multiply(weights, weights >= FLUSH_BELOW, out=weights)
+    weights /= weights.sum(axis=0)
+    return np.moveaxis(weights, 0, -1)
 
 
 def relu(x: np.ndarray) -> np.ndarray:
@@ -132,12 +118,23 @@ def embed(params: Mapping[str, Mapping[str, np.ndarray]], token_ids: np.ndarray)
     """[B, T] ids -> [B, T, D] token plus position embeddings."""
     tokens, positions = params["token_embed"]["embeddings"], params["pos_embed"]["embeddings"]
     batch, seq_len = token_ids.shape
-    if batch * seq_len <= tokens.shape[0] * seq_len:
+    distinct = _distinct_rows(params, token_ids)
+    if distinct is None:
         return tokens[token_ids] + positions[:seq_len]
-    # One gather from the (position, token) sum table, smaller than the batch.
+    table, rows = distinct  # one gather from the table, smaller than the batch
+    return np.take(table, rows, axis=0).reshape(batch, seq_len, -1)
+
+
+def _distinct_rows(params, token_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """For a batch with more positions than there are (position, token) pairs: the table
+    of their embeddings [T V, D] and each position's row in it [B T]; else None."""
+    tokens, positions = params["token_embed"]["embeddings"], params["pos_embed"]["embeddings"]
+    batch, seq_len = token_ids.shape
+    if batch <= tokens.shape[0]:
+        return None
     table = (positions[:seq_len, None, :] + tokens[None, :, :]).reshape(-1, tokens.shape[1])
-    flat = token_ids + tokens.shape[0] * np.arange(seq_len)
-    return np.take(table, flat.reshape(-1), axis=0).reshape(batch, seq_len, -1)
+    rows = token_ids + tokens.shape[0] * np.arange(seq_len)
+    return table, rows.reshape(-1)
 
 
 def _root(d_head: int, dtype) -> np.ndarray:
@@ -146,85 +143,76 @@ def _root(d_head: int, dtype) -> np.ndarray:
 
 
 # The sparse paths (`_attention`, `_mlp`) multiply only the non-zero blocks of each
-# weight matrix (`sparse.Linear`); the dense ones (`_dense_*`) the whole matrices.
+# weight matrix (as `plan` lays them out); the dense ones (`_dense_*`) the whole matrices.
 
 
-def _attention(params, prefix, config, x, mask):
-    """One multi-head attention block on x [N, D] (N = B * T): (output [N, D], logits)."""
+def _attention(params, prefix, config, x, mask, distinct=None):
+    """One multi-head attention block on x [N, D] (N = B * T): (output [N, D], logits).
+
+    distinct: (table [P, D], rows [N]) where x = table[rows] (layer 0, whose input is
+    the embedding): the projections are computed on the table's rows and gathered."""
     batch, _, seq_len, _ = mask.shape
-    d_head = config.key_size
-    query, key = sparse.Linear(params[f"{prefix}/query"]), sparse.Linear(params[f"{prefix}/key"])
-    value, linear = (
-        sparse.Linear(params[f"{prefix}/value"]),
-        sparse.Linear(params[f"{prefix}/linear"]),
-    )
-    both = query.out_mask & key.out_mask  # q.k sums over these columns only
-    query.keep_outputs(both)
-    key.keep_outputs(both)
-    carried = value.out_mask & linear.in_mask  # value columns that reach the output
-    value.keep_outputs(carried)
-    linear.keep_inputs(carried)
-
-    q, k = query(x, x.dtype), key(x, x.dtype)
-    head_of_qk = query.cols // d_head
+    planned = plan.attention(params, prefix, config.key_size)
+    linears = [params[f"{prefix}/{name}"] for name in planned.projections]
+    if planned.fused is not None and distinct is not None:
+        table, rows = distinct
+        found = planned.fused.split(np.take(planned.fused(table, linears), rows, axis=0))
+    elif planned.fused is not None and x.shape[0] >= plan.FUSE_ROWS:
+        found = planned.fused.split(planned.fused(x, linears))
+    else:
+        found = [p(x, linear) for p, linear in zip(planned.projections.values(), linears)]
+    projected = dict(zip(planned.projections, found))  # "query": [N, qk columns], ...
     logits = np.zeros((batch, config.num_heads, seq_len, seq_len), dtype=x.dtype)
-    for head in np.unique(head_of_qk):
-        sel = np.flatnonzero(head_of_qk == head)
-        q_h = sparse.columns(q, sel).reshape(batch, seq_len, -1)
-        k_h = sparse.columns(k, sel).reshape(batch, seq_len, -1)
-        logits[:, head] = (q_h @ k_h.transpose(0, 2, 1)) / _root(d_head, x.dtype)  # q.k/sqrt(K)
+    if planned.qk_heads:
+        q, k = projected["query"], projected["key"]
+        root = _root(config.key_size, x.dtype)
+    for head, cols in planned.qk_heads:
+        q_h = q[:, cols].reshape(batch, seq_len, -1)
+        k_h = k[:, cols].reshape(batch, seq_len, -1)
+        np.divide(q_h @ k_h.transpose(0, 2, 1), root, out=logits[:, head])  # q.k/sqrt(K)
     if not mask.all():  # a batch of full-length sequences, say, masks nothing
         logits = np.where(mask, logits, np.asarray(MASKED_LOGIT, dtype=x.dtype))
 
     out = np.zeros(x.shape, dtype=x.dtype)
-    if linear.cols.size:
-        v = value(x, x.dtype)
-        head_of_v = value.cols // d_head
-        mixed = np.empty((batch, seq_len, value.cols.size), dtype=x.dtype)
-        for head in np.unique(head_of_v):
+    if planned.writes:
+        v = projected["value"]  # [N, value columns]
+        mixed = np.empty((batch, seq_len, v.shape[1]), dtype=x.dtype)
+        for head, cols in planned.v_heads:
             weights = _softmax(logits[:, head])
-            sel = np.flatnonzero(head_of_v == head)
-            mixed[..., sparse.span(sel)] = weights @ sparse.columns(v, sel).reshape(
-                batch, seq_len, -1
-            )
-        mixed = mixed.reshape(x.shape[0], -1)
-        out[:, sparse.span(linear.cols)] = _flush(linear(mixed, x.dtype, compact=True))
+            np.matmul(weights, v[:, cols].reshape(batch, seq_len, -1), out=mixed[..., cols])
+        mixed = mixed.reshape(x.shape[0], v.shape[1])
+        linear = planned.linear(mixed, params[f"{prefix}/linear"], compact=True)
+        out[:, planned.out_index] = _flush(linear)
     return out, logits
 
 
 def _mlp(params, prefix, config, x, width=None):
     """One MLP block on x [N, D] -> [N, D]."""
-    first, second = (
-        sparse.Linear(params[f"{prefix}/linear_1"]),
-        sparse.Linear(params[f"{prefix}/linear_2"]),
-    )
-    used = second.in_mask.copy()  # hidden units that something reads
-    if _activation_of_zero(config.activation_function) == 0:
-        used &= first.out_mask  # the others are activation(0) = 0
-    if width is not None:  # skip hidden units past `width`
-        used[width:] = False
-    first.keep_outputs(used)
-    second.keep_inputs(used)
+    planned = plan.mlp(params, prefix, config.activation_function, width)
     out = np.zeros(x.shape, dtype=x.dtype)
-    if second.cols.size:
-        hidden = first(x, x.dtype)
-        if first.cols.size < used.sum():  # units without weights or bias: activation(0)
-            full = np.zeros((x.shape[0], used.size), dtype=x.dtype)
-            full[:, sparse.span(first.cols)] = hidden
-            hidden = full[:, used]
+    if planned.writes:
+        hidden = planned.first(x, params[f"{prefix}/linear_1"])
+        if planned.expand is not None:  # units without weights or bias: activation(0)
+            full = np.zeros((x.shape[0], planned.n_used), dtype=x.dtype)
+            full[:, planned.expand] = hidden
+            hidden = full
         hidden = _flush(config.activation_function(hidden))
-        out[:, sparse.span(second.cols)] = _flush(second(hidden, x.dtype, compact=True))
+        second = planned.second(hidden, params[f"{prefix}/linear_2"], compact=True)
+        out[:, planned.out_index] = _flush(second)
     return out
 
 
-# Below this many multiply-adds per layer the dense products are cheaper than finding
-# the non-zero blocks (one apply of a small model); both compute the same sums.
+# Below this much work per layer the dense products are cheaper than finding the
+# non-zero blocks (one apply of a small model); both compute the same sums. The work is
+# the dense multiply-adds plus ROW_WORK per row for the dense path's reshaping and
+# transposing, which makes the sparse path pay for batches of small models too.
 DENSE_WORK = 2_000_000
+ROW_WORK = 1_500
 
 
 def _sparse_pays(params, prefix, x) -> bool:
     weights = params[f"{prefix}/mlp/linear_1"]["w"].size + params[f"{prefix}/attn/query"]["w"].size
-    return x.shape[0] * weights * 3 >= DENSE_WORK
+    return x.shape[0] * (weights * 3 + ROW_WORK) >= DENSE_WORK
 
 
 def _dense_attention(params, prefix, config, x, mask):
@@ -234,17 +222,17 @@ def _dense_attention(params, prefix, config, x, mask):
 
     def project(name):  # [B, H, T, K]
         p = params[f"{prefix}/{name}"]
-        out = x @ p["w"].astype(x.dtype, copy=False) + p["b"].astype(x.dtype, copy=False)
+        out = _add_bias(x @ p["w"].astype(x.dtype, copy=False), p["b"])
         return out.reshape(batch, seq_len, heads, d_head).transpose(0, 2, 1, 3)
 
     q, k, v = project("query"), project("key"), project("value")
     logits = (q @ k.transpose(0, 1, 3, 2)) / _root(d_head, x.dtype)  # q.k / sqrt(K)
-    logits = np.where(mask, logits, np.asarray(MASKED_LOGIT, dtype=x.dtype))
+    if not mask.all():
+        logits = np.where(mask, logits, np.asarray(MASKED_LOGIT, dtype=x.dtype))
     weights = _softmax(logits)
     mixed = (weights @ v).transpose(0, 2, 1, 3).reshape(batch * seq_len, heads * d_head)
     linear = params[f"{prefix}/linear"]
-    out = mixed @ linear["w"].astype(x.dtype, copy=False)
-    out += linear["b"].astype(x.dtype, copy=False)
+    out = _add_bias(mixed @ linear["w"].astype(x.dtype, copy=False), linear["b"])
     return _flush(out), logits
 
 
@@ -254,15 +242,16 @@ def _dense_mlp(params, prefix, config, x, width=None):
     w1, b1, w2 = first["w"], first["b"], second["w"]
     if width is not None:  # skip hidden units past `width`
         w1, b1, w2 = w1[:, :width], b1[:width], w2[:width]
-    hidden = x @ w1.astype(x.dtype, copy=False) + b1.astype(x.dtype, copy=False)
+    hidden = _add_bias(x @ w1.astype(x.dtype, copy=False), b1)
     hidden = _flush(config.activation_function(hidden))
-    out = hidden @ w2.astype(x.dtype, copy=False)
-    out += second["b"].astype(x.dtype, copy=False)
-    return _flush(out)
+    return _flush(_add_bias(hidden @ w2.astype(x.dtype, copy=False), second["b"]))
 
 
-def _activation_of_zero(activation) -> float:
-    return float(np.asarray(activation(np.zeros(1)))[0])
+def _add_bias(out: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """out + b, in place; compiled models' biases are mostly zero, which adds nothing."""
+    if b.any():
+        out += b.astype(out.dtype, copy=False)
+    return out
 
 
 def used_mlp_widths(
@@ -283,11 +272,13 @@ def used_mlp_widths(
     return widths
 
 
-def attention_block(params, prefix: str, config: TransformerConfig, x, mask):
+def attention_block(params, prefix: str, config: TransformerConfig, x, mask, distinct=None):
     """Layer `prefix`'s attention on x [N, D] (N = B T; mask [B, 1, T, T]):
-    (output [N, D], logits [B, H, T, T]). Sparse or dense, whichever pays."""
-    attention = _attention if _sparse_pays(params, prefix, x) else _dense_attention
-    return attention(params, f"{prefix}/attn", config, x, mask)
+    (output [N, D], logits [B, H, T, T]). Sparse or dense, whichever pays.
+    `distinct`: see `_attention` (the sparse path's)."""
+    if _sparse_pays(params, prefix, x):
+        return _attention(params, f"{prefix}/attn", config, x, mask, distinct)
+    return _dense_attention(params, f"{prefix}/attn", config, x, mask)
 
 
 def mlp_block(params, prefix: str, config: TransformerConfig, x, width: int | None = None):
@@ -316,7 +307,15 @@ def forward(
     batch, seq_len = token_ids.shape
     runtime.keep_freed_memory()
     mask = attention_mask(config, key_mask)
-    embedded = embed(params, token_ids)
+    distinct = _distinct_rows(params, token_ids)
+    if distinct is None:
+        embedded = embed(params, token_ids)
+    else:
+        table, rows = distinct
+        if dtype is not None:
+            table = table.astype(dtype, copy=False)
+        distinct = table, rows
+        embedded = np.take(table, rows, axis=0).reshape(batch, seq_len, -1)
     if dtype is not None:
         embedded = embedded.astype(dtype, copy=False)
     residual = embedded.reshape(batch * seq_len, -1)  # [N, D]: every product is 2-D
@@ -325,7 +324,9 @@ def forward(
     with runtime.blas_single_thread():
         for layer in range(config.num_layers):
             prefix = f"transformer/layer_{layer}"
-            attn_out, logits = attention_block(params, prefix, config, residual, mask)
+            attn_out, logits = attention_block(
+                params, prefix, config, residual, mask, distinct if layer == 0 else None
+            )
             residual = residual + attn_out
             width = None if mlp_widths is None else mlp_widths[layer]
             mlp_out = mlp_block(params, prefix, config, residual, width)

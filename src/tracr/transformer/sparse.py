@@ -9,41 +9,78 @@ Which rows and columns of a matrix hold its non-zeros (its "rectangle") is remem
 array object and checked on every call, so that weights users edit in place take effect on
 the next call, whatever they change: the check counts the matrix's non-zero bit patterns
 (one fast pass, cheaper than reading the matrix into a product) and those inside the
-rectangle; the rectangle is found afresh when the two counts differ or differ from the
-remembered count. -0.0 counts as non-zero here, which only adds products that are exactly
-zero.
+rectangle (or, for a rectangle with few gaps, those inside its bounding box and none in the
+gaps); the rectangle is found afresh when the two counts differ or differ from the
+remembered count, or when the array's shape changed. -0.0 counts as non-zero here, which
+only adds products that are exactly zero. Biases (vectors) have rectangles too: one row.
+`plan` derives what each layer multiplies from these rectangles.
 """
 
 from __future__ import annotations
 
 import weakref
-from collections.abc import Mapping
 
 import numpy as np
 
 
 class Rectangle:
-    """The rows and columns of a matrix that hold its non-zero entries."""
+    """The rows and columns of a matrix (or the entries of a vector, one row) that hold
+    its non-zero entries."""
 
-    __slots__ = ("ref", "rows", "cols", "row_mask", "col_mask", "count")
+    __slots__ = (
+        *("ref", "shape", "rows", "cols", "row_mask", "col_mask", "count"),
+        *("row_index", "col_index", "box", "gap_rows", "gap_cols"),
+    )
 
     def __init__(self, w: np.ndarray, bits: np.ndarray):
-        nonzero = bits != 0
+        nonzero = (bits.reshape(1, -1) if bits.ndim == 1 else bits) != 0  # a vector: one row
         self.ref = weakref.ref(w)
+        self.shape = bits.shape
         self.row_mask = nonzero.any(axis=1)
         self.col_mask = nonzero.any(axis=0)
         self.rows = np.flatnonzero(self.row_mask)
         self.cols = np.flatnonzero(self.col_mask)
+        self.row_index, self.col_index = span(self.rows), span(self.cols)
         self.count = int(np.count_nonzero(bits))
+        # A rectangle much larger than its gaps is checked as its bounding box (a view)
+        # with no non-zero in the box's rows and columns outside the rectangle: the gaps,
+        # as indices into the box. None: checked as the gathered rectangle.
+        self.box = self.gap_rows = self.gap_cols = None
+        if self.count and bits.ndim == 2:
+            box = enclosing(self.rows), enclosing(self.cols)
+            gap_rows = np.flatnonzero(~self.row_mask[box[0]])
+            gap_cols = np.flatnonzero(~self.col_mask[box[1]])
+            height, width = self.row_mask[box[0]].size, self.col_mask[box[1]].size
+            gaps = gap_rows.size * width + gap_cols.size * height
+            if gaps and gaps < self.rows.size * self.cols.size:
+                self.box, self.gap_rows, self.gap_cols = box, gap_rows, gap_cols
 
     def holds_all(self, w: np.ndarray, bits: np.ndarray) -> bool:
         """Whether w is the matrix this was found for and its non-zeros are still inside."""
-        if self.ref() is not w:
+        if self.ref() is not w or bits.shape != self.shape:  # `w.shape = ...` reshapes w
             return False
         count = np.count_nonzero(bits)
         if count != self.count:
             return False
-        return np.count_nonzero(block(bits, self.rows, self.cols)) == count
+        if count == 0:
+            return True
+        if bits.ndim == 1:
+            inside = bits[self.col_index]
+        elif self.box is not None:
+            box = bits[self.box]
+            return (
+                np.count_nonzero(box) == count
+                and not np.count_nonzero(box[self.gap_rows])
+                and not np.count_nonzero(box[:, self.gap_cols])
+            )
+        else:
+            inside = block(bits, self.rows, self.cols, self.row_index, self.col_index)
+        return inside.size == bits.size or np.count_nonzero(inside) == count
+
+
+def enclosing(indices: np.ndarray) -> slice:
+    """The shortest slice holding ascending `indices` (their bounding run)."""
+    return slice(int(indices[0]), int(indices[-1]) + 1) if indices.size else slice(0, 0)
 
 
 _RECTANGLES: dict[int, Rectangle] = {}
@@ -66,9 +103,11 @@ def rectangle(w: np.ndarray) -> Rectangle:
     return found
 
 
-def block(w: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-    """w[rows][:, cols]: a view where the rows or columns form a run, else a gather."""
-    row_span, col_span = span(rows), span(cols)
+def block(w: np.ndarray, rows: np.ndarray, cols: np.ndarray, row_span=None, col_span=None):
+    """w[rows][:, cols]: a view where the rows or columns form a run, else a gather.
+    `row_span`, `col_span`: span(rows), span(cols) where the caller has them."""
+    row_span = span(rows) if row_span is None else row_span
+    col_span = span(cols) if col_span is None else col_span
     if isinstance(row_span, slice):
         return w[row_span][:, col_span]
     if isinstance(col_span, slice):
@@ -89,39 +128,3 @@ def columns(x: np.ndarray, indices: np.ndarray) -> np.ndarray:
     if indices.size == x.shape[1]:
         return x  # all of them, in order
     return x[:, span(indices)]
-
-
-class Linear:
-    """x @ w + b restricted to the non-zero part of w (and b).
-
-    `rows` are the input directions it reads, `cols` the output columns it computes;
-    every other output column is exactly zero. Rows and columns come from w's rectangle
-    (see `rectangle`), so they may include some whose products are all zero.
-    """
-
-    def __init__(self, linear: Mapping[str, np.ndarray]):
-        self.w, self.b = linear["w"], linear["b"]
-        found = rectangle(self.w)
-        self.in_mask = found.row_mask  # rows with a weight
-        self.out_mask = found.col_mask | (self.b != 0)
-        self.rows = found.rows
-        self.cols = np.flatnonzero(self.out_mask)
-
-    def keep_outputs(self, keep: np.ndarray) -> None:
-        """Computes only the output columns where `keep` [O] bool is True."""
-        self.out_mask = self.out_mask & keep
-        self.cols = np.flatnonzero(self.out_mask)
-
-    def keep_inputs(self, keep: np.ndarray) -> None:
-        """Reads exactly the input rows where `keep` [I] bool is True; the caller passes
-        x holding just those columns, in order (`compact=True`)."""
-        self.rows = np.flatnonzero(keep)
-
-    def __call__(self, x: np.ndarray, dtype, compact: bool = False) -> np.ndarray:
-        """x [N, I] (or [N, len(rows)] when compact) -> [N, len(cols)]."""
-        weights = block(self.w, self.rows, self.cols).astype(dtype, copy=False)
-        out = (x if compact else columns(x, self.rows)) @ weights
-        bias = self.b[self.cols]
-        if bias.any():
-            out += bias.astype(dtype, copy=False)
-        return out

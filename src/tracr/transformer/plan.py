@@ -1,0 +1,249 @@
+"""Per-layer plans of the sparse forward pass: which slices of which weights to multiply.
+
+A sparse block needs index arrays derived from its weights' rectangles
+(`sparse.rectangle`): the residual columns each projection reads, the output columns that
+can be non-zero, how these group into heads, where the block writes. Deriving them takes
+dozens of small numpy calls, more time than the products themselves for one sequence, so
+a plan derives them once per set of rectangles and is reused for as long as every weight's
+and every bias's rectangle is the same object. The rectangles are checked on every call
+(`sparse.rectangle`): an edit that puts a non-zero outside one makes a new rectangle, and
+so a new plan. Plans hold indices only, never weight values: the products read the
+weights as they are at each call, so edits inside the rectangles take effect too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+import numpy as np
+
+from tracr.transformer import sparse
+
+Linear = Mapping[str, np.ndarray]  # {"w": [I, O], "b": [O]}
+
+
+# A product may multiply the bounding box of its rows and columns instead: views of x and
+# w, the extra rows and columns of w being zero, so the extra products are exact zeros.
+# It does so where the extra multiply-adds cost less than the copies the exact rows and
+# columns need (gathering x's columns, w's block), counting a copied number as this many
+# multiply-adds.
+COPY_COST = 16
+
+
+class Product:
+    """x @ w[rows][:, cols] + b[cols]: one projection restricted to the non-zero part of
+    w and b. Every output column outside `cols` is exactly zero."""
+
+    __slots__ = (
+        *("rows", "cols", "row_index", "col_index", "reads_all", "bias"),
+        *("row_box", "col_box", "box_cols", "box_extra", "x_copies", "w_copies"),
+    )
+
+    def __init__(self, rows: np.ndarray, cols: np.ndarray, in_dim: int, bias_mask: np.ndarray):
+        self.rows, self.cols = rows, cols
+        self.row_index, self.col_index = sparse.span(rows), sparse.span(cols)
+        self.reads_all = rows.size == in_dim  # every input column, in order
+        self.bias = bool(bias_mask[cols].any())  # whether b[cols] has a non-zero entry
+        self.row_box, self.col_box = sparse.enclosing(rows), sparse.enclosing(cols)
+        exact = isinstance(self.col_index, slice)
+        self.box_cols = None if exact else cols - self.col_box.start  # cols within the box
+        area = rows.size * cols.size
+        box_area = (self.row_box.stop - self.row_box.start) * (
+            self.col_box.stop - self.col_box.start
+        )
+        self.box_extra = box_area - area  # per row of x
+        # Per row of x, the numbers the exact product gathers from x (its rows, when not a
+        # run), and from w (its block, when not a view) or from the box's output columns.
+        self.x_copies = 0 if isinstance(self.row_index, slice) else rows.size
+        exact_view = isinstance(self.row_index, slice) and isinstance(self.col_index, slice)
+        self.w_copies = 0 if exact_view else area
+
+    def _boxed(self, n_rows: int, compact: bool) -> bool:
+        """Whether multiplying the box costs less than gathering (see COPY_COST)."""
+        if not self.box_extra:
+            return False
+        extra = n_rows * self.box_extra
+        if self.box_cols is not None:
+            extra += COPY_COST * n_rows * self.box_cols.size  # picking the columns
+        copies = self.w_copies + (0 if compact or self.reads_all else n_rows * self.x_copies)
+        return extra < COPY_COST * copies
+
+    def __call__(self, x: np.ndarray, linear: Linear, compact: bool = False) -> np.ndarray:
+        """x [N, I] (or [N, len(rows)] when compact: x holds just those columns) ->
+        [N, len(cols)], in x's dtype."""
+        dtype = x.dtype
+        if self._boxed(x.shape[0], compact):
+            if compact:  # rows exactly, columns through their box
+                w = linear["w"][:, self.col_box][self.row_index]
+            else:
+                w = linear["w"][self.row_box, self.col_box]
+                x = x[:, self.row_box]
+            out = x @ w.astype(dtype, copy=False)
+            if self.box_cols is not None:
+                out = out[:, self.box_cols]
+        else:
+            w = sparse.block(linear["w"], self.rows, self.cols, self.row_index, self.col_index)
+            if not (compact or self.reads_all):
+                x = x[:, self.row_index]
+            out = x @ w.astype(dtype, copy=False)
+        if self.bias:
+            out += linear["b"][self.col_index].astype(dtype, copy=False)
+        return out
+
+
+# From this many rows of x, attention computes q, k and v in one product. Each product
+# that reads a few columns of a large x touches nearly every cache line of it; one product
+# reads x once.
+FUSE_ROWS = 512
+
+
+class Fused:
+    """Products that read the same x, as one: x[:, rows] @ [w_1 | w_2 | ...], each w_i
+    restricted to its product's columns, `rows` the union of the products' rows (all of
+    the rows of their bounding box where that costs less than gathering x's columns).
+    Each w_i's rows outside its own product's are zero, so every sum is the product's."""
+
+    def __init__(self, products: list[Product], in_dim: int):
+        self.products = products
+        rows = np.unique(np.concatenate([p.rows for p in products]))
+        width = sum(p.cols.size for p in products)
+        box = sparse.enclosing(rows)
+        extra = (box.stop - box.start - rows.size) * width  # multiply-adds per row of x
+        self.read = sparse.span(rows)
+        if rows.size == in_dim:
+            self.read = slice(None)  # every row, in order
+        elif not isinstance(self.read, slice) and extra < COPY_COST * rows.size:
+            self.read = box
+        ends = np.cumsum([p.cols.size for p in products])
+        self.parts = [slice(int(a), int(b)) for a, b in zip([0, *ends[:-1]], ends)]
+
+    def __call__(self, x: np.ndarray, linears: list[Linear]) -> np.ndarray:
+        """x [N, I] -> the products' outputs side by side [N, sum of len(cols)]."""
+        dtype = x.dtype
+        blocks = [
+            linear["w"][self.read][:, p.col_index] for p, linear in zip(self.products, linears)
+        ]
+        out = x[:, self.read] @ np.concatenate(blocks, axis=1).astype(dtype, copy=False)
+        for p, linear, result in zip(self.products, linears, self.split(out)):
+            if p.bias:
+                result += linear["b"][p.col_index].astype(dtype, copy=False)
+        return out
+
+    def split(self, out: np.ndarray) -> list[np.ndarray]:
+        """Each product's output [N, len(cols)], views of `out`."""
+        return [out[:, part] for part in self.parts]
+
+
+def _head_runs(cols: np.ndarray, d_head: int) -> list[tuple[int, slice]]:
+    """(head, the run of positions in `cols` that belong to it), for ascending `cols`."""
+    heads = cols // d_head
+    starts = np.flatnonzero(np.diff(heads, prepend=-1))
+    ends = [*starts[1:], cols.size]
+    return [(int(heads[a]), slice(int(a), int(b))) for a, b in zip(starts, ends)]
+
+
+def _out_mask(w: sparse.Rectangle, b: sparse.Rectangle) -> np.ndarray:
+    """[O] bool: the output columns with a weight or a bias."""
+    return w.col_mask | b.col_mask
+
+
+class AttentionPlan:
+    """A multi-head attention block on its non-zero parts.
+
+    query, key: the q and k columns where both can be non-zero (q.k sums over these only),
+    grouped into heads by `qk_heads`; value: the v columns the output matrix reads, grouped
+    by `v_heads` (their positions in v, which are also their positions in the mixed values
+    the output reads); linear: mixed values -> the output columns `out_index`."""
+
+    def __init__(self, rects: tuple[sparse.Rectangle, ...], d_model: int, d_head: int):
+        q, q_b, k, k_b, v, v_b, o, o_b = rects
+        qk_cols = np.flatnonzero(_out_mask(q, q_b) & _out_mask(k, k_b))
+        self.query = Product(q.rows, qk_cols, d_model, q_b.col_mask)
+        self.key = Product(k.rows, qk_cols, d_model, k_b.col_mask)
+        self.qk_heads = _head_runs(qk_cols, d_head)  # empty: every logit is 0
+        v_cols = np.flatnonzero(_out_mask(v, v_b) & o.row_mask)  # values that reach the output
+        self.value = Product(v.rows, v_cols, d_model, v_b.col_mask)
+        self.v_heads = _head_runs(v_cols, d_head)
+        out_cols = np.flatnonzero(_out_mask(o, o_b))
+        self.linear = Product(v_cols, out_cols, o.row_mask.size, o_b.col_mask)
+        self.out_index = sparse.span(out_cols)
+        self.writes = out_cols.size > 0
+        # The projections of x the block needs, by parameter name; for many rows, `fused`.
+        self.projections = {
+            **({"query": self.query, "key": self.key} if self.qk_heads else {}),
+            **({"value": self.value} if self.writes else {}),
+        }
+        projections = list(self.projections.values())
+        self.fused = Fused(projections, d_model) if projections else None
+
+
+class MLPPlan:
+    """An MLP block on its non-zero parts: first computes the hidden units that have a
+    weight or bias and that the second matrix reads (when activation(0) = 0; otherwise
+    every unit the second reads, `expand` placing the computed ones among them), second
+    maps them to the output columns `out_index`."""
+
+    def __init__(
+        self, rects: tuple[sparse.Rectangle, ...], d_model: int, zero_at_zero: bool, width
+    ):
+        first, first_b, second, second_b = rects
+        used = second.row_mask.copy()  # hidden units something reads
+        computed = _out_mask(first, first_b)
+        if zero_at_zero:
+            used &= computed  # the others are activation(0) = 0
+        if width is not None:  # skip hidden units past `width`
+            used[width:] = False
+        first_cols = np.flatnonzero(computed & used)
+        used_units = np.flatnonzero(used)
+        self.first = Product(first.rows, first_cols, d_model, first_b.col_mask)
+        self.n_used = used_units.size
+        self.expand = None  # every used unit is computed
+        if first_cols.size < used_units.size:  # units without weights or bias: activation(0)
+            self.expand = np.searchsorted(used_units, first_cols)
+        out_cols = np.flatnonzero(_out_mask(second, second_b))
+        self.second = Product(used_units, out_cols, used.size, second_b.col_mask)
+        self.out_index = sparse.span(out_cols)
+        self.writes = out_cols.size > 0
+
+
+_PLANS: dict[tuple, AttentionPlan | MLPPlan] = {}
+# Plans for arrays that no longer exist are dropped by clearing once this many are kept.
+_MAX_PLANS = 1024
+
+
+def _rectangles(linears: list[Linear]) -> tuple[sparse.Rectangle, ...]:
+    """Each linear's weight and bias rectangles, checked (`sparse.rectangle`)."""
+    return tuple(sparse.rectangle(a) for linear in linears for a in (linear["w"], linear["b"]))
+
+
+def _remember(key: tuple, plan):
+    if len(_PLANS) >= _MAX_PLANS:
+        _PLANS.clear()
+    _PLANS[key] = plan
+    return plan
+
+
+def attention(params: Mapping[str, Linear], prefix: str, d_head: int) -> AttentionPlan:
+    """The plan of attention block `prefix` (".../attn") for its weights as they are now."""
+    names = ("query", "key", "value", "linear")
+    rects = _rectangles([params[f"{prefix}/{name}"] for name in names])
+    key = ("attn", d_head, *rects)  # rectangles compare by identity
+    plan = _PLANS.get(key)
+    if plan is None:
+        d_model = params[f"{prefix}/query"]["w"].shape[0]
+        plan = _remember(key, AttentionPlan(rects, d_model, d_head))
+    return plan
+
+
+def mlp(
+    params: Mapping[str, Linear], prefix: str, activation: Callable, width: int | None
+) -> MLPPlan:
+    """The plan of MLP block `prefix` (".../mlp") for its weights as they are now."""
+    rects = _rectangles([params[f"{prefix}/linear_1"], params[f"{prefix}/linear_2"]])
+    key = ("mlp", activation, width, *rects)
+    plan = _PLANS.get(key)
+    if plan is None:
+        zero_at_zero = float(np.asarray(activation(np.zeros(1)))[0]) == 0
+        d_model = params[f"{prefix}/linear_1"]["w"].shape[0]
+        plan = _remember(key, MLPPlan(rects, d_model, zero_at_zero, width))
+    return plan

@@ -1,0 +1,167 @@
+"""The sparse forward pass's rectangles and per-layer plans: remembered, and still exact
+after any edit."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tracr.compiler import assemble, compiling, lib
+from tracr.rasp import rasp
+from tracr.transformer import model, plan, sparse
+
+
+@pytest.fixture(autouse=True)
+def sparse_path(monkeypatch):
+    monkeypatch.setattr(model, "DENSE_WORK", 0)
+
+
+def _compiled_sort():
+    return compiling.compile_rasp_to_model(
+        lib.make_sort_unique(rasp.tokens, rasp.tokens), vocab={1, 2, 3, 4, 5}, max_seq_len=5
+    )
+
+
+def _batch(rng, count=40):
+    return [
+        ["compiler_bos", *rng.permutation([1, 2, 3, 4, 5])[: rng.integers(1, 6)]]
+        for _ in range(count)
+    ]
+
+
+def test_a_plan_is_reused_while_nothing_changes_and_rebuilt_when_an_array_is_replaced():
+    compiled = _compiled_sort()
+    compiled.apply([compiled.input_encoder.bos_token, 3, 1])
+    prefix = "transformer/layer_0/attn"
+    first = plan.attention(compiled.params, prefix, compiled.model_config.key_size)
+    again = plan.attention(compiled.params, prefix, compiled.model_config.key_size)
+    assert again is first
+    linear = compiled.params[f"{prefix}/value"]
+    linear["w"] = linear["w"].copy()  # same values, another array
+    assert plan.attention(compiled.params, prefix, compiled.model_config.key_size) is not first
+
+
+def test_a_non_zero_in_a_gap_of_a_box_checked_rectangle_is_noticed():
+    """A rectangle with gaps may be checked as its bounding box plus its gap rows and
+    columns; a non-zero written into a gap (inside the box) must make a new rectangle."""
+    w = np.zeros((12, 10), dtype=np.float32)
+    w[[1, 2, 3, 5, 6, 7, 8, 9, 10]] = 1.0  # rows 1..10 but row 4, every column
+    w[:, 6] = 0.0  # and a gap column
+    found = sparse.rectangle(w)
+    assert found.box is not None  # the case under test
+    assert sparse.rectangle(w) is found
+    w[1, 0], w[4, 2] = 0.0, 3.0  # moved into a gap row, inside the box: same count
+    again = sparse.rectangle(w)
+    assert again is not found and 4 in again.rows
+    w[4, 2], w[2, 6] = 0.0, -1.0  # moved into the gap column
+    third = sparse.rectangle(w)
+    assert 6 in third.cols and 4 not in third.rows
+
+
+def test_an_array_reshaped_in_place_gets_a_new_rectangle():
+    w = np.zeros((6, 4), dtype=np.float32)
+    w[[0, 5], 0] = 1.0
+    found = sparse.rectangle(w)
+    w.shape = (4, 6)  # the same array object: row 5 is gone
+    again = sparse.rectangle(w)
+    assert again is not found
+    assert list(again.rows) == [0, 3] and list(again.cols) == [0, 2]
+
+
+@pytest.mark.parametrize("fuse_rows", [0, 10**9])
+def test_a_bias_edited_in_place_takes_effect(monkeypatch, fuse_rows):
+    monkeypatch.setattr(plan, "FUSE_ROWS", fuse_rows)
+    params = {
+        "token_embed": {"embeddings": np.eye(2)},
+        "pos_embed": {"embeddings": np.zeros((3, 2))},
+    }
+    for name, (rows, cols) in {
+        "attn/query": (2, 1),
+        "attn/key": (2, 1),
+        "attn/value": (2, 1),
+        "attn/linear": (1, 2),
+        "mlp/linear_1": (2, 1),
+        "mlp/linear_2": (1, 2),
+    }.items():
+        params[f"transformer/layer_0/{name}"] = {"w": np.zeros((rows, cols)), "b": np.zeros(cols)}
+    params["transformer/layer_0/mlp/linear_2"]["w"][0, 1] = 1.0
+    params["transformer/layer_0/attn/linear"]["w"][0, 0] = 1.0
+    config = model.TransformerConfig(num_heads=1, num_layers=1, key_size=1, mlp_hidden_size=1)
+    ids = np.array([[0, 1, 1]])
+
+    def mlp_out():  # [T, 2]
+        return model.forward(params, config, ids).layer_outputs[1][0]
+
+    np.testing.assert_array_equal(mlp_out(), 0.0)
+    params["transformer/layer_0/mlp/linear_1"]["b"][0] = 2.0  # the hidden unit: relu(2)
+    np.testing.assert_allclose(mlp_out(), [[0, 2]] * 3)
+    params["transformer/layer_0/mlp/linear_2"]["b"][0] = 5.0
+    np.testing.assert_allclose(mlp_out(), [[5, 2]] * 3)
+    params["transformer/layer_0/attn/value"]["b"][0] = 4.0  # every value is 4
+    attn_out = model.forward(params, config, ids).layer_outputs[0][0]
+    np.testing.assert_allclose(attn_out, [[4, 0]] * 3)
+
+
+@pytest.mark.parametrize("setting", ["fuse", "box", "distinct"])
+def test_fused_and_boxed_products_compute_what_the_plain_ones_do(monkeypatch, setting):
+    """q, k and v in one product (many rows), products over bounding boxes (views, with
+    zero rows and columns multiplied), and layer 0's projections of the distinct embedding
+    rows, gathered, give the same outputs as the exact products of every row."""
+    distinct_rows = model._distinct_rows
+    compiled = _compiled_sort()
+    batch = _batch(np.random.default_rng(3))
+    runs = {}
+    for on in (False, True):
+        if setting == "fuse":
+            monkeypatch.setattr(plan, "FUSE_ROWS", 0 if on else 10**9)
+        elif setting == "distinct":
+            monkeypatch.setattr(model, "_distinct_rows", distinct_rows if on else _no_rows)
+        else:
+            monkeypatch.setattr(plan, "COPY_COST", 10**9 if on else 0)
+        runs[on] = compiled.apply_batch(batch)
+    assert runs[True].decoded == runs[False].decoded
+    for a, b in zip(runs[True].residuals, runs[False].residuals):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
+    for a, b in zip(runs[True].attn_logits, runs[False].attn_logits):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-3)
+
+
+def _no_rows(params, token_ids):
+    return None
+
+
+def test_an_edit_inside_a_fused_projection_takes_effect(monkeypatch):
+    monkeypatch.setattr(plan, "FUSE_ROWS", 0)
+    compiled = compiling.compile_rasp_to_model(
+        lib.make_length(), vocab={"a", "b"}, max_seq_len=4, compiler_bos="BOS"
+    )
+    batch = [["BOS", "a", "b"], ["BOS", "b"]]
+    assert compiled.apply_batch(batch).decoded == [["BOS", 2, 2], ["BOS", 1, "compiler_pad"]]
+    compiled.params["transformer/layer_0/attn/value"]["w"][:] = 0
+    assert compiled.apply_batch(batch, strict=False).decoded != [
+        ["BOS", 2, 2],
+        ["BOS", 1, "compiler_pad"],
+    ]
+
+
+@pytest.mark.parametrize("positions", [5, assemble.MANY_POSITIONS])
+def test_read_scores_picks_the_first_maximum_and_reads_nan_as_absent(positions):
+    rng = np.random.default_rng(0)
+    scores = rng.integers(0, 3, size=(6, positions)).astype(np.float32)  # many ties
+    scores[:, 0] = np.nan
+    ids, present = assemble.read_scores(scores, (positions,))
+    expected = np.argmax(scores, axis=0)
+    expected[0] = scores.shape[0]
+    np.testing.assert_array_equal(ids, expected)
+    assert ids.dtype == np.int64
+    np.testing.assert_array_equal(present[1:], scores[:, 1:].max(axis=0) >= 0.5)
+
+
+def test_a_changed_mixture_tolerance_takes_effect():
+    compiled = _compiled_sort()
+    tokens = ["compiler_bos", 3, 1]
+    compiled.apply(tokens)  # remembers the one-hot check's layout
+    label = next(iter(compiled.categorical_sops))
+    compiled.mixture_tolerances[label] = -1.0  # nothing is clean any more
+    with pytest.raises(ValueError, match=label):
+        compiled.apply(tokens)
