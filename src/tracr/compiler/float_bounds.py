@@ -292,14 +292,18 @@ def _exact_lookup(mlp, ctx, errors) -> bool:
     return rounding.exact_block(mlp.fst.matrix, mlp.snd.matrix, in_max, bits)
 
 
-def _mlp_error(mlp, out_space, ctx, errors, rows) -> SOpError:
-    """The error of the SOp an MLP writes in out_space."""
+def _mlp_error(mlp, out_space, ctx, errors, rows=None) -> SOpError:
+    """The error of the SOp an MLP writes in out_space, bounded on `rows` (X, E); by
+    default on every ideal input (`_mlp_rows`, built only where the block is not an exact
+    lookup), over a box where those are too many."""
     cols = mlp.snd.output_space.indices(out_space.basis)
     numerical = out_space.num_dims == 1 and out_space.basis[0].value is None
     if _exact_lookup(mlp, ctx, errors):
         weights = mlp.snd.matrix[:, cols]
         represented = np.array_equal(rounding.as_float32_values(weights), weights)
         return SOpError(0.0, rel=0.0 if represented else rounding.U)
+    if rows is None:
+        rows = _mlp_rows(mlp, ctx, errors)
     if rows is None:
         space = mlp.fst.input_space
         low, high, err = (
@@ -501,7 +505,7 @@ def _width_inputs(block, ctx, errors):
 def register_clean_copy(mlp, space, ctx: Context, errors) -> SOpError:
     """Bounds the MLP writing a clean copy `space` of a categorical SOp and registers the
     copy (read by a head in the same block) in ctx.hidden."""
-    err = _mlp_error(mlp, space, ctx, errors, _mlp_rows(mlp, ctx, errors))
+    err = _mlp_error(mlp, space, ctx, errors)
     ctx.hidden[space.basis[0].name] = ([d.value for d in space.basis], err)
     return err
 
@@ -557,7 +561,7 @@ def sop_error(node, ctx: Context, errors: Mapping[str, SOpError]) -> SOpError:
             return SOpError(abs(float(np.float32(exact)) - exact))
         return EXACT
     if isinstance(block, transformers.MLP):
-        return _mlp_error(block, node.space, ctx, errors, _mlp_rows(block, ctx, errors))
+        return _mlp_error(block, node.space, ctx, errors)
     if isinstance(block, transformers.AttentionHead):
         return _aggregate_error(block, ctx, errors, block.w_ov.input_space.basis[0].name)
     return _width_error(block, node, ctx, errors)
