@@ -75,10 +75,9 @@ def sop_space(expr: rasp.SOp, values: frozenset | None) -> bases.VectorSpaceWith
     """The residual subspace of one SOp."""
     if rasp.is_numerical(expr):
         return bases.VectorSpaceWithBasis([bases.BasisDirection(expr.label)])
-    directions = sorted(
-        (bases.BasisDirection(expr.label, v) for v in values if v is not None), key=bases.sort_key
-    )
-    return bases.VectorSpaceWithBasis(directions)
+    label = expr.label
+    directions = [bases.BasisDirection(label, v) for v in values if v is not None]
+    return bases.join_vector_spaces(bases.VectorSpaceWithBasis(directions))  # sorted
 
 
 def _quiet(f: Callable, expr: rasp.SOp) -> Callable:
@@ -187,21 +186,22 @@ def _separable_if_it_fits(node, bounds, errors, ctx, spaces, tokens_space) -> Lo
     plain = separable_mlp.build(
         fst, snd, node.space, f, ctx.one_space, hidden_name=_hidden(expr), feasible=feasible
     )
-    clean = None if plain is None else _certified(node, plain, bounds, errors, CLEAN_ABOVE)
-    if clean is not None:
-        return clean
+    plain = None if plain is None else _candidate(node, plain, bounds, errors)
+    if plain is not None and _fits(plain, bounds, errors, CLEAN_ABOVE):
+        return plain
     none = tuple(_may_be_none(ctx.value_sets[s.label]) for s in (expr.fst, expr.snd))
     robust = separable_mlp.build_robust(
         fst, snd, node.space, f, ctx.one_space, ctx.bos_space, _hidden(expr), feasible, none
     )
-    robust = None if robust is None else _certified(node, robust, bounds, errors)
-    if robust is not None:
+    robust = None if robust is None else _candidate(node, robust, bounds, errors)
+    if robust is not None and _fits(robust, bounds, errors):
         return robust
     number = _width_as_number(node, bounds, errors, ctx, spaces, tokens_space, (f, feasible, none))
     if number is not None:
         return number
-    plain = None if plain is None else _certified(node, plain, bounds, errors)
-    return None if plain is None else _cleaner_if_noisy(plain, bounds, errors, ctx, spaces)
+    if plain is None or not _fits(plain, bounds, errors):
+        return None
+    return _cleaner_if_noisy(plain, bounds, errors, ctx, spaces, bounded=True)
 
 
 def _bounded(node: LoweredSOp, block, bounds, errors) -> LoweredSOp:
@@ -210,23 +210,29 @@ def _bounded(node: LoweredSOp, block, bounds, errors) -> LoweredSOp:
     return dataclasses.replace(node, error=float_bounds.sop_error(node, bounds, errors))
 
 
-def _certified(node, block, bounds, errors, limit: float | None = None) -> LoweredSOp | None:
-    """`node` computed by `block` with its error bound, where that fits the budget (and
-    is at most `limit`, coordinates added up); None otherwise. A bound on a sample of
-    the inputs turns most misfits down early."""
-
-    def fits(candidate) -> bool:
-        error = candidate.error
-        if limit is not None and (error.unstable or max(error.worst(0.0), error.l1) > limit):
-            return False
-        return not float_bounds.exceeds_budget(candidate, bounds, errors)
-
+def _candidate(node, block, bounds, errors) -> LoweredSOp | None:
+    """`node` computed by `block`, with its error bound; None where a bound on a sample
+    of the inputs already exceeds the budget (most misfits are turned down so, cheaply).
+    Where the sample is every input, its bound is the block's."""
     candidate = dataclasses.replace(node, block=block)
     sample = float_bounds.sample_error(candidate, bounds, errors)
-    if sample is not None and not fits(dataclasses.replace(candidate, error=sample)):
-        return None
-    candidate = _bounded(node, block, bounds, errors)
-    return candidate if fits(candidate) else None
+    if sample is not None:
+        error, complete = sample
+        candidate = dataclasses.replace(candidate, error=error)
+        if complete:
+            return candidate
+        if not _fits(candidate, bounds, errors):
+            return None
+    return _bounded(node, block, bounds, errors)
+
+
+def _fits(candidate, bounds, errors, limit: float | None = None) -> bool:
+    """Whether a bounded candidate's error fits the budget (and is at most `limit`,
+    coordinates added up)."""
+    error = candidate.error
+    if limit is not None and (error.unstable or max(error.worst(0.0), error.l1) > limit):
+        return False
+    return not float_bounds.exceeds_budget(candidate, bounds, errors)
 
 
 def _may_be_none(values: frozenset | None) -> bool:
@@ -276,8 +282,8 @@ def _width_as_number(node, bounds, errors, ctx, spaces, tokens_space, how) -> Lo
         numbers = float_bounds.width_numbers(staged.block, width_expr.label, bounds, errors)
         for name in numbers.directions:
             bounds.numbers[name] = numbers
-        read = _certified(node, block, bounds, errors)
-        if read is not None:
+        read = _candidate(node, block, bounds, errors)
+        if read is not None and _fits(read, bounds, errors):
             bounds.lowered[width_expr.label], errors[width_expr.label] = staged, staged.error
             return read
         for name in numbers.directions:
@@ -561,7 +567,7 @@ def _two_stage_if_inexact(node: LoweredSOp, bounds, errors, ctx, tokens_space) -
     )
 
 
-def _cleaner_if_noisy(node: LoweredSOp, bounds, errors, ctx, spaces) -> LoweredSOp:
+def _cleaner_if_noisy(node: LoweredSOp, bounds, errors, ctx, spaces, bounded=False) -> LoweredSOp:
     """`node` with its error bound; where a lookup's inputs are noisy enough that its
     output error exceeds CLEAN_ABOVE, the lookup as an indicator table made noise-proof
     (categorical_mlp.clean_indicators), if that at least halves the bound.
@@ -569,8 +575,9 @@ def _cleaner_if_noisy(node: LoweredSOp, bounds, errors, ctx, spaces) -> LoweredS
     Inputs within CLEAN_ABOVE already (a cleaned lookup's output, say) are left as they
     are: a cleaned table's own rounding (terms of size 2) is of that order, so cleaning
     would gain little and double the block's width (sort_freq's SequenceMap would be
-    twice the reference's)."""
-    node = dataclasses.replace(node, error=float_bounds.sop_error(node, bounds, errors))
+    twice the reference's). `bounded`: node.error is already its block's bound."""
+    if not bounded:
+        node = dataclasses.replace(node, error=float_bounds.sop_error(node, bounds, errors))
     expr = node.expr
     if max(node.error.worst(0.0), node.error.l1) <= CLEAN_ABOVE:
         return node

@@ -600,9 +600,10 @@ def bound_errors(
 
 
 def sample_error(node, ctx: Context, errors: Mapping[str, SOpError], count: int = 256):
-    """The error bound of an MLP on every k-th of its ideal inputs (about `count`) and
-    BOS: at most the full bound, so a construction it refuses is refused, found cheaply.
-    None where the MLP is not bounded input by input."""
+    """(bound, complete): the error bound of an MLP on every k-th of its ideal inputs
+    (about `count`) and BOS, at most the full bound, so a construction it refuses is
+    refused, found cheaply; `complete` where that sample is every input (the bound is
+    the block's). None where the MLP is not bounded input by input."""
     block = node.block
     if not isinstance(block, transformers.MLP) or _exact_lookup(block, ctx, errors):
         return None
@@ -610,8 +611,11 @@ def sample_error(node, ctx: Context, errors: Mapping[str, SOpError], count: int 
     if rows is None:
         return None
     x, e = rows
-    keep = np.r_[np.arange(0, len(x) - 1, max(1, (len(x) - 1) // count)), len(x) - 1]
-    return _mlp_error(block, node.space, ctx, errors, (x[keep], e[keep]))
+    step = max(1, (len(x) - 1) // count)
+    if step == 1:
+        return _mlp_error(block, node.space, ctx, errors, rows), True
+    keep = np.r_[np.arange(0, len(x) - 1, step), len(x) - 1]
+    return _mlp_error(block, node.space, ctx, errors, (x[keep], e[keep])), False
 
 
 def exceeds_budget(node, ctx: Context, errors: Mapping[str, SOpError]) -> bool:

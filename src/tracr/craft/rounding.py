@@ -58,6 +58,7 @@ u X' to rho: both grow with n, and limit such reads to moderate n.
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import numpy as np
 
@@ -80,15 +81,16 @@ def sum_bound(total, small, n_large, n_terms, inexact=None, extent=None) -> np.n
 
     total: A, the sum of |t_i| (a bound on it); small: A_S, the part from small terms;
     n_large: |L|; n_terms: m, how many terms may be nonzero; inexact: I (default A);
-    extent: max(P, N) (default A).
+    extent: max(P, N) (default A). Numbers or float64 arrays.
     """
     total, small = np.asarray(total, np.float64), np.asarray(small, np.float64)
-    inexact = total if inexact is None else np.asarray(inexact, np.float64)
-    extent = total if extent is None else np.asarray(extent, np.float64)
-    g = gamma(np.maximum(n_terms, 1))
+    inexact = total if inexact is None else inexact
+    extent = total if extent is None else extent
+    m = np.maximum(n_terms, 1)  # gamma_m, as `gamma`
+    g = m * U / (1.0 - m * U)
     products = 2 * U * inexact
     reach = extent + products + g * total
-    split = np.maximum(n_large - 1, 0) * U * reach + (1 + g) ** 2 * small
+    split = np.maximum(n_large - 1, 0) * U * reach + (1 + g) * (1 + g) * small
     classical = np.maximum(n_terms - 1, 0) * U * reach
     return products + np.minimum(split, classical)
 
@@ -218,26 +220,30 @@ class _Sparse:
         self.shape = matrix.shape
         self.rows, self.cols = matrix.nonzero()  # by row, then column
         self.nnz = len(self.rows)
-        weights = matrix[self.rows, self.cols]
-        self.bits = grid_bits(weights)
-        self.values = _kind_values(weights)
+        self._weights = matrix[self.rows, self.cols]
+        self.values = _kind_values(self._weights)
         self.dense = matrix.size <= 64 * max(1, self.nnz)
         self._dense: dict[int, np.ndarray] = {}
         self._by_col: tuple | None = None
+
+    @functools.cached_property
+    def bits(self) -> int:
+        """The grid of the weights (`grid_bits`), needed only where rows are exact."""
+        return grid_bits(self._weights)
 
     def times(self, a: np.ndarray, kind: str = "w", cells: _Cells | None = None) -> np.ndarray:
         """a @ f(W) [P, N] for the `kind` f; a: [P, K], 0 outside `cells` if given."""
         vals = self.values[kind]
         if vals is None:
             return np.zeros((a.shape[0], self.shape[1]))
-        if a.dtype != np.float64:
-            a = a.astype(np.float64)
         if self.dense:
             matrix = self._dense.get(id(vals))
             if matrix is None:
                 matrix = self._dense[id(vals)] = np.zeros(self.shape)
                 matrix[self.rows, self.cols] = vals
-            return a @ matrix
+            return a @ matrix  # a bool a is cast to float64 by the product
+        if a.dtype != np.float64:
+            a = a.astype(np.float64)
         if cells is not None:
             return cells.times(a, vals)
         if self._by_col is None:  # the nonzeros by column, rows ascending in each
