@@ -85,8 +85,9 @@ def compile_rasp_to_model(
         )
     value_sets = basis_inference.infer_bases(extracted, vocab=vocab, max_seq_len=max_seq_len)
 
+    groupings: dict = {}  # numerical value sets, sorted once for both passes below
     unsupported = validating.validate_value_sets(
-        program, value_sets, max_seq_len=max_seq_len, causal=causal
+        program, value_sets, max_seq_len=max_seq_len, causal=causal, groupings=groupings
     )
     if unsupported:
         raise validating.UnsupportedProgramError(unsupported)
@@ -98,6 +99,7 @@ def compile_rasp_to_model(
         bos_dir=bases.BasisDirection(rasp.tokens.label, compiler_bos),
         max_seq_len=max_seq_len,
         causal=causal,
+        groupings=groupings,
     )
     unsupported = float_bounds.findings(
         lowered,

@@ -408,16 +408,19 @@ def lower_with_bounds(
     bos_dir: bases.BasisDirection,
     max_seq_len: int,
     causal: bool = False,
+    groupings: dict | None = None,
 ) -> tuple[dict[str, LoweredSOp], float_bounds.Context]:
     """`add_craft_components_to_rasp_graph`, and the bounds context it filled in (the
     clean copies, width one-hots and width numbers it registered), which the final
-    exactness check (`float_bounds.findings`) needs to see as lowering saw it."""
+    exactness check (`float_bounds.findings`) needs to see as lowering saw it.
+    groupings: the numerical value sets validation grouped (`validate_value_sets`)."""
     ctx = LoweringContext(
         value_sets=value_sets,
         bos_space=bases.VectorSpaceWithBasis([bos_dir]),
         one_space=bases.VectorSpaceWithBasis([ONE]),
         max_seq_len=max_seq_len,
         causal=causal,
+        groupings={} if groupings is None else groupings,
     )
     tokens_space = sop_space(rasp.tokens, vocab)
     graph = extracted.graph
