@@ -111,8 +111,10 @@ def compile_rasp_to_model(
         raise validating.UnsupportedProgramError(unsupported)
     craft_model = craft_graph_to_model.craft_graph_to_model(extracted, lowered)
 
-    tokens_space = bases.VectorSpaceWithBasis.from_values(
-        rasp.tokens.label, sorted(vocab | {compiler_bos, compiler_pad}, key=_order)
+    tokens_space = bases.join_vector_spaces(  # sorted by value
+        bases.VectorSpaceWithBasis.from_values(
+            rasp.tokens.label, vocab | {compiler_bos, compiler_pad}
+        )
     )
     indices_space = bases.VectorSpaceWithBasis.from_values(rasp.indices.label, range(max_seq_len))
     constants = {
@@ -142,10 +144,6 @@ def compile_rasp_to_model(
     )
     model.circuit = circuit.extract_circuit(extracted, lowered, craft_model, model.residual_labels)
     return model
-
-
-def _order(value):
-    return bases.BasisDirection(rasp.tokens.label, value)
 
 
 def _mixture_tolerance(node, max_seq_len: int) -> float:

@@ -318,7 +318,7 @@ def _with_mean_index(width_node: LoweredSOp, bounds, errors, ctx, tokens_space):
         return width_node
     indices = bases.VectorSpaceWithBasis.from_values(rasp.indices.label, range(ctx.max_seq_len))
     if isinstance(expr, rasp.LengthType):
-        terms = [categorical_attn.AttnTerm(tokens_space, tokens_space, lambda q, k: True)]
+        terms = [categorical_attn.AttnTerm(tokens_space, tokens_space, _select_every)]
     else:
         spaces = {k: v.space for k, v in bounds.lowered.items()}
         terms = _terms(expr.selector, spaces)
@@ -336,10 +336,20 @@ _OPERATORS = {
 }
 
 
+def _select_every(query, key) -> bool:
+    """The selector of length: every key (the tables select every pair at once)."""
+    return True
+
+
+_select_every.selects_all = True
+
+
 def _attn_fn(flat: selector_logic.FlatSelector) -> Callable:
     """(query, key) -> bool: `flat.selects(key, query)`, with the standard comparisons
     called directly (the tables call this for every pair of values). Space values are
     never None, and a comparison that raises selects nothing, as in `selects`."""
+    if flat.predicate is rasp.Comparison.TRUE:
+        return _select_every
     op = _OPERATORS.get(flat.predicate) if isinstance(flat.predicate, rasp.Comparison) else None
     if op is None:
         return lambda q, k: flat.selects(k, q)
@@ -441,7 +451,7 @@ def lower_with_bounds(
             constant = 1.0 if rasp.is_categorical(expr) else float(expr.fill)
         elif isinstance(expr, rasp.LengthType):
             # length is the width of a selector that selects every token.
-            every = categorical_attn.AttnTerm(tokens_space, tokens_space, lambda q, k: True)
+            every = categorical_attn.AttnTerm(tokens_space, tokens_space, _select_every)
             block = _lower_width(expr, [every], space, ctx)
         elif isinstance(expr, rasp.Map):
             block = _lower_map(expr, space, spaces, ctx)
@@ -553,7 +563,7 @@ def _two_stage(node: LoweredSOp, bounds, errors, ctx, tokens_space) -> LoweredSO
     """The numerical width `node` built in two stages, with its error."""
     expr = node.expr
     if isinstance(expr, rasp.LengthType):
-        terms = [categorical_attn.AttnTerm(tokens_space, tokens_space, lambda q, k: True)]
+        terms = [categorical_attn.AttnTerm(tokens_space, tokens_space, _select_every)]
     else:
         terms = _terms(expr.selector, {k: v.space for k, v in bounds.lowered.items()})
     block = _lower_width(expr, terms, node.space, ctx, via_one_hot=True)
