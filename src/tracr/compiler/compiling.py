@@ -111,12 +111,8 @@ def compile_rasp_to_model(
         raise validating.UnsupportedProgramError(unsupported)
     craft_model = craft_graph_to_model.craft_graph_to_model(extracted, lowered)
 
-    tokens_space = bases.join_vector_spaces(  # sorted by value
-        bases.VectorSpaceWithBasis.from_values(
-            rasp.tokens.label, vocab | {compiler_bos, compiler_pad}
-        )
-    )
-    indices_space = bases.VectorSpaceWithBasis.from_values(rasp.indices.label, range(max_seq_len))
+    tokens_space = bases.sorted_space(rasp.tokens.label, vocab | {compiler_bos, compiler_pad})
+    indices_space = bases.sorted_space(rasp.indices.label, range(max_seq_len))
     constants = {
         node.space.basis[0]: node.constant for node in lowered.values() if node.constant is not None
     }

@@ -75,9 +75,7 @@ def sop_space(expr: rasp.SOp, values: frozenset | None) -> bases.VectorSpaceWith
     """The residual subspace of one SOp."""
     if rasp.is_numerical(expr):
         return bases.VectorSpaceWithBasis([bases.BasisDirection(expr.label)])
-    label = expr.label
-    directions = [bases.BasisDirection(label, v) for v in values if v is not None]
-    return bases.join_vector_spaces(bases.VectorSpaceWithBasis(directions))  # sorted
+    return bases.sorted_space(expr.label, (v for v in values if v is not None))
 
 
 def _quiet(f: Callable, expr: rasp.SOp) -> Callable:
@@ -442,7 +440,8 @@ def lower_with_bounds(
         expr = graph.nodes[label][nodes.EXPR]
         if not isinstance(expr, rasp.SOp):
             continue
-        space = sop_space(expr, value_sets[label])
+        same = isinstance(expr, rasp.TokensType) and value_sets[label] == vocab
+        space = tokens_space if same else sop_space(expr, value_sets[label])
         spaces[label] = space
         block, constant = None, None
         if isinstance(expr, (rasp.TokensType, rasp.IndicesType)):

@@ -217,6 +217,21 @@ def join_vector_spaces(*spaces: VectorSpaceWithBasis) -> VectorSpaceWithBasis:
     return joined
 
 
+def sorted_space(name: Name, values: Iterable[Value]) -> VectorSpaceWithBasis:
+    """The space of the directions (name, v) for the distinct values, in `sort_key` order:
+    `join_vector_spaces(VectorSpaceWithBasis.from_values(name, values))`, made at once."""
+    name_key = _order_key(name)
+    keyed: dict[BasisDirection, tuple] = {}
+    for v in values:
+        d = BasisDirection(name, v)
+        if d not in keyed:
+            keyed[d] = key = (name_key, _order_key(v))
+            object.__setattr__(d, "_key", key)
+    space = VectorSpaceWithBasis._of_distinct(tuple(sorted(keyed, key=keyed.__getitem__)))
+    object.__setattr__(space, "_sorted", True)
+    return space
+
+
 def direct_sum(*spaces: VectorSpaceWithBasis) -> VectorSpaceWithBasis:
     """The concatenation of disjoint spaces, in order; ValueError naming any overlap."""
     total = tuple(d for space in spaces for d in space.basis)

@@ -26,7 +26,9 @@ def sorted_points(values: Iterable[float]) -> tuple[np.ndarray, list]:
     non-number, a non-finite number, distinct values with equal floats, or no values."""
     originals: dict[float, object] = {}
     for v in values:
-        if not isinstance(v, numbers.Real) or not math.isfinite(v):
+        kind = type(v)
+        plain = kind is float or kind is int  # the usual values: no ABC check
+        if not (plain or isinstance(v, numbers.Real)) or not math.isfinite(v):
             raise ValueError(f"numerical value sets hold finite numbers, got {v!r}")
         key = float(v)
         if key in originals and originals[key] != v:
