@@ -218,8 +218,9 @@ def _mlp_rows(mlp: transformers.MLP, ctx: Context, errors: Mapping[str, SOpError
     space = mlp.fst.input_space
     groups: dict[str, list[int]] = {}
     joint: dict[str, WidthNumbers] = {}
+    aux = {ctx.bos, ctx.one}
     for i, d in enumerate(space.basis):
-        if d in (ctx.bos, ctx.one):
+        if d in aux:
             continue
         reading = ctx.numbers.get(d.name)
         key = d.name if reading is None else f"numbers of {reading.label}"
@@ -275,8 +276,9 @@ def _exact_lookup(mlp, ctx, errors) -> bool:
     rounding.exact_block): the float32 output is the table entry rounded to float32."""
     space = mlp.fst.input_space
     in_max, bits = np.ones(space.num_dims), 0
+    aux = {ctx.bos, ctx.one}
     for i, d in enumerate(space.basis):
-        if d in (ctx.bos, ctx.one):
+        if d in aux:
             continue
         if d.name not in errors and d.name not in ctx.hidden:  # a width head's t
             return False
@@ -311,8 +313,9 @@ def _mlp_error(mlp, out_space, ctx, errors, rows=None) -> SOpError:
             np.zeros(space.num_dims),
             np.zeros(space.num_dims),
         )
+        aux = {ctx.bos, ctx.one}
         for i, d in enumerate(space.basis):
-            if d in (ctx.bos, ctx.one):
+            if d in aux:
                 high[i] = 1.0
             elif _numerical(ctx, d.name):
                 mag = _magnitude(ctx, d.name)
@@ -351,7 +354,7 @@ def _logit_error(head, ctx, errors, aggregate: bool) -> tuple[float, float, floa
     head."""
     query, keys = _head_inputs(head, ctx, errors)
     w = head.w_qk
-    aux = (ctx.bos, ctx.one)
+    aux = {ctx.bos, ctx.one}  # hashed: a tuple would compare every direction with both
     query_noisy = np.array([d not in aux for d in w.left_space.basis])
     key_noisy = np.array([d not in aux for d in w.right_space.basis])
     c = float(w.matrix[w.left_space.index(ctx.bos), w.right_space.index(ctx.bos)])

@@ -149,7 +149,7 @@ class VectorSpaceWithBasis:
     def indices(self, directions: Iterable[BasisDirection]) -> np.ndarray:
         """Positions of many directions at once, as an int array."""
         try:
-            return np.fromiter((self._index[d] for d in directions), dtype=np.int64)
+            return np.fromiter(map(self._index.__getitem__, directions), dtype=np.int64)
         except KeyError as e:
             raise ValueError(f"{e.args[0]} is not in this space") from None
 
