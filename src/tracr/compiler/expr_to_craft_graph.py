@@ -10,7 +10,6 @@ the token embedding; every other SOp gets a block from `tracr.craft.chamber`.
 from __future__ import annotations
 
 import dataclasses
-import operator
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -316,7 +315,7 @@ def _with_mean_index(width_node: LoweredSOp, bounds, errors, ctx, tokens_space):
         return width_node
     indices = bases.VectorSpaceWithBasis.from_values(rasp.indices.label, range(ctx.max_seq_len))
     if isinstance(expr, rasp.LengthType):
-        terms = [categorical_attn.AttnTerm(tokens_space, tokens_space, _select_every)]
+        terms = [categorical_attn.AttnTerm(tokens_space, tokens_space, selector_logic.select_every)]
     else:
         spaces = {k: v.space for k, v in bounds.lowered.items()}
         terms = _terms(expr.selector, spaces)
@@ -324,48 +323,12 @@ def _with_mean_index(width_node: LoweredSOp, bounds, errors, ctx, tokens_space):
     return _bounded(width_node, block, bounds, errors)
 
 
-_OPERATORS = {
-    rasp.Comparison.EQ: operator.eq,
-    rasp.Comparison.LT: operator.lt,
-    rasp.Comparison.LEQ: operator.le,
-    rasp.Comparison.GT: operator.gt,
-    rasp.Comparison.GEQ: operator.ge,
-    rasp.Comparison.NEQ: operator.ne,
-}
-
-
-def _select_every(query, key) -> bool:
-    """The selector of length: every key (the tables select every pair at once)."""
-    return True
-
-
-_select_every.selects_all = True
-
-
-def _attn_fn(flat: selector_logic.FlatSelector) -> Callable:
-    """(query, key) -> bool: `flat.selects(key, query)`, with the standard comparisons
-    called directly (the tables call this for every pair of values). Space values are
-    never None, and a comparison that raises selects nothing, as in `selects`."""
-    if flat.predicate is rasp.Comparison.TRUE:
-        return _select_every
-    op = _OPERATORS.get(flat.predicate) if isinstance(flat.predicate, rasp.Comparison) else None
-    if op is None:
-        return lambda q, k: flat.selects(k, q)
-
-    def compare(q, k):
-        try:
-            return bool(op(k, q))
-        except Exception:  # noqa: BLE001 - as FlatSelector.selects
-            return False
-
-    compare.numpy_op = op  # see _common.selected_pairs
-    return compare
-
-
 def _terms(selector: rasp.Selector, spaces) -> list[categorical_attn.AttnTerm]:
     """One attention term per (keys, queries) pair of the selector's conjunction."""
     return [
-        categorical_attn.AttnTerm(spaces[f.queries.label], spaces[f.keys.label], _attn_fn(f))
+        categorical_attn.AttnTerm(
+            spaces[f.queries.label], spaces[f.keys.label], selector_logic.attn_fn(f)
+        )
         for f in selector_logic.conjuncts(selector)
     ]
 
@@ -450,7 +413,9 @@ def lower_with_bounds(
             constant = 1.0 if rasp.is_categorical(expr) else float(expr.fill)
         elif isinstance(expr, rasp.LengthType):
             # length is the width of a selector that selects every token.
-            every = categorical_attn.AttnTerm(tokens_space, tokens_space, _select_every)
+            every = categorical_attn.AttnTerm(
+                tokens_space, tokens_space, selector_logic.select_every
+            )
             block = _lower_width(expr, [every], space, ctx)
         elif isinstance(expr, rasp.Map):
             block = _lower_map(expr, space, spaces, ctx)
@@ -562,7 +527,7 @@ def _two_stage(node: LoweredSOp, bounds, errors, ctx, tokens_space) -> LoweredSO
     """The numerical width `node` built in two stages, with its error."""
     expr = node.expr
     if isinstance(expr, rasp.LengthType):
-        terms = [categorical_attn.AttnTerm(tokens_space, tokens_space, _select_every)]
+        terms = [categorical_attn.AttnTerm(tokens_space, tokens_space, selector_logic.select_every)]
     else:
         terms = _terms(expr.selector, {k: v.space for k, v in bounds.lowered.items()})
     block = _lower_width(expr, terms, node.space, ctx, via_one_hot=True)

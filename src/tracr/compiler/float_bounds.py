@@ -33,7 +33,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from tracr.compiler import validating
-from tracr.craft import bases, rounding, transformers
+from tracr.craft import bases, rounding, rounding_grid, transformers
 from tracr.rasp import rasp
 
 #: Most ideal inputs, and (ideal input x hidden unit) cells, an MLP is bounded on one
@@ -169,7 +169,8 @@ def _sorted_values(ctx: Context, label: str) -> list | None:
     node = ctx.lowered[label]
     if rasp.is_categorical(node.expr):
         return sorted(values, key=repr)
-    return np.sort(np.fromiter((v for v in values if v is not None), np.float64)).tolist()
+    values = values - {None}
+    return np.sort(np.fromiter(values, np.float64, len(values))).tolist()
 
 
 def _magnitude(ctx: Context, label: str) -> float:
@@ -183,26 +184,56 @@ def _magnitude(ctx: Context, label: str) -> float:
     return ctx.memo[key]
 
 
-def _bound_mlp(ctx: Context, fst: np.ndarray, snd: np.ndarray, x: np.ndarray, e: np.ndarray):
-    """rounding.mlp_bound, once per compile for blocks with the same weights and inputs
-    (the three pair balances of shuffle_dyck, say): looked up by the arrays' shapes and
-    sums, and compared whole."""
+def _bound_mlp(ctx: Context, fst: np.ndarray, snd: np.ndarray, rows):
+    """rounding.mlp_bound on rows (X, E), once per compile for blocks with the same
+    weights and inputs (the three pair balances of shuffle_dyck, say): looked up by the
+    arrays' shapes and sums, and compared whole. Many rows that combine the values of
+    SOps each read by their own units are bounded SOp by SOp (`rounding_grid`)."""
+    x, e = rows[0], rows[1]
     arrays = (fst, snd, x, e)
     key = ("mlp_bound", *((a.shape, float(a.sum())) for a in arrays))
     seen = ctx.memo.setdefault(key, [])
     for known, result in seen:
         if all(np.array_equal(a, b) for a, b in zip(arrays, known)):
             return result
-    result = rounding.mlp_bound(fst, snd, x, e)
+    result = _grid_bound(fst, snd, rows) or rounding.mlp_bound(fst, snd, x, e)
     seen.append((arrays, result))
     return result
+
+
+#: Rows from which an MLP reading several SOps is bounded SOp by SOp, where it can be.
+_GRID_ROWS = 1024
+
+
+def _grid_bound(fst, snd, rows) -> rounding.MLPBound | None:
+    factors = getattr(rows, "factors", None)
+    if not factors or len(factors) < 2 or len(rows[0]) - 1 < _GRID_ROWS:
+        return None
+    if not all(f.e.all() for f in factors):  # rows without errors: mlp_bound credits them
+        return None
+    owner = rounding_grid.separate_units(fst, factors)
+    if owner is None:
+        return None
+    x, e = rows
+    constant = x[0].copy()  # `one`; BOS and the SOps are 0 but in the BOS row
+    for factor in factors:
+        constant[factor.cols] = 0.0
+    grid = rounding_grid.grid_mlp_bound(fst, snd, factors, constant, owner)
+    bos = rounding.mlp_bound(fst, snd, x[-1:], e[-1:])
+    return rounding.MLPBound(
+        *(
+            np.concatenate([a, b])
+            for a, b in zip(dataclasses.astuple(grid), dataclasses.astuple(bos))
+        )
+    )
 
 
 def _numerical_error(values: np.ndarray, errors: np.ndarray) -> SOpError:
     """SOpError from per-row (value, error) pairs; equal values keep the larger error."""
     order = np.argsort(values, kind="stable")
     values, errors = values[order], errors[order]
-    unique, start = np.unique(values, return_index=True)
+    start = np.flatnonzero(np.r_[True, values[1:] != values[:-1]]) if len(values) else order
+    unique = values[start]
     per_value = np.maximum.reduceat(errors, start) if len(values) else errors
     return SOpError(float(np.max(errors, initial=0.0)), values=unique, per_value=per_value)
 
@@ -241,34 +272,50 @@ def _mlp_rows(mlp: transformers.MLP, ctx: Context, errors: Mapping[str, SOpError
     grid = np.indices(sizes).reshape(len(sizes), -1).T  # [P, SOps]: value index per SOp
     x = np.zeros((count + 1, space.num_dims))
     e = np.zeros_like(x)
+    factors = []
     for column, (label, values) in enumerate(zip(labels, choices)):
-        picks = grid[:, column]
+        idx = groups[label]
         if label in joint:
-            reading, idx = joint[label], groups[label]
+            reading = joint[label]
             cols = [reading.directions.index(space.basis[i].name) for i in idx]
-            x[:-1, idx], e[:-1, idx] = reading.ideal[picks][:, cols], reading.error[picks][:, cols]
+            xs, es = reading.ideal[:, cols], reading.error[:, cols]
             x[-1, idx], e[-1, idx] = reading.bos_ideal[cols], reading.bos_error[cols]
-            continue
-        err = _error(ctx, errors, label)
-        if _numerical(ctx, label):
-            (i,) = groups[label]
-            x[:-1, i] = np.asarray(values, np.float64)[picks]
-            e[:-1, i] = err.at_many(np.asarray(values, np.float64))[picks]
         else:
-            e[:-1, groups[label]] = err.abs
-            coords = np.array(
-                [
-                    space.index(bases.BasisDirection(label, v)) if v is not None else -1
-                    for v in values
-                ]
-            )[picks]
-            present = coords >= 0
-            x[np.flatnonzero(present), coords[present]] = 1.0
-        e[-1, groups[label]] = err.worst(_magnitude(ctx, label))  # BOS: SOps ideally 0
+            xs, es = _value_rows(ctx, errors, space, label, values, idx)
+            e[-1, idx] = _error(ctx, errors, label).worst(_magnitude(ctx, label))  # BOS: 0
+        picks = grid[:, column]
+        x[:-1, idx], e[:-1, idx] = xs[picks], es[picks]
+        factors.append(rounding_grid.Factor(np.array(idx), xs, es))
     for d, rows in ((ctx.one, slice(None)), (ctx.bos, slice(-1, None))):
         if d in space:
             x[rows, space.index(d)] = 1.0
-    return x, e
+    return _Rows(x, e, factors)
+
+
+class _Rows(tuple):
+    """(X, E) of `_mlp_rows`, with the SOps' values one by one (`factors`: the rows but
+    the last, BOS, are every combination of them)."""
+
+    factors: list
+
+    def __new__(cls, x, e, factors):
+        rows = super().__new__(cls, (x, e))
+        rows.factors = factors
+        return rows
+
+
+def _value_rows(ctx, errors, space, label, values, idx) -> tuple[np.ndarray, np.ndarray]:
+    """The inputs of one SOp at each of its values, and their errors: [n, len(idx)]."""
+    err = _error(ctx, errors, label)
+    if _numerical(ctx, label):
+        points = np.asarray(values, np.float64)
+        return points[:, None], err.at_many(points)[:, None]
+    xs = np.zeros((max(1, len(values)), len(idx)))
+    at = {i: j for j, i in enumerate(idx)}
+    for row, v in enumerate(values):
+        if v is not None:
+            xs[row, at[space.index(bases.BasisDirection(label, v))]] = 1.0
+    return xs, np.full_like(xs, err.abs)
 
 
 def _exact_lookup(mlp, ctx, errors) -> bool:
@@ -326,7 +373,7 @@ def _mlp_error(mlp, out_space, ctx, errors, rows=None) -> SOpError:
         bound = rounding.box_mlp_bound(mlp.fst.matrix, mlp.snd.matrix, low, high, err)[cols]
         return SOpError(float(np.max(bound, initial=0.0)), l1=float(np.sum(bound)))
     x, e = rows
-    result = _bound_mlp(ctx, mlp.fst.matrix, mlp.snd.matrix, x, e)
+    result = _bound_mlp(ctx, mlp.fst.matrix, mlp.snd.matrix, rows)
     design = np.maximum(x @ mlp.fst.matrix, 0) @ mlp.snd.matrix  # float64 weights
     total = (result.bound + np.abs(result.ideal - design))[:, cols]
     unstable = bool(np.any(result.unstable))

@@ -295,11 +295,12 @@ class _Cells:
         return out.reshape(self.rows, self.width)
 
 
-def _first_layer(sp1: _Sparse, x: np.ndarray, e: np.ndarray):
+def _first_layer(sp1: _Sparse, x: np.ndarray, e: np.ndarray, exact_rows: bool = True):
     """z, the ideal pre-activations [P, H]; move, their exact-arithmetic move; rho, the
     rounding of the perturbed dot products by (*); total1, their sums of |terms|;
-    `exact` [P], the rows whose first-layer sums are all exact (rho = 0 there); and
-    `bits`, the grid of those rows' hidden values (2^-bits)."""
+    `exact` [P], the rows whose first-layer sums are all exact (rho = 0 there; rows
+    without errors, unless `exact_rows` is False); and `bits`, the grid of those rows'
+    hidden values (2^-bits)."""
     z = sp1.times(x)  # [P, H]
     big = x != 0
     magnitude = np.abs(x)
@@ -326,7 +327,7 @@ def _first_layer(sp1: _Sparse, x: np.ndarray, e: np.ndarray):
     if two.any():
         rho = np.where(two, 2 * U * inexact1 + U * (np.abs(z) + move + 2 * U * inexact1), rho)
     # Exact inputs on a grid with exact weights: every partial sum is exact.
-    exact, bits = ~e.any(axis=1), 0
+    exact, bits = ~e.any(axis=1) & exact_rows, 0
     if exact.any():
         bits = grid_bits(x) + sp1.bits
         rho = np.where(exact[:, None] & exact_sums(total1, bits), 0.0, rho)
