@@ -53,8 +53,9 @@ def _walk(program: rasp.RASPExpr) -> list[rasp.RASPExpr]:
     queue = collections.deque([program])
     while queue:
         for child in queue.popleft().children:
-            if child.label not in seen:
-                seen[child.label] = child
+            label = child.label
+            if label not in seen:
+                seen[label] = child
                 queue.append(child)
     return list(seen.values())
 
