@@ -180,10 +180,12 @@ def _separable_if_it_fits(node, bounds, errors, ctx, spaces, tokens_space) -> Lo
         return None
     f = _quiet(expr.f, expr)
     feasible = basis_inference.pair_constraint(expr.fst, expr.snd)
-    plain = separable_mlp.build(
+    plain_block = separable_mlp.build(
         fst, snd, node.space, f, ctx.one_space, hidden_name=_hidden(expr), feasible=feasible
     )
-    plain = None if plain is None else _candidate(node, plain, bounds, errors)
+    plain = None
+    if plain_block is not None:
+        plain = _candidate(node, plain_block, bounds, errors, CLEAN_ABOVE)
     if plain is not None and _fits(plain, bounds, errors, CLEAN_ABOVE):
         return plain
     none = tuple(_may_be_none(ctx.value_sets[s.label]) for s in (expr.fst, expr.snd))
@@ -196,6 +198,8 @@ def _separable_if_it_fits(node, bounds, errors, ctx, spaces, tokens_space) -> Lo
     number = _width_as_number(node, bounds, errors, ctx, spaces, tokens_space, (f, feasible, none))
     if number is not None:
         return number
+    if plain is None and plain_block is not None:  # its sample was over CLEAN_ABOVE
+        plain = _candidate(node, plain_block, bounds, errors)
     if plain is None or not _fits(plain, bounds, errors):
         return None
     return _cleaner_if_noisy(plain, bounds, errors, ctx, spaces, bounded=True)
@@ -207,18 +211,24 @@ def _bounded(node: LoweredSOp, block, bounds, errors) -> LoweredSOp:
     return dataclasses.replace(node, error=float_bounds.sop_error(node, bounds, errors))
 
 
-def _candidate(node, block, bounds, errors) -> LoweredSOp | None:
+#: Inputs (about) on which a candidate block is bounded first, to turn it down cheaply.
+_BUDGET_SAMPLE, _LIMIT_SAMPLE = 256, 32
+
+
+def _candidate(node, block, bounds, errors, limit: float | None = None) -> LoweredSOp | None:
     """`node` computed by `block`, with its error bound; None where a bound on a sample
-    of the inputs already exceeds the budget (most misfits are turned down so, cheaply).
+    of the inputs already fails `_fits` (most misfits are turned down so, cheaply; under
+    a `limit`, the one-hot tables of separable_mlp miss it by far: a smaller sample).
     Where the sample is every input, its bound is the block's."""
     candidate = dataclasses.replace(node, block=block)
-    sample = float_bounds.sample_error(candidate, bounds, errors)
+    count = _LIMIT_SAMPLE if limit is not None else _BUDGET_SAMPLE
+    sample = float_bounds.sample_error(candidate, bounds, errors, count)
     if sample is not None:
         error, complete = sample
         candidate = dataclasses.replace(candidate, error=error)
         if complete:
             return candidate
-        if not _fits(candidate, bounds, errors):
+        if not _fits(candidate, bounds, errors, limit):
             return None
     return _bounded(node, block, bounds, errors)
 
