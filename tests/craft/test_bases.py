@@ -101,6 +101,14 @@ def test_join_sorts_and_deduplicates():
     assert joined.basis == (D("a"), D("b"), D("c"))
 
 
+def test_join_with_a_part_of_a_join_is_that_join_and_unsorted_spaces_are_sorted():
+    whole = bases.join_vector_spaces(bases.VectorSpaceWithBasis([D("c"), D("a"), D("b")]))
+    part = bases.VectorSpaceWithBasis([D("b"), D("a")])
+    assert bases.join_vector_spaces(part, whole) is whole
+    unsorted = bases.VectorSpaceWithBasis([D("b"), D("a"), D("c")])
+    assert bases.join_vector_spaces(part, unsorted).basis == (D("a"), D("b"), D("c"))
+
+
 def test_direct_sum_concatenates_and_names_overlap():
     summed = bases.direct_sum(
         bases.VectorSpaceWithBasis([D("b")]), bases.VectorSpaceWithBasis([D("a")])

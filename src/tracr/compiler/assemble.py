@@ -396,33 +396,36 @@ def _linear(rows: int, cols: int, dtype) -> dict[str, np.ndarray]:
     return {"w": np.zeros((rows, cols), dtype=dtype), "b": np.zeros((cols,), dtype=dtype)}
 
 
-def _head_factors(head, residual):
-    """W_Q, W_K [D, k] and W_V [D, v], W_O [v, D] for one head, using the narrower side."""
-    dim = residual.num_dims
+def _head_widths(head) -> tuple[int, int]:
+    """(k, v): the widths of W_Q, W_K and of W_V, W_O for one head (the narrower sides)."""
     qk, ov = head.w_qk, head.w_ov
+    return (
+        min(qk.left_space.num_dims, qk.right_space.num_dims),
+        min(ov.input_space.num_dims, ov.output_space.num_dims),
+    )
+
+
+def _write_head(head, residual, attn, start: int, scale: float) -> None:
+    """Writes one head's W_Q (times `scale`), W_K [D, k], W_V [D, v] and W_O [v, D] into
+    the layer's zero arrays, at columns (W_O: rows) start on; the narrower side of each
+    bilinear map becomes the copy (ones)."""
+    qk, ov = head.w_qk, head.w_ov
+    query, key = attn["query"]["w"], attn["key"]["w"]
     left, right = residual.indices(qk.left_space.basis), residual.indices(qk.right_space.basis)
     if len(left) <= len(right):
-        w_q = np.zeros((dim, len(left)))
-        w_q[left, np.arange(len(left))] = 1.0
-        w_k = np.zeros((dim, len(left)))
-        w_k[right] = qk.matrix.T
+        query[left, start + np.arange(len(left))] = 1.0 * scale
+        key[right, start : start + len(left)] = qk.matrix.T
     else:
-        w_q = np.zeros((dim, len(right)))
-        w_q[left] = qk.matrix
-        w_k = np.zeros((dim, len(right)))
-        w_k[right, np.arange(len(right))] = 1.0
+        query[left, start : start + len(right)] = qk.matrix * scale
+        key[right, start + np.arange(len(right))] = 1.0
+    value, linear = attn["value"]["w"], attn["linear"]["w"]
     src, dst = residual.indices(ov.input_space.basis), residual.indices(ov.output_space.basis)
     if len(src) <= len(dst):
-        w_v = np.zeros((dim, len(src)))
-        w_v[src, np.arange(len(src))] = 1.0
-        w_o = np.zeros((len(src), dim))
-        w_o[:, dst] = ov.matrix
+        value[src, start + np.arange(len(src))] = 1.0
+        linear[start : start + len(src)][:, dst] = ov.matrix
     else:
-        w_v = np.zeros((dim, len(dst)))
-        w_v[src] = ov.matrix
-        w_o = np.zeros((len(dst), dim))
-        w_o[np.arange(len(dst)), dst] = 1.0
-    return w_q, w_k, w_v, w_o
+        value[src, start : start + len(dst)] = ov.matrix
+        linear[start + np.arange(len(dst)), dst] = 1.0
 
 
 def assemble_craft_model(
@@ -458,12 +461,7 @@ def assemble_craft_model(
     dim = residual.num_dims
     layers = craft_model.layers
     num_heads = max([len(layer.heads) for layer in layers] + [1])
-    factors = [[_head_factors(h, residual) for h in layer.heads] for layer in layers]
-    key_size = max(
-        [f[0].shape[1] for fs in factors for f in fs]
-        + [f[2].shape[1] for fs in factors for f in fs]
-        + [1]
-    )
+    key_size = max([w for layer in layers for h in layer.heads for w in _head_widths(h)] + [1])
     mlp_size = max([sum(m.fst.output_space.num_dims for m in layer.mlps) for layer in layers] + [1])
     config = model.TransformerConfig(
         num_heads=num_heads,
@@ -488,21 +486,17 @@ def assemble_craft_model(
         "pos_embed": {"embeddings": pos_embed},
     }
 
-    for index, (layer, layer_factors) in enumerate(zip(layers, factors)):
+    for index, layer in enumerate(layers):
         prefix = f"transformer/layer_{index}"
         attn = {
             name: _linear(dim, num_heads * key_size, dtype) for name in ("query", "key", "value")
         }
         attn["linear"] = _linear(num_heads * key_size, dim, dtype)
-        for h, (w_q, w_k, w_v, w_o) in enumerate(layer_factors):
-            start = h * key_size
+        for h, head in enumerate(layer.heads):
             # The standard convention: the forward pass divides q.k by sqrt(key_size), so
             # the query carries that factor (scaled in float64, rounded once) and the
             # logits stay the craft model's w_qk scores. The biases are 0.
-            attn["query"]["w"][:, start : start + w_q.shape[1]] = w_q * np.sqrt(key_size)
-            attn["key"]["w"][:, start : start + w_k.shape[1]] = w_k
-            attn["value"]["w"][:, start : start + w_v.shape[1]] = w_v
-            attn["linear"]["w"][start : start + w_o.shape[0]] = w_o
+            _write_head(head, residual, attn, h * key_size, float(np.sqrt(key_size)))
         for name, value in attn.items():
             params[f"{prefix}/attn/{name}"] = value
         first, second = _linear(dim, mlp_size, dtype), _linear(mlp_size, dim, dtype)

@@ -85,8 +85,9 @@ def compile_rasp_to_model(
         )
     value_sets = basis_inference.infer_bases(extracted, vocab=vocab, max_seq_len=max_seq_len)
 
+    groupings: dict = {}  # numerical value sets, sorted once for both passes below
     unsupported = validating.validate_value_sets(
-        program, value_sets, max_seq_len=max_seq_len, causal=causal
+        program, value_sets, max_seq_len=max_seq_len, causal=causal, groupings=groupings
     )
     if unsupported:
         raise validating.UnsupportedProgramError(unsupported)
@@ -98,6 +99,7 @@ def compile_rasp_to_model(
         bos_dir=bases.BasisDirection(rasp.tokens.label, compiler_bos),
         max_seq_len=max_seq_len,
         causal=causal,
+        groupings=groupings,
     )
     unsupported = float_bounds.findings(
         lowered,
@@ -109,10 +111,8 @@ def compile_rasp_to_model(
         raise validating.UnsupportedProgramError(unsupported)
     craft_model = craft_graph_to_model.craft_graph_to_model(extracted, lowered)
 
-    tokens_space = bases.VectorSpaceWithBasis.from_values(
-        rasp.tokens.label, sorted(vocab | {compiler_bos, compiler_pad}, key=_order)
-    )
-    indices_space = bases.VectorSpaceWithBasis.from_values(rasp.indices.label, range(max_seq_len))
+    tokens_space = bases.sorted_space(rasp.tokens.label, vocab | {compiler_bos, compiler_pad})
+    indices_space = bases.sorted_space(rasp.indices.label, range(max_seq_len))
     constants = {
         node.space.basis[0]: node.constant for node in lowered.values() if node.constant is not None
     }
@@ -140,10 +140,6 @@ def compile_rasp_to_model(
     )
     model.circuit = circuit.extract_circuit(extracted, lowered, craft_model, model.residual_labels)
     return model
-
-
-def _order(value):
-    return bases.BasisDirection(rasp.tokens.label, value)
 
 
 def _mixture_tolerance(node, max_seq_len: int) -> float:

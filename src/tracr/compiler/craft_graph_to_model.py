@@ -74,6 +74,7 @@ def craft_graph_to_model(
         heads = tuple(b for s, _, b in placed if s == 2 * layer)
         mlps = tuple(b for s, _, b in placed if s == 2 * layer + 1)
         layers.append(Layer(heads=heads, mlps=mlps))
-    spaces = [b.residual_space for _, _, b in placed]
+    # A block's residual space is the join of its parts' (one join per node, not per part).
+    spaces = [n.block.residual_space for n in lowered.values() if n.block is not None]
     residual = bases.join_vector_spaces(*spaces) if spaces else bases.VectorSpaceWithBasis([])
     return CraftModel(layers=tuple(layers), residual_space=residual, placement=placement)

@@ -10,7 +10,6 @@ the token embedding; every other SOp gets a block from `tracr.craft.chamber`.
 from __future__ import annotations
 
 import dataclasses
-import operator
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -75,10 +74,7 @@ def sop_space(expr: rasp.SOp, values: frozenset | None) -> bases.VectorSpaceWith
     """The residual subspace of one SOp."""
     if rasp.is_numerical(expr):
         return bases.VectorSpaceWithBasis([bases.BasisDirection(expr.label)])
-    directions = sorted(
-        (bases.BasisDirection(expr.label, v) for v in values if v is not None), key=bases.sort_key
-    )
-    return bases.VectorSpaceWithBasis(directions)
+    return bases.sorted_space(expr.label, (v for v in values if v is not None))
 
 
 def _quiet(f: Callable, expr: rasp.SOp) -> Callable:
@@ -184,24 +180,29 @@ def _separable_if_it_fits(node, bounds, errors, ctx, spaces, tokens_space) -> Lo
         return None
     f = _quiet(expr.f, expr)
     feasible = basis_inference.pair_constraint(expr.fst, expr.snd)
-    plain = separable_mlp.build(
+    plain_block = separable_mlp.build(
         fst, snd, node.space, f, ctx.one_space, hidden_name=_hidden(expr), feasible=feasible
     )
-    clean = None if plain is None else _certified(node, plain, bounds, errors, CLEAN_ABOVE)
-    if clean is not None:
-        return clean
+    plain = None
+    if plain_block is not None:
+        plain = _candidate(node, plain_block, bounds, errors, CLEAN_ABOVE)
+    if plain is not None and _fits(plain, bounds, errors, CLEAN_ABOVE):
+        return plain
     none = tuple(_may_be_none(ctx.value_sets[s.label]) for s in (expr.fst, expr.snd))
     robust = separable_mlp.build_robust(
         fst, snd, node.space, f, ctx.one_space, ctx.bos_space, _hidden(expr), feasible, none
     )
-    robust = None if robust is None else _certified(node, robust, bounds, errors)
-    if robust is not None:
+    robust = None if robust is None else _candidate(node, robust, bounds, errors)
+    if robust is not None and _fits(robust, bounds, errors):
         return robust
     number = _width_as_number(node, bounds, errors, ctx, spaces, tokens_space, (f, feasible, none))
     if number is not None:
         return number
-    plain = None if plain is None else _certified(node, plain, bounds, errors)
-    return None if plain is None else _cleaner_if_noisy(plain, bounds, errors, ctx, spaces)
+    if plain is None and plain_block is not None:  # its sample was over CLEAN_ABOVE
+        plain = _candidate(node, plain_block, bounds, errors)
+    if plain is None or not _fits(plain, bounds, errors):
+        return None
+    return _cleaner_if_noisy(plain, bounds, errors, ctx, spaces, bounded=True)
 
 
 def _bounded(node: LoweredSOp, block, bounds, errors) -> LoweredSOp:
@@ -210,23 +211,35 @@ def _bounded(node: LoweredSOp, block, bounds, errors) -> LoweredSOp:
     return dataclasses.replace(node, error=float_bounds.sop_error(node, bounds, errors))
 
 
-def _certified(node, block, bounds, errors, limit: float | None = None) -> LoweredSOp | None:
-    """`node` computed by `block` with its error bound, where that fits the budget (and
-    is at most `limit`, coordinates added up); None otherwise. A bound on a sample of
-    the inputs turns most misfits down early."""
+#: Inputs (about) on which a candidate block is bounded first, to turn it down cheaply.
+_BUDGET_SAMPLE, _LIMIT_SAMPLE = 256, 32
 
-    def fits(candidate) -> bool:
-        error = candidate.error
-        if limit is not None and (error.unstable or max(error.worst(0.0), error.l1) > limit):
-            return False
-        return not float_bounds.exceeds_budget(candidate, bounds, errors)
 
+def _candidate(node, block, bounds, errors, limit: float | None = None) -> LoweredSOp | None:
+    """`node` computed by `block`, with its error bound; None where a bound on a sample
+    of the inputs already fails `_fits` (most misfits are turned down so, cheaply; under
+    a `limit`, the one-hot tables of separable_mlp miss it by far: a smaller sample).
+    Where the sample is every input, its bound is the block's."""
     candidate = dataclasses.replace(node, block=block)
-    sample = float_bounds.sample_error(candidate, bounds, errors)
-    if sample is not None and not fits(dataclasses.replace(candidate, error=sample)):
-        return None
-    candidate = _bounded(node, block, bounds, errors)
-    return candidate if fits(candidate) else None
+    count = _LIMIT_SAMPLE if limit is not None else _BUDGET_SAMPLE
+    sample = float_bounds.sample_error(candidate, bounds, errors, count)
+    if sample is not None:
+        error, complete = sample
+        candidate = dataclasses.replace(candidate, error=error)
+        if complete:
+            return candidate
+        if not _fits(candidate, bounds, errors, limit):
+            return None
+    return _bounded(node, block, bounds, errors)
+
+
+def _fits(candidate, bounds, errors, limit: float | None = None) -> bool:
+    """Whether a bounded candidate's error fits the budget (and is at most `limit`,
+    coordinates added up)."""
+    error = candidate.error
+    if limit is not None and (error.unstable or max(error.worst(0.0), error.l1) > limit):
+        return False
+    return not float_bounds.exceeds_budget(candidate, bounds, errors)
 
 
 def _may_be_none(values: frozenset | None) -> bool:
@@ -276,8 +289,8 @@ def _width_as_number(node, bounds, errors, ctx, spaces, tokens_space, how) -> Lo
         numbers = float_bounds.width_numbers(staged.block, width_expr.label, bounds, errors)
         for name in numbers.directions:
             bounds.numbers[name] = numbers
-        read = _certified(node, block, bounds, errors)
-        if read is not None:
+        read = _candidate(node, block, bounds, errors)
+        if read is not None and _fits(read, bounds, errors):
             bounds.lowered[width_expr.label], errors[width_expr.label] = staged, staged.error
             return read
         for name in numbers.directions:
@@ -312,7 +325,7 @@ def _with_mean_index(width_node: LoweredSOp, bounds, errors, ctx, tokens_space):
         return width_node
     indices = bases.VectorSpaceWithBasis.from_values(rasp.indices.label, range(ctx.max_seq_len))
     if isinstance(expr, rasp.LengthType):
-        terms = [categorical_attn.AttnTerm(tokens_space, tokens_space, lambda q, k: True)]
+        terms = [categorical_attn.AttnTerm(tokens_space, tokens_space, selector_logic.select_every)]
     else:
         spaces = {k: v.space for k, v in bounds.lowered.items()}
         terms = _terms(expr.selector, spaces)
@@ -320,38 +333,12 @@ def _with_mean_index(width_node: LoweredSOp, bounds, errors, ctx, tokens_space):
     return _bounded(width_node, block, bounds, errors)
 
 
-_OPERATORS = {
-    rasp.Comparison.EQ: operator.eq,
-    rasp.Comparison.LT: operator.lt,
-    rasp.Comparison.LEQ: operator.le,
-    rasp.Comparison.GT: operator.gt,
-    rasp.Comparison.GEQ: operator.ge,
-    rasp.Comparison.NEQ: operator.ne,
-}
-
-
-def _attn_fn(flat: selector_logic.FlatSelector) -> Callable:
-    """(query, key) -> bool: `flat.selects(key, query)`, with the standard comparisons
-    called directly (the tables call this for every pair of values). Space values are
-    never None, and a comparison that raises selects nothing, as in `selects`."""
-    op = _OPERATORS.get(flat.predicate) if isinstance(flat.predicate, rasp.Comparison) else None
-    if op is None:
-        return lambda q, k: flat.selects(k, q)
-
-    def compare(q, k):
-        try:
-            return bool(op(k, q))
-        except Exception:  # noqa: BLE001 - as FlatSelector.selects
-            return False
-
-    compare.numpy_op = op  # see _common.selected_pairs
-    return compare
-
-
 def _terms(selector: rasp.Selector, spaces) -> list[categorical_attn.AttnTerm]:
     """One attention term per (keys, queries) pair of the selector's conjunction."""
     return [
-        categorical_attn.AttnTerm(spaces[f.queries.label], spaces[f.keys.label], _attn_fn(f))
+        categorical_attn.AttnTerm(
+            spaces[f.queries.label], spaces[f.keys.label], selector_logic.attn_fn(f)
+        )
         for f in selector_logic.conjuncts(selector)
     ]
 
@@ -402,16 +389,19 @@ def lower_with_bounds(
     bos_dir: bases.BasisDirection,
     max_seq_len: int,
     causal: bool = False,
+    groupings: dict | None = None,
 ) -> tuple[dict[str, LoweredSOp], float_bounds.Context]:
     """`add_craft_components_to_rasp_graph`, and the bounds context it filled in (the
     clean copies, width one-hots and width numbers it registered), which the final
-    exactness check (`float_bounds.findings`) needs to see as lowering saw it."""
+    exactness check (`float_bounds.findings`) needs to see as lowering saw it.
+    groupings: the numerical value sets validation grouped (`validate_value_sets`)."""
     ctx = LoweringContext(
         value_sets=value_sets,
         bos_space=bases.VectorSpaceWithBasis([bos_dir]),
         one_space=bases.VectorSpaceWithBasis([ONE]),
         max_seq_len=max_seq_len,
         causal=causal,
+        groupings={} if groupings is None else groupings,
     )
     tokens_space = sop_space(rasp.tokens, vocab)
     graph = extracted.graph
@@ -423,7 +413,8 @@ def lower_with_bounds(
         expr = graph.nodes[label][nodes.EXPR]
         if not isinstance(expr, rasp.SOp):
             continue
-        space = sop_space(expr, value_sets[label])
+        same = isinstance(expr, rasp.TokensType) and value_sets[label] == vocab
+        space = tokens_space if same else sop_space(expr, value_sets[label])
         spaces[label] = space
         block, constant = None, None
         if isinstance(expr, (rasp.TokensType, rasp.IndicesType)):
@@ -432,7 +423,9 @@ def lower_with_bounds(
             constant = 1.0 if rasp.is_categorical(expr) else float(expr.fill)
         elif isinstance(expr, rasp.LengthType):
             # length is the width of a selector that selects every token.
-            every = categorical_attn.AttnTerm(tokens_space, tokens_space, lambda q, k: True)
+            every = categorical_attn.AttnTerm(
+                tokens_space, tokens_space, selector_logic.select_every
+            )
             block = _lower_width(expr, [every], space, ctx)
         elif isinstance(expr, rasp.Map):
             block = _lower_map(expr, space, spaces, ctx)
@@ -544,7 +537,7 @@ def _two_stage(node: LoweredSOp, bounds, errors, ctx, tokens_space) -> LoweredSO
     """The numerical width `node` built in two stages, with its error."""
     expr = node.expr
     if isinstance(expr, rasp.LengthType):
-        terms = [categorical_attn.AttnTerm(tokens_space, tokens_space, lambda q, k: True)]
+        terms = [categorical_attn.AttnTerm(tokens_space, tokens_space, selector_logic.select_every)]
     else:
         terms = _terms(expr.selector, {k: v.space for k, v in bounds.lowered.items()})
     block = _lower_width(expr, terms, node.space, ctx, via_one_hot=True)
@@ -561,7 +554,7 @@ def _two_stage_if_inexact(node: LoweredSOp, bounds, errors, ctx, tokens_space) -
     )
 
 
-def _cleaner_if_noisy(node: LoweredSOp, bounds, errors, ctx, spaces) -> LoweredSOp:
+def _cleaner_if_noisy(node: LoweredSOp, bounds, errors, ctx, spaces, bounded=False) -> LoweredSOp:
     """`node` with its error bound; where a lookup's inputs are noisy enough that its
     output error exceeds CLEAN_ABOVE, the lookup as an indicator table made noise-proof
     (categorical_mlp.clean_indicators), if that at least halves the bound.
@@ -569,8 +562,9 @@ def _cleaner_if_noisy(node: LoweredSOp, bounds, errors, ctx, spaces) -> LoweredS
     Inputs within CLEAN_ABOVE already (a cleaned lookup's output, say) are left as they
     are: a cleaned table's own rounding (terms of size 2) is of that order, so cleaning
     would gain little and double the block's width (sort_freq's SequenceMap would be
-    twice the reference's)."""
-    node = dataclasses.replace(node, error=float_bounds.sop_error(node, bounds, errors))
+    twice the reference's). `bounded`: node.error is already its block's bound."""
+    if not bounded:
+        node = dataclasses.replace(node, error=float_bounds.sop_error(node, bounds, errors))
     expr = node.expr
     if max(node.error.worst(0.0), node.error.l1) <= CLEAN_ABOVE:
         return node

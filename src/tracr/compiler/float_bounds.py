@@ -11,7 +11,8 @@ the lemma). Errors compose: each block's bound takes its inputs' bounds as input
 * MLPs (Map, SequenceMap, the selector-width readout) are bounded on every ideal input
   (every value combination of the SOps they read, and BOS) by `rounding.mlp_bound`,
   crediting the cancellation of a discretiser's saturated steps; blocks with too many
-  input combinations are bounded over a box (`rounding.box_mlp_bound`).
+  input combinations are bounded over a box (`rounding.box_mlp_bound`). mlp_bounds.py
+  holds these; bound_context.py what all the bounds share (SOpError, Context).
 * Attention heads: the logit error D (`rounding.attention_logit_error`) shrinks every
   score margin by 2D, so the leaked weight is at most lambda = e^(2D) (N + 1) e^(-c/2)
   (Aggregate, margin c/2) and the selected keys' weights agree within a factor e^(2D),
@@ -32,14 +33,10 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from tracr.compiler import validating
+from tracr.compiler import bound_context, mlp_bounds, validating
 from tracr.craft import bases, rounding, transformers
 from tracr.rasp import rasp
 
-#: Most ideal inputs, and (ideal input x hidden unit) cells, an MLP is bounded on one
-#: input at a time; beyond, over a box of inputs.
-_MAX_ROWS = 200_000
-_MAX_CELLS = 40_000_000
 #: Relative error of one float32 exp (libm and SIMD implementations stay within 4 ulp).
 _EXP_ULPS = 4
 #: Values below this are flushed to zero by the forward pass (model.FLUSH_BELOW).
@@ -49,286 +46,15 @@ _FLUSH = 1e-30
 #: tolerance, stays below most real mixtures (which are off by >= 1/max_seq_len).
 CATEGORICAL_BUDGET = 0.05
 
-
-@dataclasses.dataclass(frozen=True)
-class SOpError:
-    """Worst-case deviation of an SOp's residual coordinates from their ideal values.
-
-    Categorical: every coordinate is within `abs` of the one-hot, and the deviations of
-    all coordinates add up to at most `l1`. Numerical: the number is within
-    abs + rel |value|; where the values were enumerated, `per_value` gives the bound at
-    each of the sorted `values`.
-    """
-
-    abs: float
-    rel: float = 0.0
-    l1: float = 0.0
-    values: np.ndarray | None = None
-    per_value: np.ndarray | None = None
-    #: Some MLP unit reading a numerical input may switch: the input error exceeds the
-    #: block's tolerance, and no bound holds.
-    unstable: bool = False
-
-    def at(self, value: float) -> float:
-        return float(self.at_many(np.array([value], np.float64))[0])
-
-    def at_many(self, values: np.ndarray) -> np.ndarray:
-        """The bound at each of `values` (a numerical SOp's values)."""
-        values = np.asarray(values, np.float64)
-        out = self.abs + self.rel * np.abs(values)
-        if self.values is not None and len(self.values):
-            i = np.clip(np.searchsorted(self.values, values), 1, len(self.values) - 1)
-            i = np.where(
-                np.abs(self.values[i - 1] - values) <= np.abs(self.values[i] - values), i - 1, i
-            )
-            i = np.minimum(i, len(self.values) - 1)
-            near = np.abs(self.values[i] - values) <= 1e-9 * np.maximum(1.0, np.abs(values))
-            out = np.where(near, self.per_value[i], out)
-        return out
-
-    def worst(self, magnitude: float) -> float:
-        """The bound for values of size up to `magnitude`."""
-        if self.per_value is not None and len(self.per_value):
-            return float(max(np.max(self.per_value), self.abs + self.rel * magnitude))
-        return self.abs + self.rel * magnitude
-
-
-EXACT = SOpError(0.0)
-
-
-def numerical_budget(value, scale: float = 0.0):
-    """What a numerical output may be off by: 1e-5 relative to the value, or to the
-    output's scale (its largest magnitude) for values near 0, and never below 1e-6.
-    `value` is a number (a float back) or an array of them (an array back).
-
-    A value near 0 is often a difference of larger ones (opens - closes); no float32
-    computation gets it to 1e-5 of itself, but one gets it to 1e-5 of the scale."""
-    if np.ndim(value):
-        return np.maximum(np.maximum(1e-5 * np.abs(value), 1e-5 * scale), 1e-6)
-    return max(1e-5 * abs(value), 1e-5 * scale, 1e-6)
-
-
-@dataclasses.dataclass(frozen=True)
-class Context:
-    """What the bounds need besides the blocks: lowered SOps so far (label -> an object
-    with .expr, .space, .block, .constant), value sets, the BOS and `one` directions."""
-
-    lowered: Mapping[str, object]
-    value_sets: Mapping[str, frozenset | None]
-    bos: bases.BasisDirection
-    one: bases.BasisDirection
-    max_seq_len: int
-    #: One-hots inside blocks that other blocks read (a two-stage SelectorWidth's
-    #: one-hot of w): direction name -> (values, SOpError).
-    hidden: dict = dataclasses.field(default_factory=dict)
-    #: Numbers a selector-width head writes that other blocks read (its t = 1/(w+1)
-    #: and mean index): direction name -> WidthNumbers.
-    numbers: dict = dataclasses.field(default_factory=dict)
-    #: Results computed once per compile: sorted value sets and magnitudes by label,
-    #: MLP bounds by their weights and inputs (`_bound_mlp`).
-    memo: dict = dataclasses.field(default_factory=dict, compare=False)
-
-
-@dataclasses.dataclass(frozen=True)
-class WidthNumbers:
-    """The numbers a selector-width head writes, as functions of the width w: for every
-    w of `widths` ([W]), the ideal value and error bound of each of `directions` ([W, D]),
-    and the same at BOS ([D]). They are read together (one w per position)."""
-
-    label: str
-    directions: tuple[str, ...]
-    widths: np.ndarray
-    ideal: np.ndarray
-    error: np.ndarray
-    bos_ideal: np.ndarray
-    bos_error: np.ndarray
-
-
-def _numerical(ctx: Context, label: str) -> bool:
-    return label not in ctx.hidden and rasp.is_numerical(ctx.lowered[label].expr)
-
-
-def _error(ctx: Context, errors: Mapping[str, SOpError], label: str) -> SOpError:
-    return ctx.hidden[label][1] if label in ctx.hidden else errors[label]
-
-
-def _values(ctx: Context, label: str) -> list | None:
-    """The sorted values of an SOp (or of a hidden one-hot); do not modify the list."""
-    if label in ctx.hidden:
-        return list(ctx.hidden[label][0])
-    key = ("values", label)
-    if key not in ctx.memo:
-        ctx.memo[key] = _sorted_values(ctx, label)
-    return ctx.memo[key]
-
-
-def _sorted_values(ctx: Context, label: str) -> list | None:
-    values = ctx.value_sets.get(label)
-    if values is None:
-        return None
-    node = ctx.lowered[label]
-    if rasp.is_categorical(node.expr):
-        return sorted(values, key=repr)
-    return np.sort(np.fromiter((v for v in values if v is not None), np.float64)).tolist()
-
-
-def _magnitude(ctx: Context, label: str) -> float:
-    """Largest |value| of a numerical SOp (1 for a categorical one: its one-hot)."""
-    if not _numerical(ctx, label):
-        return 1.0
-    key = ("magnitude", label)
-    if key not in ctx.memo:
-        values = _values(ctx, label)
-        ctx.memo[key] = math.inf if values is None else max(map(abs, values), default=0.0)
-    return ctx.memo[key]
-
-
-def _bound_mlp(ctx: Context, fst: np.ndarray, snd: np.ndarray, x: np.ndarray, e: np.ndarray):
-    """rounding.mlp_bound, once per compile for blocks with the same weights and inputs
-    (the three pair balances of shuffle_dyck, say): looked up by the arrays' shapes and
-    sums, and compared whole."""
-    arrays = (fst, snd, x, e)
-    key = ("mlp_bound", *((a.shape, float(a.sum())) for a in arrays))
-    seen = ctx.memo.setdefault(key, [])
-    for known, result in seen:
-        if all(np.array_equal(a, b) for a, b in zip(arrays, known)):
-            return result
-    result = rounding.mlp_bound(fst, snd, x, e)
-    seen.append((arrays, result))
-    return result
-
-
-def _numerical_error(values: np.ndarray, errors: np.ndarray) -> SOpError:
-    """SOpError from per-row (value, error) pairs; equal values keep the larger error."""
-    order = np.argsort(values, kind="stable")
-    values, errors = values[order], errors[order]
-    unique, start = np.unique(values, return_index=True)
-    per_value = np.maximum.reduceat(errors, start) if len(values) else errors
-    return SOpError(float(np.max(errors, initial=0.0)), values=unique, per_value=per_value)
-
-
-# -- MLPs -------------------------------------------------------------------------------
-
-
-def _mlp_rows(mlp: transformers.MLP, ctx: Context, errors: Mapping[str, SOpError]):
-    """Ideal inputs X and their errors E [P, I] (BOS last), or None if too many.
-
-    Every combination of the values of the SOps read, and BOS; numbers of a width head
-    (ctx.numbers) count as one choice per width w, all of them at that w."""
-    space = mlp.fst.input_space
-    groups: dict[str, list[int]] = {}
-    joint: dict[str, WidthNumbers] = {}
-    for i, d in enumerate(space.basis):
-        if d in (ctx.bos, ctx.one):
-            continue
-        reading = ctx.numbers.get(d.name)
-        key = d.name if reading is None else f"numbers of {reading.label}"
-        groups.setdefault(key, []).append(i)
-        if reading is not None:
-            joint[key] = reading
-    labels = list(groups)
-    choices = [
-        list(joint[label].widths) if label in joint else _values(ctx, label) for label in labels
-    ]
-    if any(c is None for c in choices):
-        return None
-    sizes = [max(1, len(c)) for c in choices]
-    count = math.prod(sizes)
-    cells = count * (mlp.hidden_space.num_dims + mlp.snd.output_space.num_dims)
-    if count > _MAX_ROWS or cells > _MAX_CELLS:
-        return None
-    grid = np.indices(sizes).reshape(len(sizes), -1).T  # [P, SOps]: value index per SOp
-    x = np.zeros((count + 1, space.num_dims))
-    e = np.zeros_like(x)
-    for column, (label, values) in enumerate(zip(labels, choices)):
-        picks = grid[:, column]
-        if label in joint:
-            reading, idx = joint[label], groups[label]
-            cols = [reading.directions.index(space.basis[i].name) for i in idx]
-            x[:-1, idx], e[:-1, idx] = reading.ideal[picks][:, cols], reading.error[picks][:, cols]
-            x[-1, idx], e[-1, idx] = reading.bos_ideal[cols], reading.bos_error[cols]
-            continue
-        err = _error(ctx, errors, label)
-        if _numerical(ctx, label):
-            (i,) = groups[label]
-            x[:-1, i] = np.asarray(values, np.float64)[picks]
-            e[:-1, i] = err.at_many(np.asarray(values, np.float64))[picks]
-        else:
-            e[:-1, groups[label]] = err.abs
-            coords = np.array(
-                [
-                    space.index(bases.BasisDirection(label, v)) if v is not None else -1
-                    for v in values
-                ]
-            )[picks]
-            present = coords >= 0
-            x[np.flatnonzero(present), coords[present]] = 1.0
-        e[-1, groups[label]] = err.worst(_magnitude(ctx, label))  # BOS: SOps ideally 0
-    for d, rows in ((ctx.one, slice(None)), (ctx.bos, slice(-1, None))):
-        if d in space:
-            x[rows, space.index(d)] = 1.0
-    return x, e
-
-
-def _exact_lookup(mlp, ctx, errors) -> bool:
-    """Exact inputs on a grid and a block whose sums all stay exact (see
-    rounding.exact_block): the float32 output is the table entry rounded to float32."""
-    space = mlp.fst.input_space
-    in_max, bits = np.ones(space.num_dims), 0
-    for i, d in enumerate(space.basis):
-        if d in (ctx.bos, ctx.one):
-            continue
-        if d.name not in errors and d.name not in ctx.hidden:  # a width head's t
-            return False
-        err = _error(ctx, errors, d.name)
-        if err.abs or err.rel or (err.per_value is not None and np.any(err.per_value)):
-            return False
-        if _numerical(ctx, d.name):
-            values = _values(ctx, d.name)
-            if values is None:
-                return False
-            in_max[i] = _magnitude(ctx, d.name)
-            bits = max(bits, rounding.grid_bits(np.array(values)))
-    return rounding.exact_block(mlp.fst.matrix, mlp.snd.matrix, in_max, bits)
-
-
-def _mlp_error(mlp, out_space, ctx, errors, rows) -> SOpError:
-    """The error of the SOp an MLP writes in out_space."""
-    cols = mlp.snd.output_space.indices(out_space.basis)
-    numerical = out_space.num_dims == 1 and out_space.basis[0].value is None
-    if _exact_lookup(mlp, ctx, errors):
-        weights = mlp.snd.matrix[:, cols]
-        represented = np.array_equal(rounding.as_float32_values(weights), weights)
-        return SOpError(0.0, rel=0.0 if represented else rounding.U)
-    if rows is None:
-        space = mlp.fst.input_space
-        low, high, err = (
-            np.zeros(space.num_dims),
-            np.zeros(space.num_dims),
-            np.zeros(space.num_dims),
-        )
-        for i, d in enumerate(space.basis):
-            if d in (ctx.bos, ctx.one):
-                high[i] = 1.0
-            elif _numerical(ctx, d.name):
-                mag = _magnitude(ctx, d.name)
-                low[i], high[i] = -mag, mag
-                err[i] = _error(ctx, errors, d.name).worst(mag)
-            else:
-                high[i], err[i] = 1.0, _error(ctx, errors, d.name).abs
-        bound = rounding.box_mlp_bound(mlp.fst.matrix, mlp.snd.matrix, low, high, err)[cols]
-        return SOpError(float(np.max(bound, initial=0.0)), l1=float(np.sum(bound)))
-    x, e = rows
-    result = _bound_mlp(ctx, mlp.fst.matrix, mlp.snd.matrix, x, e)
-    design = np.maximum(x @ mlp.fst.matrix, 0) @ mlp.snd.matrix  # float64 weights
-    total = (result.bound + np.abs(result.ideal - design))[:, cols]
-    unstable = bool(np.any(result.unstable))
-    if numerical:
-        err = _numerical_error(design[:, cols[0]], total[:, 0])
-        return dataclasses.replace(err, unstable=unstable)
-    worst = float(np.max(total, initial=0.0))
-    l1 = float(np.max(total.sum(axis=1), initial=0.0))
-    return SOpError(worst, l1=l1, unstable=unstable)
+SOpError = bound_context.SOpError
+EXACT = bound_context.EXACT
+Context = bound_context.Context
+WidthNumbers = bound_context.WidthNumbers
+numerical_budget = bound_context.numerical_budget
+_numerical, _error = bound_context.numerical, bound_context.error
+_values, _magnitude = bound_context.values, bound_context.magnitude
+_mlp_rows, _mlp_error = mlp_bounds.mlp_rows, mlp_bounds.mlp_error
+_exact_lookup = mlp_bounds.exact_lookup
 
 
 # -- attention --------------------------------------------------------------------------
@@ -347,7 +73,7 @@ def _logit_error(head, ctx, errors, aggregate: bool) -> tuple[float, float, floa
     head."""
     query, keys = _head_inputs(head, ctx, errors)
     w = head.w_qk
-    aux = (ctx.bos, ctx.one)
+    aux = {ctx.bos, ctx.one}  # hashed: a tuple would compare every direction with both
     query_noisy = np.array([d not in aux for d in w.left_space.basis])
     key_noisy = np.array([d not in aux for d in w.right_space.basis])
     c = float(w.matrix[w.left_space.index(ctx.bos), w.right_space.index(ctx.bos)])
@@ -501,7 +227,7 @@ def _width_inputs(block, ctx, errors):
 def register_clean_copy(mlp, space, ctx: Context, errors) -> SOpError:
     """Bounds the MLP writing a clean copy `space` of a categorical SOp and registers the
     copy (read by a head in the same block) in ctx.hidden."""
-    err = _mlp_error(mlp, space, ctx, errors, _mlp_rows(mlp, ctx, errors))
+    err = _mlp_error(mlp, space, ctx, errors)
     ctx.hidden[space.basis[0].name] = ([d.value for d in space.basis], err)
     return err
 
@@ -557,7 +283,7 @@ def sop_error(node, ctx: Context, errors: Mapping[str, SOpError]) -> SOpError:
             return SOpError(abs(float(np.float32(exact)) - exact))
         return EXACT
     if isinstance(block, transformers.MLP):
-        return _mlp_error(block, node.space, ctx, errors, _mlp_rows(block, ctx, errors))
+        return _mlp_error(block, node.space, ctx, errors)
     if isinstance(block, transformers.AttentionHead):
         return _aggregate_error(block, ctx, errors, block.w_ov.input_space.basis[0].name)
     return _width_error(block, node, ctx, errors)
@@ -596,9 +322,10 @@ def bound_errors(
 
 
 def sample_error(node, ctx: Context, errors: Mapping[str, SOpError], count: int = 256):
-    """The error bound of an MLP on every k-th of its ideal inputs (about `count`) and
-    BOS: at most the full bound, so a construction it refuses is refused, found cheaply.
-    None where the MLP is not bounded input by input."""
+    """(bound, complete): the error bound of an MLP on every k-th of its ideal inputs
+    (about `count`) and BOS, at most the full bound, so a construction it refuses is
+    refused, found cheaply; `complete` where that sample is every input (the bound is
+    the block's). None where the MLP is not bounded input by input."""
     block = node.block
     if not isinstance(block, transformers.MLP) or _exact_lookup(block, ctx, errors):
         return None
@@ -606,8 +333,11 @@ def sample_error(node, ctx: Context, errors: Mapping[str, SOpError], count: int 
     if rows is None:
         return None
     x, e = rows
-    keep = np.r_[np.arange(0, len(x) - 1, max(1, (len(x) - 1) // count)), len(x) - 1]
-    return _mlp_error(block, node.space, ctx, errors, (x[keep], e[keep]))
+    step = max(1, (len(x) - 1) // count)
+    if step == 1:
+        return _mlp_error(block, node.space, ctx, errors, rows), True
+    keep = np.r_[np.arange(0, len(x) - 1, step), len(x) - 1]
+    return _mlp_error(block, node.space, ctx, errors, (x[keep], e[keep])), False
 
 
 def exceeds_budget(node, ctx: Context, errors: Mapping[str, SOpError]) -> bool:

@@ -28,18 +28,75 @@ def _grouped(values: Iterable[float]) -> tuple[list, list[int]]:
     return points, [0, *starts.tolist(), len(points)]
 
 
+#: What `Grouping.results` holds where f raised an ArithmeticError.
+RAISED = object()
+
+
 @dataclasses.dataclass(frozen=True)
 class Grouping:
     """A value set's sorted distinct values (`points`) and where each group of rounding
     duplicates starts (`bounds`, plus the end): sorted once for the several questions
-    the compiler asks of one set. The functions below take it in place of the values."""
+    the compiler asks of one set. The functions below take it in place of the values.
+
+    One compile's passes share its groupings (compiling.py), and with them the results
+    of each function at the points (`results`): validation and lowering ask for them."""
 
     points: list
     bounds: list[int]
+    _results: dict = dataclasses.field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def of(cls, values: Iterable[float] | Grouping) -> Grouping:
         return values if isinstance(values, Grouping) else cls(*_grouped(values))
+
+    def results(self, f: Callable) -> list:
+        """f at every point (RAISED where it raises an ArithmeticError), computed once."""
+        return self._evaluation(f)[1]
+
+    def raises(self, f: Callable) -> bool:
+        """Whether f raises an ArithmeticError at some point."""
+        return self._evaluation(f)[2]
+
+    def _evaluation(self, f: Callable) -> tuple:
+        known = self._results.get(id(f))
+        if known is None:  # f is kept with its results, so its id is not reused
+            known = self._results[id(f)] = (f, *_evaluated(f, self.points))
+        return known
+
+    def floats(self) -> bool:
+        """Whether every point is a float (so f at a point is f at the point's float)."""
+        known = self._results.get("floats")
+        if known is None:
+            known = self._results["floats"] = all(type(p) is float for p in self.points)
+        return known
+
+
+def _evaluated(f: Callable, points: list) -> tuple[list, bool]:
+    try:
+        return [f(p) for p in points], False
+    except ArithmeticError:
+        pass
+    out = []
+    for p in points:
+        try:
+            out.append(f(p))
+        except ArithmeticError:
+            out.append(RAISED)
+    return out, True
+
+
+def _float_results(f: Callable, grouping: Grouping) -> tuple[list[float], list]:
+    """The representatives as floats and quiet f at each: the shared results where the
+    points are floats already (f gets the same arguments), calls otherwise."""
+    firsts = grouping.bounds[:-1]
+    if not grouping.floats():
+        points = [float(grouping.points[a]) for a in firsts]
+        return points, _results(f, points)
+    shared = grouping.results(f)
+    outputs = [shared[a] for a in firsts]
+    if grouping.raises(f):
+        outputs = [None if o is RAISED else o for o in outputs]
+    return [grouping.points[a] for a in firsts], outputs
 
 
 def clusters(values: Iterable[float] | Grouping, least: int = 1) -> list[list[float]]:
@@ -73,7 +130,12 @@ def run_endpoints(points: list[float], outputs: list) -> list[int]:
     """
     if not points:
         return []
-    changes = np.fromiter((bool(a != b) for a, b in zip(outputs, outputs[1:])), bool)
+    kinds = set(map(type, outputs))
+    if kinds == {bool} or kinds == {float}:  # compared as Python compares them
+        values = np.array(outputs)
+        changes = values[1:] != values[:-1]
+    else:
+        changes = np.fromiter((bool(a != b) for a, b in zip(outputs, outputs[1:])), bool)
     ends = np.ones(len(points), dtype=bool)  # the first point of a run, or the last
     ends[1:-1] = changes[:-1] | changes[1:]
     return np.flatnonzero(ends).tolist()
@@ -86,8 +148,11 @@ def map_points(f: Callable, values: Iterable | Grouping) -> tuple[list[float], l
     point where f raises an ArithmeticError is no valid input (see basis_inference) and
     gets the output None.
     """
-    points = _float_points(values)
-    outputs = _results(f, points)
+    if isinstance(values, Grouping):
+        points, outputs = _float_results(f, values)
+    else:
+        points = _float_points(values)
+        outputs = _results(f, points)
     keep = run_endpoints(points, outputs)
     return [points[i] for i in keep], [outputs[i] for i in keep]
 
@@ -119,10 +184,15 @@ def quiet(f: Callable, fallback=None) -> Callable:
 
 def affine_fit(f: Callable, values: Iterable | Grouping) -> tuple[float, float] | None:
     """(slope, intercept) when f is affine on the values (to 1e-9 relative), else None."""
-    points = _float_points(values)
-    if len(points) < 2:
-        return None
-    outputs = _results(f, points)
+    if isinstance(values, Grouping):
+        if len(values.bounds) < 3:
+            return None
+        points, outputs = _float_results(f, values)
+    else:
+        points = _float_points(values)
+        if len(points) < 2:
+            return None
+        outputs = _results(f, points)
     if not all(isinstance(o, (int, float)) and not isinstance(o, bool) for o in outputs):
         return None
     slope = (outputs[-1] - outputs[0]) / (points[-1] - points[0])

@@ -113,31 +113,33 @@ def extract_rasp_graph(tip: rasp.SOp) -> ExtractRaspGraphOutput:
     by_label: dict[str, rasp.RASPExpr] = {}
     sources: list[nodes.Node] = []
 
-    def add(expr: rasp.RASPExpr) -> bool:
-        seen = by_label.get(expr.label)
+    def add(expr: rasp.RASPExpr, label: str) -> bool:
+        seen = by_label.get(label)
         if seen is not None:
             difference = None if seen is expr else _difference(seen, expr)
             if difference:
                 raise ValueError(
                     f"two expressions that compute different things are both labelled "
-                    f"{expr.label!r} ({difference}); give them distinct names with .named(...)"
+                    f"{label!r} ({difference}); give them distinct names with .named(...)"
                 )
             return False
-        by_label[expr.label] = expr
-        graph.add_node(expr.label, **{nodes.ID: expr.label, nodes.EXPR: expr})
+        by_label[label] = expr
+        graph.add_node(label, **{nodes.ID: label, nodes.EXPR: expr})
         return True
 
-    add(tip)
+    add(tip, tip.label)
     queue = collections.deque([tip])
     while queue:
         expr = queue.popleft()
+        label = expr.label
         children = list(expr.children)
         if not children:
-            sources.append(graph.nodes[expr.label])
+            sources.append(graph.nodes[label])
         for child in children:
-            if add(child):
+            child_label = child.label
+            if add(child, child_label):
                 queue.append(child)
-            graph.add_edge(child.label, expr.label)
+            graph.add_edge(child_label, label)
     return ExtractRaspGraphOutput(graph=graph, sink=graph.nodes[tip.label], sources=sources)
 
 

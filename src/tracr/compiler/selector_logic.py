@@ -1,4 +1,5 @@
-"""Reduce a selector expression to the predicates one attention head can evaluate.
+"""Reduce a selector expression to the predicates one attention head can evaluate, and
+those predicates to the (query, key) functions the score tables call (`attn_fn`).
 
 An attention head adds up its query-key terms, so a selector compiles to one head when it
 is a conjunction of predicates, each comparing one query SOp with one key SOp:
@@ -12,6 +13,7 @@ refused with the reason.
 from __future__ import annotations
 
 import dataclasses
+import operator
 from collections.abc import Callable
 
 from tracr.rasp import rasp
@@ -90,3 +92,41 @@ def conjuncts(selector: rasp.Selector) -> list[FlatSelector]:
             "ConstantSelector is fixed per input length and has no attention form"
         )
     raise UnsupportedSelectorError(f"unknown selector type {type(selector).__name__}")
+
+
+_OPERATORS = {
+    rasp.Comparison.EQ: operator.eq,
+    rasp.Comparison.LT: operator.lt,
+    rasp.Comparison.LEQ: operator.le,
+    rasp.Comparison.GT: operator.gt,
+    rasp.Comparison.GEQ: operator.ge,
+    rasp.Comparison.NEQ: operator.ne,
+}
+
+
+def select_every(query, key) -> bool:
+    """The selector of length: every key (the tables select every pair at once)."""
+    return True
+
+
+select_every.selects_all = True
+
+
+def attn_fn(flat: FlatSelector) -> Callable:
+    """(query, key) -> bool: `flat.selects(key, query)`, with the standard comparisons
+    called directly (the tables call this for every pair of values). Space values are
+    never None, and a comparison that raises selects nothing, as in `selects`."""
+    if flat.predicate is rasp.Comparison.TRUE:
+        return select_every
+    op = _OPERATORS.get(flat.predicate) if isinstance(flat.predicate, rasp.Comparison) else None
+    if op is None:
+        return lambda q, k: flat.selects(k, q)
+
+    def compare(q, k):
+        try:
+            return bool(op(k, q))
+        except Exception:  # noqa: BLE001 - as FlatSelector.selects
+            return False
+
+    compare.numpy_op = op  # see _common.selected_pairs
+    return compare

@@ -20,6 +20,8 @@ import itertools
 import numbers
 from collections.abc import Iterable, Mapping, Sequence
 
+import numpy as np
+
 from tracr.compiler import numeric_points, selector_logic
 from tracr.rasp import rasp
 
@@ -51,8 +53,9 @@ def _walk(program: rasp.RASPExpr) -> list[rasp.RASPExpr]:
     queue = collections.deque([program])
     while queue:
         for child in queue.popleft().children:
-            if child.label not in seen:
-                seen[child.label] = child
+            label = child.label
+            if label not in seen:
+                seen[label] = child
                 queue.append(child)
     return list(seen.values())
 
@@ -139,13 +142,21 @@ def _numeric_resolution_problem(expr: rasp.Map, values: Iterable) -> str | None:
 def _rounding_problem(expr: rasp.Map, values: Iterable) -> str | None:
     """f must agree on inputs that differ only by float rounding (one input point)."""
     numerical = rasp.is_numerical(expr)
-    for group in numeric_points.clusters(values, least=2):  # one value has one result
-        results = []
-        for v in group:
-            try:
-                results.append(expr.f(v))
-            except ArithmeticError:
-                continue
+    values = numeric_points.Grouping.of(values)
+    ends = np.asarray(values.bounds)
+    several = np.flatnonzero(np.diff(ends) >= 2)  # one value has one result
+    if not several.size:
+        return None
+    everywhere = values.results(expr.f)
+    kinds = set(map(type, everywhere))
+    if kinds == {bool} or kinds == {float}:  # groups whose results span one value pass
+        results = np.array(everywhere)
+        low = np.minimum.reduceat(results, ends[:-1])[several]  # per group
+        high = np.maximum.reduceat(results, ends[:-1])[several]
+        several = several[low != high]  # (NaN included: checked below)
+    for a, b in zip(ends[several].tolist(), ends[several + 1].tolist()):
+        group = values.points[a:b]
+        results = [r for r in everywhere[a:b] if r is not numeric_points.RAISED]
         distinct = set(results)
         if len(distinct) < 2:
             continue
@@ -248,9 +259,13 @@ def validate_value_sets(
     *,
     max_seq_len: int,
     causal: bool = False,
+    groupings: dict | None = None,
 ) -> list[TracrUnsupportedExpr]:
-    """Returns every expression that the inferred value sets show cannot be exact."""
-    groupings: dict = {}
+    """Returns every expression that the inferred value sets show cannot be exact.
+
+    groupings: value set -> numeric_points.Grouping, filled in here; pass the same dict
+    to lowering (`lower_with_bounds`) to share the sorts and function results."""
+    groupings = {} if groupings is None else groupings
     return [
         TracrUnsupportedExpr(expr=expr, reason=reason)
         for expr in _walk(program)

@@ -121,7 +121,7 @@ class VectorSpaceWithBasis:
         for d in basis:
             if not isinstance(d, BasisDirection):
                 raise TypeError(f"basis entries must be BasisDirection, got {d!r}")
-        index = {d: i for i, d in enumerate(basis)}
+        index = dict(zip(basis, range(len(basis))))
         if len(index) != len(basis):
             raise ValueError(f"duplicate basis directions: {_duplicates(basis)}")
         object.__setattr__(self, "basis", basis)
@@ -132,7 +132,7 @@ class VectorSpaceWithBasis:
         """The space of directions known to be distinct BasisDirections (no checks)."""
         space = object.__new__(cls)
         object.__setattr__(space, "basis", basis)
-        object.__setattr__(space, "_index", {d: i for i, d in enumerate(basis)})
+        object.__setattr__(space, "_index", dict(zip(basis, range(len(basis)))))
         return space
 
     @property
@@ -149,7 +149,7 @@ class VectorSpaceWithBasis:
     def indices(self, directions: Iterable[BasisDirection]) -> np.ndarray:
         """Positions of many directions at once, as an int array."""
         try:
-            return np.fromiter((self._index[d] for d in directions), dtype=np.int64)
+            return np.fromiter(map(self._index.__getitem__, directions), dtype=np.int64)
         except KeyError as e:
             raise ValueError(f"{e.args[0]} is not in this space") from None
 
@@ -202,9 +202,34 @@ class VectorSpaceWithBasis:
 
 
 def join_vector_spaces(*spaces: VectorSpaceWithBasis) -> VectorSpaceWithBasis:
-    """The union of the spaces' directions, sorted by `sort_key` (deterministic layout)."""
-    union = dict.fromkeys(d for space in spaces for d in space.basis)
-    return VectorSpaceWithBasis._of_distinct(tuple(sorted(union, key=sort_key)))
+    """The union of the spaces' directions, sorted by `sort_key` (deterministic layout).
+
+    Where one of the spaces is itself a join holding every direction, it is the result
+    (spaces are immutable)."""
+    union: dict[BasisDirection, int] = {}
+    for space in spaces:
+        union.update(space._index)
+    for space in spaces:
+        if len(space.basis) == len(union) and space.__dict__.get("_sorted"):
+            return space
+    joined = VectorSpaceWithBasis._of_distinct(tuple(sorted(union, key=sort_key)))
+    object.__setattr__(joined, "_sorted", True)
+    return joined
+
+
+def sorted_space(name: Name, values: Iterable[Value]) -> VectorSpaceWithBasis:
+    """The space of the directions (name, v) for the distinct values, in `sort_key` order:
+    `join_vector_spaces(VectorSpaceWithBasis.from_values(name, values))`, made at once."""
+    name_key = _order_key(name)
+    keyed: dict[BasisDirection, tuple] = {}
+    for v in values:
+        d = BasisDirection(name, v)
+        if d not in keyed:
+            keyed[d] = key = (name_key, _order_key(v))
+            object.__setattr__(d, "_key", key)
+    space = VectorSpaceWithBasis._of_distinct(tuple(sorted(keyed, key=keyed.__getitem__)))
+    object.__setattr__(space, "_sorted", True)
+    return space
 
 
 def direct_sum(*spaces: VectorSpaceWithBasis) -> VectorSpaceWithBasis:

@@ -58,6 +58,7 @@ u X' to rho: both grow with n, and limit such reads to moderate n.
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import numpy as np
 
@@ -80,17 +81,28 @@ def sum_bound(total, small, n_large, n_terms, inexact=None, extent=None) -> np.n
 
     total: A, the sum of |t_i| (a bound on it); small: A_S, the part from small terms;
     n_large: |L|; n_terms: m, how many terms may be nonzero; inexact: I (default A);
-    extent: max(P, N) (default A).
+    extent: max(P, N) (default A). Numbers or float64 arrays.
     """
     total, small = np.asarray(total, np.float64), np.asarray(small, np.float64)
-    inexact = total if inexact is None else np.asarray(inexact, np.float64)
-    extent = total if extent is None else np.asarray(extent, np.float64)
-    g = gamma(np.maximum(n_terms, 1))
+    inexact = total if inexact is None else inexact
+    extent = total if extent is None else extent
+    m = np.maximum(n_terms, 1)  # gamma_m, as `gamma`
+    g = m * U / (1.0 - m * U)
     products = 2 * U * inexact
     reach = extent + products + g * total
-    split = np.maximum(n_large - 1, 0) * U * reach + (1 + g) ** 2 * small
+    split = np.maximum(n_large - 1, 0) * U * reach + (1 + g) * (1 + g) * small
     classical = np.maximum(n_terms - 1, 0) * U * reach
     return products + np.minimum(split, classical)
+
+
+def _scalar_sum_bound(total: float, small: float, n_large: int, n_terms: int) -> float:
+    """`sum_bound` of one sum, in Python numbers (the same IEEE operations)."""
+    m = max(n_terms, 1)
+    g = m * U / (1.0 - m * U)
+    products = 2 * U * total
+    reach = total + products + g * total
+    split = max(n_large - 1, 0) * U * reach + (1 + g) ** 2 * small
+    return products + min(split, max(n_terms - 1, 0) * U * reach)
 
 
 def _power_of_two(values: np.ndarray) -> np.ndarray:
@@ -218,26 +230,30 @@ class _Sparse:
         self.shape = matrix.shape
         self.rows, self.cols = matrix.nonzero()  # by row, then column
         self.nnz = len(self.rows)
-        weights = matrix[self.rows, self.cols]
-        self.bits = grid_bits(weights)
-        self.values = _kind_values(weights)
+        self._weights = matrix[self.rows, self.cols]
+        self.values = _kind_values(self._weights)
         self.dense = matrix.size <= 64 * max(1, self.nnz)
         self._dense: dict[int, np.ndarray] = {}
         self._by_col: tuple | None = None
+
+    @functools.cached_property
+    def bits(self) -> int:
+        """The grid of the weights (`grid_bits`), needed only where rows are exact."""
+        return grid_bits(self._weights)
 
     def times(self, a: np.ndarray, kind: str = "w", cells: _Cells | None = None) -> np.ndarray:
         """a @ f(W) [P, N] for the `kind` f; a: [P, K], 0 outside `cells` if given."""
         vals = self.values[kind]
         if vals is None:
             return np.zeros((a.shape[0], self.shape[1]))
-        if a.dtype != np.float64:
-            a = a.astype(np.float64)
         if self.dense:
             matrix = self._dense.get(id(vals))
             if matrix is None:
                 matrix = self._dense[id(vals)] = np.zeros(self.shape)
                 matrix[self.rows, self.cols] = vals
-            return a @ matrix
+            return a @ matrix  # a bool a is cast to float64 by the product
+        if a.dtype != np.float64:
+            a = a.astype(np.float64)
         if cells is not None:
             return cells.times(a, vals)
         if self._by_col is None:  # the nonzeros by column, rows ascending in each
@@ -289,11 +305,12 @@ class _Cells:
         return out.reshape(self.rows, self.width)
 
 
-def _first_layer(sp1: _Sparse, x: np.ndarray, e: np.ndarray):
+def _first_layer(sp1: _Sparse, x: np.ndarray, e: np.ndarray, exact_rows: bool = True):
     """z, the ideal pre-activations [P, H]; move, their exact-arithmetic move; rho, the
     rounding of the perturbed dot products by (*); total1, their sums of |terms|;
-    `exact` [P], the rows whose first-layer sums are all exact (rho = 0 there); and
-    `bits`, the grid of those rows' hidden values (2^-bits)."""
+    `exact` [P], the rows whose first-layer sums are all exact (rho = 0 there; rows
+    without errors, unless `exact_rows` is False); and `bits`, the grid of those rows'
+    hidden values (2^-bits)."""
     z = sp1.times(x)  # [P, H]
     big = x != 0
     magnitude = np.abs(x)
@@ -320,7 +337,7 @@ def _first_layer(sp1: _Sparse, x: np.ndarray, e: np.ndarray):
     if two.any():
         rho = np.where(two, 2 * U * inexact1 + U * (np.abs(z) + move + 2 * U * inexact1), rho)
     # Exact inputs on a grid with exact weights: every partial sum is exact.
-    exact, bits = ~e.any(axis=1), 0
+    exact, bits = ~e.any(axis=1) & exact_rows, 0
     if exact.any():
         bits = grid_bits(x) + sp1.bits
         rho = np.where(exact[:, None] & exact_sums(total1, bits), 0.0, rho)
@@ -524,58 +541,37 @@ def attention_logit_error(
         d = float((2 * terms + 5) * U * exact_logit + scaling)
         return d, (0.0 if terms == 1 else 2 * d)
 
-    def reach(mat, noisy_out, sops, err):
-        """max over rows i of sum_j |mat_ij| x_j for an ideal-plus-noise input x."""
-        noisy = mat[:, noisy_out] if noisy_out.any() else np.zeros((mat.shape[0], 1))
-        exact = mat[:, ~noisy_out] if (~noisy_out).any() else np.zeros((mat.shape[0], 1))
-        per_row = (
-            sops * (1 + err) * noisy.max(axis=1) + 2 * exact.max(axis=1) + err * noisy.sum(axis=1)
-        )
-        return per_row
+    def side(mat, noisy_in, sops, err):
+        """Per row i of mat: (reach, the max over inputs y of ideal plus noise of
+        sum_j |mat_ij| y_j; the sum and the max of |mat_ij| over the noisy columns j)."""
+        noisy = mat[:, noisy_in] if noisy_in.any() else np.zeros((mat.shape[0], 1))
+        exact = mat[:, ~noisy_in] if (~noisy_in).any() else np.zeros((mat.shape[0], 1))
+        total, top = noisy.sum(axis=1), noisy.max(axis=1)
+        return sops * (1 + err) * top + 2 * exact.max(axis=1) + err * total, total, top
 
     # Exact-arithmetic move from perturbed inputs: d_q^T |W| x_k + x_q^T |W| d_k.
-    row_reach = reach(w, key_noisy, key_sops, key_error)  # [rows]
-    col_reach = reach(w.T, query_noisy, query_sops, query_error)  # [cols]
-    move = query_l1 * float(row_reach[query_noisy].max(initial=0.0)) + key_l1 * float(
-        col_reach[key_noisy].max(initial=0.0)
+    by_row = side(w, key_noisy, key_sops, key_error)  # [rows] each
+    by_col = side(w.T, query_noisy, query_sops, query_error)  # [cols] each
+    move = query_l1 * float(by_row[0][query_noisy].max(initial=0.0)) + key_l1 * float(
+        by_col[0][key_noisy].max(initial=0.0)
     )
+    query_side = (query_noisy, query_sops, query_error, query_l1)
+    key_side = (key_noisy, key_sops, key_error, key_l1)
+    nonzero = w != 0
     worst = 0.0
-    for mat, _, noisy_in, sops_in, err_in, l1_in, noisy_out, sops_out, err_out, l1_out in (
-        (
-            w,
-            None,
-            key_noisy,
-            key_sops,
-            key_error,
-            key_l1,
-            query_noisy,
-            query_sops,
-            query_error,
-            query_l1,
-        ),
-        (
-            w.T,
-            None,
-            query_noisy,
-            query_sops,
-            query_error,
-            query_l1,
-            key_noisy,
-            key_sops,
-            key_error,
-            key_l1,
-        ),
+    for (total1, noisy_sum, noisy_max), terms_in, sops_in, err_in, l1_in, out in (
+        (by_row, nonzero.sum(axis=1), key_sops, key_error, key_l1, query_side),
+        (by_col, nonzero.sum(axis=0), query_sops, query_error, query_l1, key_side),
     ):
+        noisy_out, sops_out, err_out, l1_out = out
         # Stage 1: r_j = sum_i mat_ji y_i over the non-copied side (input y).
-        total1 = reach(mat, noisy_in, sops_in, err_in)
-        noisy = mat[:, noisy_in] if noisy_in.any() else np.zeros((mat.shape[0], 1))
-        small1 = np.minimum(err_in * noisy.sum(axis=1), l1_in * noisy.max(axis=1))
-        rho1 = sum_bound(total1, small1, sops_in + 2, (mat != 0).sum(axis=1))
+        small1 = np.minimum(err_in * noisy_sum, l1_in * noisy_max)
+        rho1 = sum_bound(total1, small1, sops_in + 2, terms_in)
         r_hat = total1 + rho1
         # Stage 2: sum_j x_j r_j over the copied side (input x).
         big = (sops_out + 2) * (1 + err_out) * float(r_hat.max())
         small2 = min(err_out * float(r_hat[noisy_out].sum()), l1_out * float(r_hat.max()))
-        rho2 = sum_bound(big + small2, small2, sops_out + 2, len(r_hat))
+        rho2 = _scalar_sum_bound(big + small2, small2, sops_out + 2, len(r_hat))
         carried = (sops_out + 2) * (1 + err_out) * float(rho1.max()) + min(
             err_out * float(rho1[noisy_out].sum()), l1_out * float(rho1.max())
         )

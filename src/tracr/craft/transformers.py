@@ -50,12 +50,13 @@ class MLP(Block):
                 "fst.output_space and snd.input_space must be the same hidden "
                 "space in the same order"
             )
-        if self.residual_space is None:
+        if self.residual_space is None:  # the join holds both spaces
             _set(
                 self,
                 "residual_space",
                 bases.join_vector_spaces(self.fst.input_space, self.snd.output_space),
             )
+            return
         _check_inside(self.fst.input_space, self.residual_space, "fst.input_space")
         _check_inside(self.snd.output_space, self.residual_space, "snd.output_space")
 
@@ -122,6 +123,7 @@ class AttentionHead(Block):
                     self.w_ov.output_space,
                 ),
             )
+            return  # the join holds every space
         _check_inside(self.w_qk.left_space, self.residual_space, "w_qk.left_space")
         _check_inside(self.w_qk.right_space, self.residual_space, "w_qk.right_space")
         _check_inside(self.w_ov.input_space, self.residual_space, "w_ov.input_space")

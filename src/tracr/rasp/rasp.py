@@ -739,17 +739,18 @@ def categorical(sop: SOpT) -> SOpT:
 
 def get_encoding(sop: SOp) -> Encoding:
     """The encoding of `sop` (categorical unless annotated otherwise)."""
-    return sop.annotations[_ENCODING_KEY]
+    known = sop._annotations._values.get(_ENCODING_KEY)  # read often by the compiler
+    return sop.annotations[_ENCODING_KEY] if known is None else known
 
 
 def is_numerical(sop: SOp) -> bool:
     """Whether `sop` is numerically encoded."""
-    return get_encoding(sop) == Encoding.NUMERICAL
+    return get_encoding(sop) is Encoding.NUMERICAL
 
 
 def is_categorical(sop: SOp) -> bool:
     """Whether `sop` is categorically encoded."""
-    return get_encoding(sop) == Encoding.CATEGORICAL
+    return get_encoding(sop) is Encoding.CATEGORICAL
 
 
 def default_encoding(expr: RASPExpr) -> Encoding:

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import itertools
 import math
+import operator
 
 import numpy as np
 import pytest
 
 from tests.craft import blocks
 from tracr.craft import bases
-from tracr.craft.chamber import categorical_attn
+from tracr.craft.chamber import _common, categorical_attn
 
 D = bases.BasisDirection
 PREDICATES = {
@@ -196,4 +197,41 @@ def test_bos_must_not_be_an_sop_direction():
             blocks.ONE_SPACE,
             lambda q, k: True,
             max_seq_len=2,
+        )
+
+
+def _loop_pairs(query_space, key_space, attn_fn):
+    return {
+        (i, j)
+        for i, q in enumerate(query_space.basis)
+        for j, k in enumerate(key_space.basis)
+        if attn_fn(q.value, k.value)
+    }
+
+
+@pytest.mark.parametrize(
+    "queries, keys",
+    [
+        (list("abcz"), list("bcdz")),  # strings: looked up in a dict
+        ([1, 2.5, "a", False], [1.0, 2, "a", "b", 0]),  # mixed plain values
+        ([float("nan"), 1.0, "x"], [float("nan"), 1, "y"]),  # NaN: left to the loop
+        ([(1, 2), "a"], [(1, 2), "a"]),  # tuples: left to the loop
+    ],
+)
+def test_selected_pairs_fast_paths_select_what_the_predicate_selects(queries, keys):
+    def eq(q, k):
+        return k == q
+
+    eq.numpy_op = operator.eq
+
+    def every(q, k):
+        return True
+
+    every.selects_all = True
+    query_space, key_space = _space("q", queries), _space("k", keys)
+    for attn_fn in (eq, every):
+        q_idx, k_idx = _common.selected_pairs(query_space, key_space, attn_fn)
+        assert len(q_idx) == len(set(zip(q_idx.tolist(), k_idx.tolist())))
+        assert set(zip(q_idx.tolist(), k_idx.tolist())) == _loop_pairs(
+            query_space, key_space, attn_fn
         )

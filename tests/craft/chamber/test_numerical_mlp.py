@@ -282,3 +282,14 @@ def test_float32_error_bound_covers_the_error_in_every_summation_order(n):
             for t in rng.permutation(terms):
                 total = np.float32(total + t)
             assert abs(float(total) - 1 / x) <= bound[i]
+
+
+def test_discretisations_of_equal_value_sets_are_equal_and_read_only():
+    outputs = np.array([[0.0], [1.0], [5.0]])
+    first = numerical_mlp.discretise([3.0, 1.0, 2.0], outputs, True)
+    again = numerical_mlp.discretise([1, 2, 3], outputs, True)
+    assert first.points.tolist() == [1.0, 2.0, 3.0]
+    for name in ("points", "slopes", "signs", "biases", "gates"):
+        assert np.array_equal(getattr(first, name), getattr(again, name))
+    with pytest.raises(ValueError):
+        first.biases[0] = 0.0

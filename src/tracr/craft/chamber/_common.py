@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import operator
 from collections.abc import Callable, Hashable
 
 import numpy as np
@@ -96,8 +97,14 @@ def selected_pairs(
     """(query indices, key indices) of the value pairs with attn_fn(query, key) true.
 
     An attn_fn with a `numpy_op` attribute (a comparison, called as op(key, query)) is
-    evaluated on arrays when every value is an int or float below 2^53 (the same answers).
+    evaluated on arrays when every value is an int or float below 2^53 (the same answers);
+    equality of other plain values (strings, say) is looked up in a dict, which finds
+    exactly the equal values (equal values hash equally; NaN, unequal to itself, is left
+    to the loop). An attn_fn with `selects_all` set selects every pair.
     """
+    if getattr(attn_fn, "selects_all", False):
+        q_idx, k_idx = np.indices((query_space.num_dims, key_space.num_dims), np.int64)
+        return q_idx.ravel(), k_idx.ravel()
     op = getattr(attn_fn, "numpy_op", None)
     if op is not None:
         queries = [d.value for d in query_space.basis]
@@ -107,6 +114,13 @@ def selected_pairs(
             k = np.array(keys, dtype=np.float64)
             q_idx, k_idx = np.nonzero(op(k[None, :], q[:, None]))
             return q_idx.astype(np.int64), k_idx.astype(np.int64)
+        if op is operator.eq and all(
+            type(v) in (str, int, float, bool) and v == v for v in queries + keys
+        ):
+            where = {k: j for j, k in enumerate(keys)}  # keys are distinct: a space's
+            pairs = [(i, where[q]) for i, q in enumerate(queries) if q in where]
+            pairs = np.array(pairs, dtype=np.int64).reshape(-1, 2)
+            return pairs[:, 0], pairs[:, 1]
     pairs = [
         (i, j)
         for i, q in enumerate(query_space.basis)

@@ -9,6 +9,7 @@ rounding for every summation order).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import numbers
 from collections.abc import Iterable
@@ -25,7 +26,9 @@ def sorted_points(values: Iterable[float]) -> tuple[np.ndarray, list]:
     non-number, a non-finite number, distinct values with equal floats, or no values."""
     originals: dict[float, object] = {}
     for v in values:
-        if not isinstance(v, numbers.Real) or not math.isfinite(v):
+        kind = type(v)
+        plain = kind is float or kind is int  # the usual values: no ABC check
+        if not (plain or isinstance(v, numbers.Real)) or not math.isfinite(v):
             raise ValueError(f"numerical value sets hold finite numbers, got {v!r}")
         key = float(v)
         if key in originals and originals[key] != v:
@@ -193,20 +196,40 @@ def discretise(
     step is chosen by `choose_orientation`; without, geometrically.
     """
     points, _ = sorted_points(values)
-    steps = _steps(points)
     if outputs is None:
         outputs = np.zeros((len(points), 0))
-    rising = choose_orientation(steps, np.asarray(outputs, dtype=np.float64), relative)
+    outputs = np.ascontiguousarray(outputs, dtype=np.float64)
+    return _discretised(points.tobytes(), outputs.tobytes(), outputs.shape, bool(relative))
+
+
+@functools.lru_cache(maxsize=512)
+def _discretised(points: bytes, outputs: bytes, shape: tuple, relative: bool) -> Discretisation:
+    """`discretise` of sorted distinct points, by content: the same value set and outputs
+    (the points 1/(w+1) of every selector width of one max_seq_len, say) get the same
+    numbers, computed once. The arrays are read-only (the result is shared)."""
+    points = np.frombuffer(points, np.float64)
+    steps = _steps(points)
+    rising = choose_orientation(steps, np.frombuffer(outputs, np.float64).reshape(shape), relative)
     signs = np.where(rising, 1.0, -1.0)
     biases = np.where(rising, steps.bias_rise, steps.bias_fall)
     gates = 2 * (np.abs(biases) + steps.slopes * np.max(np.abs(points))) + 1.0
-    return Discretisation(points, steps.slopes, signs, biases, gates)
+    arrays = (points, steps.slopes, signs, biases, gates)
+    for a in arrays:
+        a.flags.writeable = False
+    return Discretisation(*arrays)
 
 
 def point_margins(values: Iterable[float]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(points, below, above): how far each sorted point may move down / up and keep its
     output, for either orientation of its steps; inf at the ends."""
     points, _ = sorted_points(values)
+    return _margins(points.tobytes())
+
+
+@functools.lru_cache(maxsize=512)
+def _margins(points: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`point_margins` of sorted distinct points, by content (read-only arrays)."""
+    points = np.frombuffer(points, np.float64)
     steps = _steps(points)
     below, above = np.full(len(points), math.inf), np.full(len(points), math.inf)
     for sign, bias in ((1.0, steps.bias_rise), (-1.0, steps.bias_fall)):
@@ -214,6 +237,7 @@ def point_margins(values: Iterable[float]) -> tuple[np.ndarray, np.ndarray, np.n
         lo, hi = np.minimum(first, second), np.maximum(first, second)
         below[1:] = np.minimum(below[1:], points[1:] - hi)
         above[:-1] = np.minimum(above[:-1], lo - points[:-1])
+    below.flags.writeable = above.flags.writeable = False
     return points, below, above
 
 

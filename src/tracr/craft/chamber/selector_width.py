@@ -33,6 +33,7 @@ the BOS position is clean.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Hashable, Iterable, Sequence
 
@@ -108,11 +109,17 @@ def _output_rows(widths, out_value_set, output_space, categorical_output) -> np.
     return rows
 
 
-def _check_tolerance(points: list[float], leakage: float) -> None:
-    """Every 1/(w+1) computed by the head must stay where the discretiser reads w."""
-    pts, below, above = _discretising.point_margins(points)
+@functools.lru_cache(maxsize=64)
+def _tolerance_holds(n: int, leakage: float) -> bool:
+    """Whether every 1/(w+1), w = 0..n, computed by the head stays where the discretiser
+    reads w (a fact about n alone, worked out once per n)."""
+    pts, below, above = _discretising.point_margins([1.0 / (w + 1) for w in range(n + 1)])
     error = leakage * pts**2 + _T_ROUNDING * pts  # pts = 1/(w+1)
-    if np.any(error >= np.minimum(below, above)):
+    return not np.any(error >= np.minimum(below, above))
+
+
+def _check_tolerance(n: int, leakage: float) -> None:
+    if not _tolerance_holds(n, leakage):
         raise ValueError("max_seq_len is too large for an exact SelectorWidth in float32")
 
 
@@ -176,7 +183,7 @@ def conjunctive_selector_width(
 
     widths = list(range(n + 1))
     points = [1.0 / (w + 1) for w in widths]
-    _check_tolerance(points, WIDTH_LEAKAGE)
+    _check_tolerance(n, WIDTH_LEAKAGE)
     two_stage = via_one_hot and not categorical_output
     read_space = (
         bases.VectorSpaceWithBasis.from_values(f"{hidden_name}width", widths)

@@ -1,0 +1,225 @@
+"""The float32 error bounds of MLP blocks (Map, SequenceMap, the selector-width readout):
+`rounding.mlp_bound` on every ideal input (every combination of the values of the SOps an
+MLP reads, and BOS), SOp by SOp where each unit reads one SOp (`rounding_grid`), over a
+box of inputs where they are too many, and exact for lookups on exact inputs."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+
+import numpy as np
+
+from tracr.compiler import bound_context
+from tracr.craft import bases, rounding, rounding_grid, transformers
+
+#: Most ideal inputs, and (ideal input x hidden unit) cells, an MLP is bounded on one
+#: input at a time; beyond, over a box of inputs.
+_MAX_ROWS = 200_000
+_MAX_CELLS = 40_000_000
+
+
+def bound_mlp(ctx: bound_context.Context, fst: np.ndarray, snd: np.ndarray, rows):
+    """rounding.mlp_bound on rows (X, E), once per compile for blocks with the same
+    weights and inputs (the three pair balances of shuffle_dyck, say): looked up by the
+    arrays' shapes and sums, and compared whole. Many rows that combine the values of
+    SOps each read by their own units are bounded SOp by SOp (`rounding_grid`)."""
+    x, e = rows[0], rows[1]
+    arrays = (fst, snd, x, e)
+    key = ("mlp_bound", *((a.shape, float(a.sum())) for a in arrays))
+    seen = ctx.memo.setdefault(key, [])
+    for known, result in seen:
+        if all(np.array_equal(a, b) for a, b in zip(arrays, known)):
+            return result
+    result = _grid_bound(fst, snd, rows) or rounding.mlp_bound(fst, snd, x, e)
+    seen.append((arrays, result))
+    return result
+
+
+#: Rows from which an MLP reading several SOps is bounded SOp by SOp, where it can be.
+_GRID_ROWS = 1024
+
+
+def _grid_bound(fst, snd, rows) -> rounding.MLPBound | None:
+    factors = getattr(rows, "factors", None)
+    if not factors or len(factors) < 2 or len(rows[0]) - 1 < _GRID_ROWS:
+        return None
+    if not all(f.e.all() for f in factors):  # rows without errors: mlp_bound credits them
+        return None
+    owner = rounding_grid.separate_units(fst, factors)
+    if owner is None:
+        return None
+    x, e = rows
+    constant = x[0].copy()  # `one`; BOS and the SOps are 0 but in the BOS row
+    for factor in factors:
+        constant[factor.cols] = 0.0
+    grid = rounding_grid.grid_mlp_bound(fst, snd, factors, constant, owner)
+    bos = rounding.mlp_bound(fst, snd, x[-1:], e[-1:])
+    return rounding.MLPBound(
+        *(
+            np.concatenate([a, b])
+            for a, b in zip(dataclasses.astuple(grid), dataclasses.astuple(bos))
+        )
+    )
+
+
+def numerical_error(values: np.ndarray, errors: np.ndarray) -> bound_context.SOpError:
+    """SOpError from per-row (value, error) pairs; equal values keep the larger error."""
+    order = np.argsort(values, kind="stable")
+    values, errors = values[order], errors[order]
+    start = np.flatnonzero(np.r_[True, values[1:] != values[:-1]]) if len(values) else order
+    unique = values[start]
+    per_value = np.maximum.reduceat(errors, start) if len(values) else errors
+    return bound_context.SOpError(
+        float(np.max(errors, initial=0.0)), values=unique, per_value=per_value
+    )
+
+
+def mlp_rows(
+    mlp: transformers.MLP, ctx: bound_context.Context, errors: Mapping[str, bound_context.SOpError]
+):
+    """Ideal inputs X and their errors E [P, I] (BOS last), or None if too many.
+
+    Every combination of the values of the SOps read, and BOS; numbers of a width head
+    (ctx.numbers) count as one choice per width w, all of them at that w."""
+    space = mlp.fst.input_space
+    groups: dict[str, list[int]] = {}
+    joint: dict[str, bound_context.WidthNumbers] = {}
+    aux = {ctx.bos, ctx.one}
+    for i, d in enumerate(space.basis):
+        if d in aux:
+            continue
+        reading = ctx.numbers.get(d.name)
+        key = d.name if reading is None else f"numbers of {reading.label}"
+        groups.setdefault(key, []).append(i)
+        if reading is not None:
+            joint[key] = reading
+    labels = list(groups)
+    choices = [
+        list(joint[label].widths) if label in joint else bound_context.values(ctx, label)
+        for label in labels
+    ]
+    if any(c is None for c in choices):
+        return None
+    sizes = [max(1, len(c)) for c in choices]
+    count = math.prod(sizes)
+    cells = count * (mlp.hidden_space.num_dims + mlp.snd.output_space.num_dims)
+    if count > _MAX_ROWS or cells > _MAX_CELLS:
+        return None
+    grid = np.indices(sizes).reshape(len(sizes), -1).T  # [P, SOps]: value index per SOp
+    x = np.zeros((count + 1, space.num_dims))
+    e = np.zeros_like(x)
+    factors = []
+    for column, (label, values) in enumerate(zip(labels, choices)):
+        idx = groups[label]
+        if label in joint:
+            reading = joint[label]
+            cols = [reading.directions.index(space.basis[i].name) for i in idx]
+            xs, es = reading.ideal[:, cols], reading.error[:, cols]
+            x[-1, idx], e[-1, idx] = reading.bos_ideal[cols], reading.bos_error[cols]
+        else:
+            xs, es = _value_rows(ctx, errors, space, label, values, idx)
+            e[-1, idx] = bound_context.error(ctx, errors, label).worst(
+                bound_context.magnitude(ctx, label)
+            )  # BOS: 0
+        picks = grid[:, column]
+        x[:-1, idx], e[:-1, idx] = xs[picks], es[picks]
+        factors.append(rounding_grid.Factor(np.array(idx), xs, es))
+    for d, rows in ((ctx.one, slice(None)), (ctx.bos, slice(-1, None))):
+        if d in space:
+            x[rows, space.index(d)] = 1.0
+    return _Rows(x, e, factors)
+
+
+class _Rows(tuple):
+    """(X, E) of `_mlp_rows`, with the SOps' values one by one (`factors`: the rows but
+    the last, BOS, are every combination of them)."""
+
+    factors: list
+
+    def __new__(cls, x, e, factors):
+        rows = super().__new__(cls, (x, e))
+        rows.factors = factors
+        return rows
+
+
+def _value_rows(ctx, errors, space, label, values, idx) -> tuple[np.ndarray, np.ndarray]:
+    """The inputs of one SOp at each of its values, and their errors: [n, len(idx)]."""
+    err = bound_context.error(ctx, errors, label)
+    if bound_context.numerical(ctx, label):
+        points = np.asarray(values, np.float64)
+        return points[:, None], err.at_many(points)[:, None]
+    xs = np.zeros((max(1, len(values)), len(idx)))
+    at = {i: j for j, i in enumerate(idx)}
+    for row, v in enumerate(values):
+        if v is not None:
+            xs[row, at[space.index(bases.BasisDirection(label, v))]] = 1.0
+    return xs, np.full_like(xs, err.abs)
+
+
+def exact_lookup(mlp, ctx, errors) -> bool:
+    """Exact inputs on a grid and a block whose sums all stay exact (see
+    rounding.exact_block): the float32 output is the table entry rounded to float32."""
+    space = mlp.fst.input_space
+    in_max, bits = np.ones(space.num_dims), 0
+    aux = {ctx.bos, ctx.one}
+    for i, d in enumerate(space.basis):
+        if d in aux:
+            continue
+        if d.name not in errors and d.name not in ctx.hidden:  # a width head's t
+            return False
+        err = bound_context.error(ctx, errors, d.name)
+        if err.abs or err.rel or (err.per_value is not None and np.any(err.per_value)):
+            return False
+        if bound_context.numerical(ctx, d.name):
+            values = bound_context.values(ctx, d.name)
+            if values is None:
+                return False
+            in_max[i] = bound_context.magnitude(ctx, d.name)
+            bits = max(bits, rounding.grid_bits(np.array(values)))
+    return rounding.exact_block(mlp.fst.matrix, mlp.snd.matrix, in_max, bits)
+
+
+def mlp_error(mlp, out_space, ctx, errors, rows=None) -> bound_context.SOpError:
+    """The error of the SOp an MLP writes in out_space, bounded on `rows` (X, E); by
+    default on every ideal input (`_mlp_rows`, built only where the block is not an exact
+    lookup), over a box where those are too many."""
+    cols = mlp.snd.output_space.indices(out_space.basis)
+    numerical = out_space.num_dims == 1 and out_space.basis[0].value is None
+    if exact_lookup(mlp, ctx, errors):
+        weights = mlp.snd.matrix[:, cols]
+        represented = np.array_equal(rounding.as_float32_values(weights), weights)
+        return bound_context.SOpError(0.0, rel=0.0 if represented else rounding.U)
+    if rows is None:
+        rows = mlp_rows(mlp, ctx, errors)
+    if rows is None:
+        space = mlp.fst.input_space
+        low, high, err = (
+            np.zeros(space.num_dims),
+            np.zeros(space.num_dims),
+            np.zeros(space.num_dims),
+        )
+        aux = {ctx.bos, ctx.one}
+        for i, d in enumerate(space.basis):
+            if d in aux:
+                high[i] = 1.0
+            elif bound_context.numerical(ctx, d.name):
+                mag = bound_context.magnitude(ctx, d.name)
+                low[i], high[i] = -mag, mag
+                err[i] = bound_context.error(ctx, errors, d.name).worst(mag)
+            else:
+                high[i], err[i] = 1.0, bound_context.error(ctx, errors, d.name).abs
+        bound = rounding.box_mlp_bound(mlp.fst.matrix, mlp.snd.matrix, low, high, err)[cols]
+        return bound_context.SOpError(float(np.max(bound, initial=0.0)), l1=float(np.sum(bound)))
+    x, e = rows
+    result = bound_mlp(ctx, mlp.fst.matrix, mlp.snd.matrix, rows)
+    design = np.maximum(x @ mlp.fst.matrix, 0) @ mlp.snd.matrix  # float64 weights
+    total = (result.bound + np.abs(result.ideal - design))[:, cols]
+    unstable = bool(np.any(result.unstable))
+    if numerical:
+        err = numerical_error(design[:, cols[0]], total[:, 0])
+        return dataclasses.replace(err, unstable=unstable)
+    worst = float(np.max(total, initial=0.0))
+    l1 = float(np.max(total.sum(axis=1), initial=0.0))
+    return bound_context.SOpError(worst, l1=l1, unstable=unstable)
