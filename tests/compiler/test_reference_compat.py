@@ -1,4 +1,4 @@
-"""Two details of the reference's public API that scripts rely on."""
+"""Details of the reference's public API that scripts rely on."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from tracr.compiler import compiling, lib
+from tracr.compiler import assemble, assembled_model, compiling, lib
 from tracr.rasp import rasp
 
 
@@ -37,3 +37,25 @@ def test_output_is_a_mapping_like_the_reference_chex_dataclass():
     np.testing.assert_array_equal(out["transformer_output"], out.transformer_output)
     with pytest.raises(KeyError, match="nope"):
         out["nope"]
+
+
+def test_assemble_keeps_the_reference_names():
+    # The runnable model moved to `assembled_model`; scripts import it from `assemble`.
+    for name in [
+        "AssembledTransformerModel",
+        "AssembledTransformerModelOutput",
+        "CompiledTransformerModel",
+        "CompiledTransformerModelOutput",
+        "Params",
+        "build_model",
+        "decode",
+        "read_scores",
+        "unembed",
+        "NONE_THRESHOLD",
+        "MIXTURE_TOLERANCE",
+        "MANY_POSITIONS",
+    ]:
+        assert getattr(assemble, name) is getattr(assembled_model, name), name
+    model = compiling.compile_rasp_to_model(rasp.tokens, vocab={1}, max_seq_len=1)
+    assert isinstance(model, assemble.AssembledTransformerModel)
+    assert callable(assemble.assemble_craft_model)

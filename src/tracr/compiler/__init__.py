@@ -4,5 +4,7 @@ Public modules: `compiling` (`compile_rasp_to_model`), `lib` (the program librar
 `validating` (what cannot be compiled, and why), `circuit` (which block computes each SOp:
 `model.circuit`). The passes, in order: `rasp_to_graph`,
 `validating`, `basis_inference`, `expr_to_craft_graph`, `craft_graph_to_model`,
-`assemble`. Import modules, e.g. `from tracr.compiler import compiling, lib`.
+`assemble` (the weights). The model they make, `AssembledTransformerModel`, lives in
+`assembled_model`; `assemble` re-exports its names.
+Import modules, e.g. `from tracr.compiler import compiling, lib`.
 """

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from tracr.compiler import assemble
+from tracr.compiler import assembled_model
 from tracr.compress import inputs as inputs_lib
 from tracr.compress import scoring
 from tracr.rasp import rasp
@@ -53,7 +53,8 @@ class TrainingHistory:
 class CompressedModel:
     """A compiled model run through a compressed residual stream of width d."""
 
-    model: assemble.AssembledTransformerModel  # the compiled model; its weights stay as they are
+    # The compiled model; its weights stay as they are.
+    model: assembled_model.AssembledTransformerModel
     W: np.ndarray  # [d, D]
     unembed_at_every_layer: bool = True
     history: TrainingHistory | None = None
@@ -78,7 +79,7 @@ class CompressedModel:
         return self.model.residual_labels
 
     @property
-    def params(self) -> assemble.Params:
+    def params(self) -> assembled_model.Params:
         """The compiled weights folded through W: a transformer with d_model = d."""
         return fold(self.model.params, self.W)
 
@@ -86,7 +87,7 @@ class CompressedModel:
     def model_config(self) -> model_lib.TransformerConfig:
         return dataclasses.replace(self.model.model_config, d_model=self.d)
 
-    def as_model(self) -> assemble.AssembledTransformerModel:
+    def as_model(self) -> assembled_model.AssembledTransformerModel:
         """This compressed model as a plain transformer of width d, for saving and export.
 
         Its params are the compiled ones folded through W (`params`, the layout of
@@ -101,7 +102,7 @@ class CompressedModel:
         """
         base = self.model
         compiled = base.get_compiled_model()
-        return assemble.build_model(
+        return assembled_model.build_model(
             params=self.params,
             config=self.model_config,
             unembed=self.W @ compiled.unembed_matrix,  # [d, V]
@@ -155,7 +156,7 @@ class CompressedModel:
             unembed_at_every_layer=self.unembed_at_every_layer,
         )
 
-    def apply(self, tokens: Sequence[Any]) -> assemble.AssembledTransformerModelOutput:
+    def apply(self, tokens: Sequence[Any]) -> assembled_model.AssembledTransformerModelOutput:
         """Runs one sequence (BOS first), as `AssembledTransformerModel.apply` does.
 
         `residuals` are d wide; `transformer_output` and `layer_outputs` are read back
@@ -166,7 +167,7 @@ class CompressedModel:
 
     def apply_batch(
         self, sequences: Sequence[Sequence[Any]]
-    ) -> assemble.AssembledTransformerModelOutput:
+    ) -> assembled_model.AssembledTransformerModelOutput:
         """Runs many sequences at once, padded; `decoded` holds one list per sequence."""
         if len(sequences) == 0:
             raise ValueError("apply_batch needs at least one sequence")
@@ -177,10 +178,10 @@ class CompressedModel:
         key_mask = np.arange(token_ids.shape[1])[None, :] < np.asarray(lengths)[:, None]
         out = self.forward(token_ids, key_mask)
         compiled = self.model.get_compiled_model()
-        unembedded, present = assemble.unembed(
+        unembedded, present = assembled_model.unembed(
             out.output, compiled.unembed_matrix, compiled.use_unembed_argmax
         )
-        raw = assemble.CompiledTransformerModelOutput(out, unembedded, present)
+        raw = assembled_model.CompiledTransformerModelOutput(out, unembedded, present)
         # Compressed values are close to, not exactly, one-hot: no strict check.
         return self.model._output(raw, lengths, batched=batched, strict=False)
 
@@ -203,7 +204,7 @@ class CompressedModel:
         return scoring.score(self, data, atol=atol)
 
 
-def fold(params: assemble.Params, W: np.ndarray) -> assemble.Params:
+def fold(params: assembled_model.Params, W: np.ndarray) -> assembled_model.Params:
     """The compiled weights with reads through W and writes through Wᵀ folded in.
 
     Reading weights (token/position embeddings write, so they get Wᵀ) become
@@ -222,7 +223,7 @@ def fold(params: assemble.Params, W: np.ndarray) -> assemble.Params:
 
 
 def compressed_forward(
-    params: assemble.Params,
+    params: assembled_model.Params,
     config: model_lib.TransformerConfig,
     W: np.ndarray,
     token_ids: np.ndarray,

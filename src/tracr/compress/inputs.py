@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from tracr.compiler import assemble
+from tracr.compiler import assembled_model
 
 # Forward passes run in chunks of this many sequences to bound memory.
 CHUNK = 2048
@@ -39,7 +39,7 @@ class InputSet:
         return InputSet(self.token_ids[rows], self.lengths[rows], exhaustive=False)
 
 
-def vocab_and_max_len(model: assemble.AssembledTransformerModel) -> tuple[list[Any], int]:
+def vocab_and_max_len(model: assembled_model.AssembledTransformerModel) -> tuple[list[Any], int]:
     """The input tokens (BOS and PAD left out), in id order, and the longest input."""
     enc = model.input_encoder
     special = {enc.bos_token, enc.pad_token}
@@ -49,7 +49,7 @@ def vocab_and_max_len(model: assemble.AssembledTransformerModel) -> tuple[list[A
 
 
 def valid_inputs(
-    model: assemble.AssembledTransformerModel, rng: np.random.Generator, limit: int
+    model: assembled_model.AssembledTransformerModel, rng: np.random.Generator, limit: int
 ) -> InputSet:
     """Every valid input if there are at most `limit` inputs, otherwise about `limit` sampled."""
     vocab, max_len = vocab_and_max_len(model)
@@ -91,7 +91,9 @@ def _computes_program(model, token_ids: np.ndarray, lengths: np.ndarray) -> np.n
     return keep
 
 
-def decode_inputs(model: assemble.AssembledTransformerModel, inputs: InputSet) -> list[list[Any]]:
+def decode_inputs(
+    model: assembled_model.AssembledTransformerModel, inputs: InputSet
+) -> list[list[Any]]:
     """The token lists (BOS first) of an InputSet."""
     decode = model.input_encoder.decoding_map
     return [

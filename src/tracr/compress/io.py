@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from tracr.compiler import assemble
+from tracr.compiler import assembled_model
 from tracr.compress import compressed_model as cm_lib
 from tracr.compress import scoring
 from tracr.craft import bases
@@ -102,7 +102,7 @@ def _load_npz_v1(meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> cm_lib.
     """A .npz file of the first layout: params under "params/<module>/<name>", W and
     unembed, and tokens and values as [type name, value] pairs. It kept no one-hot
     tolerances and no circuit: the loaded model checks one-hots at the default tolerance."""
-    params: assemble.Params = {}
+    params: assembled_model.Params = {}
     for key, value in arrays.items():
         if key.startswith("params/"):
             name, _, leaf = key[len("params/") :].rpartition("/")
@@ -121,7 +121,7 @@ def _load_npz_v1(meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> cm_lib.
         output_encoder: encoder.Encoder = encoder.CategoricalEncoder(basis=values)
     else:
         output_encoder = encoder.NumericalEncoder()
-    base = assemble.build_model(
+    base = assembled_model.build_model(
         params=params,
         config=model_lib.TransformerConfig(**meta["config"]),
         unembed=arrays["unembed"],

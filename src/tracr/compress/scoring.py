@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from tracr.compiler import assemble
+from tracr.compiler import assembled_model
 from tracr.compress import inputs as inputs_lib
 
 if TYPE_CHECKING:
@@ -64,7 +64,9 @@ def sop_columns(residual_labels: list[str]) -> dict[str, tuple[np.ndarray, bool]
 
 def categorical_codes(values: np.ndarray) -> np.ndarray:
     """[..., V] -> [...] argmax index, or -1 where the largest entry is below 0.5 (None)."""
-    ids, present = assemble.read_scores(values.reshape(-1, values.shape[-1]).T, values.shape[:-1])
+    ids, present = assembled_model.read_scores(
+        values.reshape(-1, values.shape[-1]).T, values.shape[:-1]
+    )
     return np.where(present, ids, -1)
 
 
@@ -101,11 +103,11 @@ def score(
     )
 
 
-def _same_output(want, got, compiled: assemble.CompiledTransformerModel, atol) -> np.ndarray:
-    want_ids, want_present = assemble.unembed(
+def _same_output(want, got, compiled: assembled_model.CompiledTransformerModel, atol) -> np.ndarray:
+    want_ids, want_present = assembled_model.unembed(
         want, compiled.unembed_matrix, compiled.use_unembed_argmax
     )
-    got_ids, got_present = assemble.unembed(
+    got_ids, got_present = assembled_model.unembed(
         got, compiled.unembed_matrix, compiled.use_unembed_argmax
     )
     if compiled.use_unembed_argmax:

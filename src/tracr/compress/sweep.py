@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from tracr.compiler import assemble
+from tracr.compiler import assembled_model
 from tracr.compress import compressed_model as cm_lib
 from tracr.compress import training
 
@@ -56,7 +56,7 @@ class SweepResult:
 
 
 def sweep(
-    model: assemble.AssembledTransformerModel, dims: list[int], **compress_options
+    model: assembled_model.AssembledTransformerModel, dims: list[int], **compress_options
 ) -> SweepResult:
     """Compresses `model` to each width in `dims` with the same options and seed."""
     dims = list(dims)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from tracr.compiler import assemble
+from tracr.compiler import assembled_model
 from tracr.transformer import model as model_lib
 
 
@@ -34,7 +34,7 @@ class FrozenModel:
 
 
 def frozen_weights(
-    params: assemble.Params, config: model_lib.TransformerConfig, device, dtype=None
+    params: assembled_model.Params, config: model_lib.TransformerConfig, device, dtype=None
 ) -> FrozenModel:
     """The compiled model on `device` (float32 unless `dtype`), its weights frozen."""
     torch = import_torch()

@@ -30,7 +30,7 @@ import time
 
 import numpy as np
 
-from tracr.compiler import assemble
+from tracr.compiler import assembled_model
 from tracr.compress import compressed_model as cm_lib
 from tracr.compress import inputs as inputs_lib
 from tracr.compress import scoring, torch_forward
@@ -56,7 +56,7 @@ class Options:
 
 
 def compress(
-    model: assemble.AssembledTransformerModel,
+    model: assembled_model.AssembledTransformerModel,
     d: int,
     *,
     device: str | None = None,
@@ -229,7 +229,7 @@ def _loss_function(torch, model, opts: Options, device):
 def _output_loss(torch, got_scores, want_scores, positions, categorical):
     """Cross-entropy to the compiled output value, or squared error for a number."""
     if categorical:
-        present = positions & (want_scores.max(dim=-1).values >= assemble.NONE_THRESHOLD)
+        present = positions & (want_scores.max(dim=-1).values >= assembled_model.NONE_THRESHOLD)
         if not bool(present.any()):
             return got_scores.sum() * 0.0
         target = want_scores.argmax(dim=-1)
@@ -276,7 +276,7 @@ def _progress_bar(total: int, progress: bool | None):
 
 
 def _check_arguments(model, d, opts: Options) -> None:
-    if not isinstance(model, assemble.AssembledTransformerModel):
+    if not isinstance(model, assembled_model.AssembledTransformerModel):
         raise TypeError(
             f"compress takes a compiled model (AssembledTransformerModel), got "
             f"{type(model).__name__}"

@@ -57,12 +57,12 @@ def to_transformer_lens(model: Any, *, dtype: Any = None) -> Any:
 def as_assembled(model: Any, caller: str) -> Any:
     """`model` as an AssembledTransformerModel to export: itself, or for a CompressedModel
     its d-wide transformer `as_model()`; anything else is a TypeError naming its type."""
-    from tracr.compiler import assemble
+    from tracr.compiler import assembled_model
     from tracr.compress import compressed_model
 
     if isinstance(model, compressed_model.CompressedModel):
         return model.as_model()
-    if isinstance(model, assemble.AssembledTransformerModel):
+    if isinstance(model, assembled_model.AssembledTransformerModel):
         return model
     raise TypeError(
         f"{caller} expects an AssembledTransformerModel or a CompressedModel, got "

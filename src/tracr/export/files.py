@@ -40,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from tracr.compiler import assemble, circuit
+from tracr.compiler import assembled_model, circuit
 from tracr.compress import compressed_model, scoring
 from tracr.craft import bases
 from tracr.transformer import encoder, model
@@ -88,7 +88,7 @@ def _tokens(enc: encoder.CategoricalEncoder, what: str, path: Any) -> list[Any]:
     return [_json_value(enc.decoding_map[i], what, path) for i in range(len(enc.decoding_map))]
 
 
-def _metadata(m: assemble.AssembledTransformerModel, path: Any) -> dict[str, Any]:
+def _metadata(m: assembled_model.AssembledTransformerModel, path: Any) -> dict[str, Any]:
     config = m.model_config
     if config.activation_function is not model.relu:
         raise ModelFileError(f"cannot save {path}: only ReLU models can be saved")
@@ -146,14 +146,14 @@ def contents(m: Any, path: Any) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     tracr.compress writes into a .npz file. `path` only names the file in errors."""
     if isinstance(m, compressed_model.CompressedModel):
         return _compressed_contents(m, path)
-    if isinstance(m, assemble.AssembledTransformerModel):
+    if isinstance(m, assembled_model.AssembledTransformerModel):
         return _metadata(m, path), _tensors(m)
     raise TypeError(
         f"save expects an AssembledTransformerModel or a CompressedModel, got {type(m).__name__}"
     )
 
 
-def _tensors(m: assemble.AssembledTransformerModel) -> dict[str, np.ndarray]:
+def _tensors(m: assembled_model.AssembledTransformerModel) -> dict[str, np.ndarray]:
     tensors = {
         f"{module}/{name}": np.ascontiguousarray(array)
         for module, arrays in m.params.items()
@@ -298,7 +298,7 @@ def _params(tensors: dict[str, np.ndarray], config: model.TransformerConfig, pat
         raise ModelFileError(
             f"{path}: the tensors do not match the config (missing {missing}, unexpected {extra})"
         )
-    params: assemble.Params = {
+    params: assembled_model.Params = {
         "token_embed": {"embeddings": tensors["token_embed/embeddings"]},
         "pos_embed": {"embeddings": tensors["pos_embed/embeddings"]},
     }
@@ -369,7 +369,7 @@ def _build(meta: dict[str, Any], tensors: dict[str, np.ndarray], path: Any):
         )
     else:
         output_encoder = encoder.NumericalEncoder()
-    loaded = assemble.build_model(
+    loaded = assembled_model.build_model(
         params=_params(tensors, config, path),
         config=config,
         unembed=tensors[UNEMBED],

@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from tracr import export
-from tracr.compiler import assemble
+from tracr.compiler import assembled_model
 from tracr.compress import compressed_model
 
 torch = export.require("torch", "lens")
@@ -56,7 +56,7 @@ def _bridge_classes():
     return TransformerBridge, TransformerBridgeConfig
 
 
-def bridge_config(compiled: assemble.AssembledTransformerModel) -> dict[str, Any]:
+def bridge_config(compiled: assembled_model.AssembledTransformerModel) -> dict[str, Any]:
     """The TransformerBridgeConfig fields of the compiled model's shape."""
     config = compiled.model_config
     d_vocab_out = compiled.get_compiled_model().unembed_matrix.shape[1]
@@ -83,7 +83,7 @@ def _tensor(array: np.ndarray, dtype):  # a view where it can be: loading copies
     return torch.from_numpy(np.asarray(array)).to(dtype)
 
 
-def state_dict(compiled: assemble.AssembledTransformerModel, dtype=None) -> dict[str, Any]:
+def state_dict(compiled: assembled_model.AssembledTransformerModel, dtype=None) -> dict[str, Any]:
     """Every weight and bias under the installed TransformerLens's keys: the bridge's
     (nn.Linear [out, in] layout) for 4.x, HookedTransformer's for 3.x."""
     dtype = torch.float32 if dtype is None else dtype
@@ -112,7 +112,9 @@ def state_dict(compiled: assemble.AssembledTransformerModel, dtype=None) -> dict
     return out
 
 
-def _hooked_state_dict(compiled: assemble.AssembledTransformerModel, dtype) -> dict[str, Any]:
+def _hooked_state_dict(
+    compiled: assembled_model.AssembledTransformerModel, dtype
+) -> dict[str, Any]:
     """HookedTransformer (TransformerLens 3.x) parameters."""
     config, params = compiled.model_config, compiled.params
     heads, d_head, d_model = config.num_heads, config.key_size, config.d_model
@@ -156,7 +158,7 @@ def load_weights(tl_model: Any, weights: dict[str, Any]) -> None:
     tl_model.load_state_dict(full, strict=True)
 
 
-def _hooked_transformer(compiled: assemble.AssembledTransformerModel, dtype) -> Any:
+def _hooked_transformer(compiled: assembled_model.AssembledTransformerModel, dtype) -> Any:
     from transformer_lens import HookedTransformer, HookedTransformerConfig
 
     fields = bridge_config(compiled)
@@ -263,7 +265,7 @@ def value_labels(compiled: Any, label: str) -> list[str]:
     ]
 
 
-def _compiled(model: Any) -> assemble.AssembledTransformerModel:
+def _compiled(model: Any) -> assembled_model.AssembledTransformerModel:
     """The compiled model, whose encoders and masking a compressed model shares."""
     if isinstance(model, compressed_model.CompressedModel):
         return model.model

@@ -28,7 +28,7 @@ from tracr import export
 torch = export.require("torch", "torch")
 nn = torch.nn
 
-from tracr.compiler import assemble  # noqa: E402
+from tracr.compiler import assembled_model  # noqa: E402
 from tracr.transformer import encoder, model  # noqa: E402
 
 
@@ -113,7 +113,7 @@ class Block(nn.Module):
 class TracrTorchModel(nn.Module):
     """A compiled model in PyTorch; see the module docstring."""
 
-    def __init__(self, compiled: assemble.AssembledTransformerModel, dtype=None):
+    def __init__(self, compiled: assembled_model.AssembledTransformerModel, dtype=None):
         super().__init__()
         dtype = torch.float32 if dtype is None else dtype
         params, config = compiled.params, compiled.model_config
@@ -188,10 +188,10 @@ def decode(
     lengths = torch.as_tensor(pad_mask).sum(dim=-1).cpu().tolist()
     shape = logits.shape[:2]
     if isinstance(output_encoder, encoder.CategoricalEncoder):
-        raw, present = assemble.read_scores(logits.reshape(-1, logits.shape[-1]).T, shape)
+        raw, present = assembled_model.read_scores(logits.reshape(-1, logits.shape[-1]).T, shape)
     else:
         raw, present = logits[..., 0], np.ones(shape, dtype=bool)
-    return assemble.decode(input_encoder, output_encoder, raw, present, lengths)
+    return assembled_model.decode(input_encoder, output_encoder, raw, present, lengths)
 
 
 def to_torch(compiled: Any, *, dtype=None) -> TracrTorchModel:
