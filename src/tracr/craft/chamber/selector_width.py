@@ -146,7 +146,7 @@ def conjunctive_selector_width(
     0) and the selected keys, sum_(selected) i / (w + 1). For a selector that selects
     every key that is w (w - 1) / (2 (w + 1)), so w = 2 (m - t) + 2: the width as a
     number to within float32 rounding (~N^2 u), which readers can use instead of the
-    readout's one-hot (compiler/expr_to_craft_graph.py).
+    readout's one-hot (compiler/separable_choice.py).
 
     via_one_hot (numerical outputs): SeriesWithResiduals([head, mlp, mlp]) instead; the
     first MLP writes the one-hot of w into hidden directions (hidden_name + "width", w),
