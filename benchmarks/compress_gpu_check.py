@@ -3,8 +3,9 @@
 Run (on a machine whose torch sees a GPU): python benchmarks/compress_gpu_check.py
 Prints, for reverse at d = 27: held-out accuracy, steps, seconds and the best step on each
 device, how far the two training runs drift apart (loss per step, and W), and whether a
-CUDA run repeats. Adam's step is 1e-3 here: at compress's default 1e-2 this start is
-already the best W (best step 0), so comparing the returned W would compare the start.
+CUDA run repeats. compress's defaults: with the ones before (Adam 1e-2, eps 1e-8, no
+warm-up) the start was the best W (best step 0), and at 1e-3 the two runs were 170% apart
+after 7 steps.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ def main() -> None:
     model = compiling.compile_rasp_to_model(
         lib.make_reverse(rasp.tokens), {"a", "b", "c", "d"}, 5, compiler_bos="BOS"
     )
-    options = dict(max_steps=600, n_held_out=256, patience=100, progress=False, learning_rate=1e-3)
+    options = dict(max_steps=600, n_held_out=256, patience=100, progress=False)
     runs = {}
     for device in ("cuda", "cpu"):
         cm = compress.compress(model, 27, device=device, **options)
@@ -32,6 +33,7 @@ def main() -> None:
             f"{cm.history.seconds:.1f} s, best step {cm.history.best_step}, "
             f"held-out loss {cm.history.eval_loss[0]:.4f} -> {cm.history.eval_loss[-1]:.4f}"
         )
+        print("  held-out loss:", " ".join(f"{x:.4g}" for x in cm.history.eval_loss))
     again = compress.compress(model, 27, device="cuda", **options)
     steps = min(len(runs[k].history.step_loss) for k in ("cuda", "cpu"))
     cuda, cpu = (np.asarray(runs[k].history.step_loss[:steps]) for k in ("cuda", "cpu"))

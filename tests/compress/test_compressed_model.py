@@ -135,8 +135,12 @@ def test_both_layouts_compute_the_same_function(name):
     assert len(a.residuals) == len(b.residuals) == 2 * through.model.model_config.num_layers
     for got, want in zip(a.residuals, b.residuals):
         assert _max_diff(got, want, mask) <= SAME_FUNCTION
-    for got, want in zip(a.layer_outputs, b.layer_outputs):  # read back through W
-        assert _max_diff(got @ through.W.T, want @ through.W.T, mask) <= SAME_FUNCTION
+    # Folded, a block's output is d wide and read back through W (Wᵀ W o); through W, it
+    # is the D-wide o itself. The two agree once o is compressed and read back the same way
+    # (not after W alone: a trained W is not orthonormal, W Wᵀ is not the identity).
+    W = through.W
+    for got, want in zip(a.layer_outputs, b.layer_outputs):
+        assert _max_diff(got @ W.T @ W, want, mask) <= SAME_FUNCTION
     assert _max_diff(a.output, b.output, mask) <= SAME_FUNCTION
     sequences = _ids_and_mask(through.model)[0]
     _assert_same_decoded(through.apply_batch(sequences), folded.apply_batch(sequences))

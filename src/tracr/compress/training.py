@@ -20,6 +20,23 @@ both and the report says so. Adam; every `eval_every` steps the held-out loss an
 faithfulness are measured and the W with the best held-out faithfulness (then loss) is
 kept; training stops when the held-out loss has not improved by 1% in `patience`
 evaluations.
+
+The step rule, chosen by measurement (benchmarks/compress.py; reverse at d 27 and
+sort_unique at d 19 with W0 perturbed by 1e-6): the compiled weights are large and the
+attention sharp, so from the PCA start a few steps of 1e-2 per entry leave the basin (the
+first Adam step moves every entry by the full rate, whatever its gradient).
+- `learning_rate` 1e-3 (was 1e-2), reached by a linear `warmup_steps` 100.
+- `adam_eps` 1e-3 (torch's default is 1e-8): with eps far below the gradients, entries
+  whose gradient is only float32 rounding noise still move by the full rate, in a direction
+  set by that noise; a 1e-6 change of W0 (or CUDA's summation order against the CPU's) then
+  changed the loss by O(1) within ten steps. With eps 1e-3 such entries barely move: the
+  held-out losses of runs from W0 and from W0 perturbed by 1e-6 stay within 5% for 300
+  steps (reverse: within 2% to step 600; sort_unique: 24% apart at step 600, both 100x
+  below the start) instead of 170% apart at step 7.
+- `backoff` 1.2: an evaluation whose held-out loss exceeds 1.2 times the lowest so far
+  restores the best W, restarts Adam's moments and halves the rate.
+These suit the PCA start; from `init="random"`, which must travel much further, use
+`learning_rate=1e-2`.
 """
 
 from __future__ import annotations
@@ -43,7 +60,10 @@ class Options:
     unembed_at_every_layer: bool = True  # the layout, see `compressed_model`
     max_steps: int = 2000  # Adam steps at most
     batch_size: int = 128  # sequences per step
-    learning_rate: float = 1e-2  # halved after every second evaluation without progress
+    learning_rate: float = 1e-3  # halved after every second evaluation without progress
+    warmup_steps: int = 100  # the rate rises linearly from lr / warmup_steps to lr
+    adam_eps: float = 1e-3  # Adam's eps: entries with gradients far below it barely move
+    backoff: float = 1.2  # held-out loss above backoff x the lowest: restore best W, halve lr
     layer_weight: float = 1.0  # weight of L_layer against L_out
     embedding_weight: float = 1.0  # weight of the embedding's term inside L_layer
     eval_every: int = 100  # steps between held-out evaluations
@@ -72,8 +92,8 @@ def compress(
       progress: show a tqdm bar with the loss and faithfulness; by default only when
         stderr is a terminal.
       **options: the fields of `Options`: unembed_at_every_layer, max_steps, batch_size,
-        learning_rate, layer_weight, embedding_weight, eval_every, patience, n_held_out,
-        input_limit, atol, seed, init.
+        learning_rate, warmup_steps, adam_eps, backoff, layer_weight, embedding_weight,
+        eval_every, patience, n_held_out, input_limit, atol, seed, init.
     """
     torch = torch_forward.import_torch()
     unknown = sorted(set(options) - {f.name for f in dataclasses.fields(Options)})
@@ -100,7 +120,8 @@ def _train(torch, model, d, opts: Options, device, progress) -> cm_lib.Compresse
     loss_fn = _loss_function(torch, model, opts, device)
     W = torch.as_tensor(_initial_W(torch, model, train, d, opts), dtype=torch.float32)
     W = W.to(device).requires_grad_()
-    optimizer = torch.optim.Adam([W], lr=opts.learning_rate)
+    optimizer = torch.optim.Adam([W], lr=opts.learning_rate, eps=opts.adam_eps)
+    lr = opts.learning_rate  # the rate after warm-up; halvings and back-offs lower it
     held_batch = _to_batch(torch, held_out, device)
     history = cm_lib.TrainingHistory(device=str(device))
     tracker = _Tracker()
@@ -119,9 +140,15 @@ def _train(torch, model, d, opts: Options, device, progress) -> cm_lib.Compresse
         history.eval_faithfulness.append(faithful)
         bar.update(step - bar.n)
         bar.set_postfix(loss=f"{loss:.3g}", faithful=f"{faithful:.1%}")
+        nonlocal lr, optimizer
+        if loss > opts.backoff * tracker.lowest_loss:  # a blow-up: go back, step shorter
+            lr /= 2
+            with torch.no_grad():
+                W.copy_(torch.as_tensor(tracker.best_W, device=device))
+            optimizer = torch.optim.Adam([W], lr=lr, eps=opts.adam_eps)  # fresh moments
+            W_now, loss, faithful = tracker.best_W, tracker.best_loss, tracker.best_key[0]
         if tracker.record(step, W_now, loss, faithful):  # Adam steps stay about lr long
-            for group in optimizer.param_groups:
-                group["lr"] /= 2
+            lr /= 2
         return tracker.stale >= opts.patience
 
     stop = evaluate(0)
@@ -137,6 +164,8 @@ def _train(torch, model, d, opts: Options, device, progress) -> cm_lib.Compresse
                 "compiled model's large weights amplify errors in W; lower learning_rate "
                 f"(now {opts.learning_rate:g}) or try another seed"
             )
+        for group in optimizer.param_groups:  # linear warm-up, then lr
+            group["lr"] = lr * min(1.0, step / max(opts.warmup_steps, 1))
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -159,6 +188,7 @@ class _Tracker:
     best_key: tuple[float, float] = (-1.0, -np.inf)
     best_W: np.ndarray | None = None
     best_step: int = 0
+    best_loss: float = np.inf
     lowest_loss: float = np.inf
     stale: int = 0
 
@@ -167,6 +197,7 @@ class _Tracker:
         evaluation without progress)."""
         if (faithful, -loss) > self.best_key:
             self.best_key, self.best_W, self.best_step = (faithful, -loss), W, step
+            self.best_loss = loss
         self.stale = 0 if loss < 0.99 * self.lowest_loss else self.stale + 1
         self.lowest_loss = min(self.lowest_loss, loss)
         return self.stale > 0 and self.stale % 2 == 0
@@ -292,7 +323,12 @@ def _check_arguments(model, d, opts: Options) -> None:
             raise ValueError(f"{name} must be a positive int, got {value!r}")
     if opts.init not in ("pca", "random"):
         raise ValueError(f'init must be "pca" or "random", got {opts.init!r}')
-    for name in ("learning_rate", "atol"):
+    warmup = opts.warmup_steps
+    if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
+        raise ValueError(f"warmup_steps must be an int >= 0, got {opts.warmup_steps!r}")
+    if not opts.backoff > 1:
+        raise ValueError(f"backoff must be above 1 (inf: never back off), got {opts.backoff!r}")
+    for name in ("learning_rate", "adam_eps", "atol"):
         if not getattr(opts, name) > 0:
             raise ValueError(f"{name} must be positive, got {getattr(opts, name)!r}")
     compiled = model.get_compiled_model()
