@@ -27,7 +27,7 @@ import numpy as np
 
 from tracr import compress
 from tracr.compiler import compiling, lib
-from tracr.compress import inputs, plots, training
+from tracr.compress import inputs, plots
 from tracr.rasp import rasp
 
 LETTERS = {"a", "b", "c", "d"}
@@ -101,7 +101,9 @@ def main() -> None:
     parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "out"))
     parser.add_argument("--max-steps", type=int, default=1500)
     parser.add_argument("--init", choices=["pca", "random"], default="pca")
-    parser.add_argument("--learning-rate", type=float, default=training.Options.learning_rate)
+    parser.add_argument(
+        "--learning-rate", type=float, default=None, help="default: compress's, by init"
+    )
     parser.add_argument(
         "--width-d", action="store_true", help="unembed_at_every_layer=False (d-wide blocks)"
     )

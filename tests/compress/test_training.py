@@ -11,9 +11,9 @@ from tests.compress import helpers
 from tracr import compress
 from tracr.compress import training
 
-# Random init, so that training (not the PCA start) has to find the compression; it has
-# further to go than from the PCA start, which the default rate (1e-3) is chosen for.
-QUICK = dict(init="random", learning_rate=1e-2, max_steps=600, eval_every=50, patience=100, seed=0)
+# Random init, so that training (not the PCA start) has to find the compression (at the
+# default rate for a random start, 1e-2).
+QUICK = dict(init="random", max_steps=600, eval_every=50, patience=100, seed=0)
 
 
 def test_training_raises_faithfulness_above_ninety_percent():
@@ -160,3 +160,12 @@ def test_importing_tracr_compress_loads_neither_torch_nor_matplotlib():
         "assert 'torch' not in sys.modules and 'matplotlib' not in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_the_default_rate_follows_the_start():
+    """1e-3 from the PCA start, 1e-2 from a random one; a given number wins."""
+    assert training.learning_rate(training.Options()) == 1e-3
+    assert training.learning_rate(training.Options(init="random")) == 1e-2
+    assert training.learning_rate(training.Options(init="random", learning_rate=5e-4)) == 5e-4
+    with pytest.raises(ValueError, match="learning_rate must be positive"):
+        compress.compress(helpers.frac_prevs(), 5, learning_rate=0.0)

@@ -35,8 +35,8 @@ first Adam step moves every entry by the full rate, whatever its gradient).
   below the start) instead of 170% apart at step 7.
 - `backoff` 1.2: an evaluation whose held-out loss exceeds 1.2 times the lowest so far
   restores the best W, restarts Adam's moments and halves the rate.
-These suit the PCA start; from `init="random"`, which must travel much further, use
-`learning_rate=1e-2`.
+These suit the PCA start; from `init="random"`, which must travel much further, the default
+rate is 1e-2 (`learning_rate=None` picks by `init`; a number overrides either).
 """
 
 from __future__ import annotations
@@ -60,7 +60,9 @@ class Options:
     unembed_at_every_layer: bool = True  # the layout, see `compressed_model`
     max_steps: int = 2000  # Adam steps at most
     batch_size: int = 128  # sequences per step
-    learning_rate: float = 1e-3  # halved after every second evaluation without progress
+    # Adam's rate, halved after every second evaluation without progress; None: 1e-3 from
+    # the PCA start, 1e-2 from a random one (which has further to go)
+    learning_rate: float | None = None
     warmup_steps: int = 100  # the rate rises linearly from lr / warmup_steps to lr
     adam_eps: float = 1e-3  # Adam's eps: entries with gradients far below it barely move
     backoff: float = 1.2  # held-out loss above backoff x the lowest: restore best W, halve lr
@@ -120,8 +122,8 @@ def _train(torch, model, d, opts: Options, device, progress) -> cm_lib.Compresse
     loss_fn = _loss_function(torch, model, opts, device)
     W = torch.as_tensor(_initial_W(torch, model, train, d, opts), dtype=torch.float32)
     W = W.to(device).requires_grad_()
-    optimizer = torch.optim.Adam([W], lr=opts.learning_rate, eps=opts.adam_eps)
-    lr = opts.learning_rate  # the rate after warm-up; halvings and back-offs lower it
+    lr = learning_rate(opts)  # the rate after warm-up; halvings and back-offs lower it
+    optimizer = torch.optim.Adam([W], lr=lr, eps=opts.adam_eps)
     held_batch = _to_batch(torch, held_out, device)
     history = cm_lib.TrainingHistory(device=str(device))
     tracker = _Tracker()
@@ -162,7 +164,7 @@ def _train(torch, model, d, opts: Options, device, progress) -> cm_lib.Compresse
             raise FloatingPointError(
                 f"the compression loss is {loss.item()} at step {step} (d={d}): the "
                 "compiled model's large weights amplify errors in W; lower learning_rate "
-                f"(now {opts.learning_rate:g}) or try another seed"
+                f"(now {learning_rate(opts):g}) or try another seed"
             )
         for group in optimizer.param_groups:  # linear warm-up, then lr
             group["lr"] = lr * min(1.0, step / max(opts.warmup_steps, 1))
@@ -306,6 +308,18 @@ def _progress_bar(total: int, progress: bool | None):
     return tqdm(total=total, disable=not progress, desc="compress", unit="step")
 
 
+# The default rates by start (see the module docstring).
+PCA_RATE, RANDOM_RATE = 1e-3, 1e-2
+
+
+def learning_rate(opts: Options) -> float:
+    """The rate training reaches after warm-up: `opts.learning_rate`, or the default for
+    `opts.init` when that is None."""
+    if opts.learning_rate is not None:
+        return opts.learning_rate
+    return PCA_RATE if opts.init == "pca" else RANDOM_RATE
+
+
 def _check_arguments(model, d, opts: Options) -> None:
     if not isinstance(model, assembled_model.AssembledTransformerModel):
         raise TypeError(
@@ -329,7 +343,9 @@ def _check_arguments(model, d, opts: Options) -> None:
     if not opts.backoff > 1:
         raise ValueError(f"backoff must be above 1 (inf: never back off), got {opts.backoff!r}")
     for name in ("learning_rate", "adam_eps", "atol"):
-        if not getattr(opts, name) > 0:
+        if name == "learning_rate" and opts.learning_rate is None:
+            continue
+        if isinstance(getattr(opts, name), bool) or not getattr(opts, name) > 0:
             raise ValueError(f"{name} must be positive, got {getattr(opts, name)!r}")
     compiled = model.get_compiled_model()
     if compiled.use_unembed_argmax and compiled.unembed_matrix.shape[1] == 0:
