@@ -7,7 +7,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from tracr.compiler import assemble, assembled_model, compiling, lib
+from tracr.compiler import assemble, assembled_model, compiling, lib, readout
 from tracr.rasp import rasp
 
 
@@ -56,6 +56,8 @@ def test_assemble_keeps_the_reference_names():
         "MANY_POSITIONS",
     ]:
         assert getattr(assemble, name) is getattr(assembled_model, name), name
+    for name in ["decode", "read_scores", "unembed", "NONE_THRESHOLD"]:  # from readout
+        assert getattr(assembled_model, name) is getattr(readout, name), name
     model = compiling.compile_rasp_to_model(rasp.tokens, vocab={1}, max_seq_len=1)
     assert isinstance(model, assemble.AssembledTransformerModel)
     assert callable(assemble.assemble_craft_model)

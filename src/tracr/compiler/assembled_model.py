@@ -1,5 +1,6 @@
 """The runnable compiled model: `AssembledTransformerModel` and the outputs of its forward
-pass, with the embedding, unembedding, decoding and one-hot checks around `transformer.model`.
+pass, with the embedding and one-hot checks around `transformer.model`; the unembedding and
+decoding it calls are in `compiler/readout.py`.
 
 `compiler/assemble.py` builds these from a layered craft model (and re-exports every name
 here, the reference's import path); loading a saved model builds them with `build_model`.
@@ -14,12 +15,16 @@ from typing import Any
 
 import numpy as np
 
-from tracr.transformer import encoder, model, sparse
+from tracr.compiler import readout
+from tracr.transformer import encoder, model
 
 Params = dict[str, dict[str, np.ndarray]]
 
-# A categorical output whose largest one-hot entry is below this decodes to None.
-NONE_THRESHOLD = 0.5
+# Reading the output (compiler/readout.py), importable from here as well.
+NONE_THRESHOLD = readout.NONE_THRESHOLD
+unembed = readout.unembed
+read_scores = readout.read_scores
+decode = readout.decode
 
 # How far a categorical SOp's vector may be from a one-hot (or zero) vector at a real
 # position before `apply` calls it a mixture: this, or twice the SOp's worst-case float32
@@ -96,72 +101,6 @@ class CompiledTransformerModel:
         out = model.forward(self.params, self.config, token_ids, key_mask)
         unembedded, present = self.unembed(out.output)
         return CompiledTransformerModelOutput(out, unembedded, present)
-
-
-def unembed(
-    output: np.ndarray, unembed_matrix: np.ndarray, use_argmax: bool
-) -> tuple[np.ndarray, np.ndarray]:
-    """Residual [B, T, D] -> (output ids or numbers [B, T], present [B, T] bool)."""
-    # Only the residual directions the unembedding reads (usually a few).
-    unembed_matrix = np.asarray(unembed_matrix)
-    rows = sparse.rectangle(unembed_matrix).rows  # checked on every call
-    shape = output.shape[:2]
-    final = output.reshape(-1, output.shape[-1])
-    with model.blas_single_thread():
-        # [V, N]: one row per output value (see `read_scores`).
-        scores = unembed_matrix[rows].T @ final[:, sparse.span(rows)].T
-    if not use_argmax:
-        return scores[0].reshape(shape), np.ones(shape, dtype=bool)
-    return read_scores(scores, shape)
-
-
-def read_scores(scores: np.ndarray, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
-    """Scores [V, N] of V categorical values at N positions -> (the first value with the
-    largest score, as argmax picks it; whether that score reaches NONE_THRESHOLD), each
-    reshaped to `shape`. No value at all reads as absent.
-
-    Values are rows, so the reductions run along axis 0, elementwise across positions
-    (numpy is several times slower along a short last axis); pass `x.reshape(-1, V).T`
-    for scores laid out [..., V]."""
-    if scores.shape[0] == 0:
-        return np.zeros(shape, dtype=np.int64), np.zeros(shape, dtype=bool)
-    top = scores.max(axis=0)
-    n_values = scores.shape[0]
-    # Value v counts n_values - v where it reaches the maximum: the largest count is the
-    # first such value; no value reaching it (NaN) gives n_values, absent.
-    countdown = np.arange(n_values, 0, -1, dtype=np.int16 if n_values < 2**15 else np.int64)
-    ids = n_values - ((scores == top) * countdown[:, None]).max(axis=0).astype(np.int64)
-    return ids.reshape(shape), (top >= NONE_THRESHOLD).reshape(shape)
-
-
-def decode(
-    input_encoder: encoder.CategoricalEncoder,
-    output_encoder: encoder.Encoder | None,
-    raw: np.ndarray,
-    present: np.ndarray,
-    lengths: Sequence[int],
-) -> list[list[Any]]:
-    """Output ids or numbers [B, T] and their presence [B, T] -> the values of each
-    sequence, as `apply_batch(...).decoded` holds them: BOS first, None where absent, PAD
-    past the sequence's length."""
-    if isinstance(output_encoder, encoder.CategoricalEncoder):
-        table = np.empty(len(output_encoder.decoding_map) + 1, dtype=object)
-        table[:-1] = [output_encoder.decoding_map[i] for i in range(len(table) - 1)]
-        values = table[np.where(present, raw, len(table) - 1)]  # the last entry is None
-    elif output_encoder is None or type(output_encoder) is encoder.NumericalEncoder:
-        values = np.where(present, raw, np.nan).astype(object)
-        values[~present] = None
-    else:
-        values = np.empty(raw.shape, dtype=object)
-        values[:] = [
-            [output_encoder.decode([v])[0] if p else None for v, p in zip(r, pr)]
-            for r, pr in zip(raw.tolist(), present.tolist())
-        ]
-    if input_encoder.bos_token is not None:
-        values[:, 0] = input_encoder.bos_token
-    if min(lengths) < values.shape[1]:
-        values[np.arange(values.shape[1]) >= np.asarray(lengths)[:, None]] = input_encoder.pad_token
-    return values.tolist()
 
 
 @dataclasses.dataclass
