@@ -252,3 +252,19 @@ def test_a_one_in_two_hundred_mixture_is_still_rejected():
     assert model.mixture_tolerances[program.label] <= 1 / 400
     with pytest.raises(ValueError, match=f"the categorical SOp '{program.label}' holds"):
         model.apply(["BOS"] + ["a"] * 198 + ["b"])
+
+
+def test_the_mixture_check_reads_columns_edited_in_place():
+    """The one-hot check's layout is remembered between calls; editing a categorical SOp's
+    columns in place must take effect (not serve the layout of the old columns)."""
+    same_token = rasp.Select(rasp.tokens, rasp.tokens, rasp.Comparison.EQ)
+    program = rasp.Aggregate(same_token, rasp.indices)
+    model = compiling.compile_rasp_to_model(
+        program, vocab={"a", "b"}, max_seq_len=3, compiler_bos="BOS"
+    )
+    with pytest.raises(ValueError, match="holds the mixture"):
+        model.apply(["BOS", "a", "b", "a"])
+    cols = model.categorical_sops[program.label]
+    # The first columns of `indices`, a clean one-hot: nothing to reject.
+    cols[:] = [model.residual_labels.index(f"indices:{i}") for i in range(len(cols))]
+    assert model.apply(["BOS", "a", "b", "a"]).decoded[0] == "BOS"

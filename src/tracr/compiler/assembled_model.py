@@ -289,9 +289,13 @@ class AssembledTransformerModel:
     def _one_hot_layout(self) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
         """The categorical SOps' labels, their columns one after another, where each SOp's
         columns start among them, and their tolerances [S, 1]; remembered while
-        categorical_sops and mixture_tolerances hold the same entries."""
+        categorical_sops and mixture_tolerances hold the same entries (the columns
+        compared by value: an array edited in place, or a new one at a freed one's
+        address, must not be served the old layout)."""
         key = (
-            tuple((label, id(cols)) for label, cols in self.categorical_sops.items()),
+            tuple(
+                (label, np.asarray(cols).tobytes()) for label, cols in self.categorical_sops.items()
+            ),
             tuple(self.mixture_tolerances.items()),
         )
         cached = self.__dict__.get("_one_hot_cache")
