@@ -120,11 +120,3 @@ def span(indices: np.ndarray):
     if indices.size and indices[-1] - indices[0] + 1 == indices.size:
         return slice(int(indices[0]), int(indices[-1]) + 1)
     return indices
-
-
-def columns(x: np.ndarray, indices: np.ndarray) -> np.ndarray:
-    """x[:, indices]: a view for a run of columns (rows of unit stride, which BLAS reads
-    in place), else a gathered copy."""
-    if indices.size == x.shape[1]:
-        return x  # all of them, in order
-    return x[:, span(indices)]
