@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from tracr.transformer import encoder, model, sparse
+from tracr.transformer import encoder, runtime, sparse
 
 # A categorical output whose largest one-hot entry is below this decodes to None.
 NONE_THRESHOLD = 0.5
@@ -26,7 +26,7 @@ def unembed(
     rows = sparse.rectangle(unembed_matrix).rows  # checked on every call
     shape = output.shape[:2]
     final = output.reshape(-1, output.shape[-1])
-    with model.blas_single_thread():
+    with runtime.blas_single_thread():
         # [V, N]: one row per output value (see `read_scores`).
         scores = unembed_matrix[rows].T @ final[:, sparse.span(rows)].T
     if not use_argmax:
