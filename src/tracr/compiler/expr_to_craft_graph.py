@@ -109,7 +109,7 @@ def lower_with_bounds(
             node = block_choice.through_one_hot_if_inexact(
                 node, bounds, errors, ctx, lowered, tokens_space
             )
-        if isinstance(expr, (rasp.LengthType, rasp.SelectorWidth)) and rasp.is_numerical(expr):
+        if block_choice.is_numerical_width(expr):
             node = block_choice.two_stage_if_inexact(node, bounds, errors, ctx, tokens_space)
         lowered[label], errors[label] = node, node.error
     return lowered, bounds
