@@ -23,7 +23,7 @@ import numpy as np
 
 from tracr.compiler import expr_blocks, float_bounds, selector_logic
 from tracr.craft import bases, transformers
-from tracr.craft.chamber import categorical_attn, categorical_mlp
+from tracr.craft.chamber import categorical_mlp
 from tracr.rasp import rasp
 
 #: A lookup whose output error bound (coordinates added up) exceeds this, and one of
@@ -155,12 +155,8 @@ def _two_stage(
 ) -> expr_blocks.LoweredSOp:
     """The numerical width `node` built in two stages, with its error."""
     expr = node.expr
-    if isinstance(expr, rasp.LengthType):
-        terms = [categorical_attn.AttnTerm(tokens_space, tokens_space, selector_logic.select_every)]
-    else:
-        terms = expr_blocks.selector_terms(
-            expr.selector, {k: v.space for k, v in bounds.lowered.items()}
-        )
+    spaces = {k: v.space for k, v in bounds.lowered.items()}
+    terms = expr_blocks.width_terms(expr, spaces, tokens_space)
     block = expr_blocks.lower_width(expr, terms, node.space, ctx, via_one_hot=True)
     staged = dataclasses.replace(node, block=block)
     return dataclasses.replace(staged, error=float_bounds.sop_error(staged, bounds, errors))

@@ -150,6 +150,14 @@ def selector_terms(selector: rasp.Selector, spaces) -> list[categorical_attn.Att
     ]
 
 
+def width_terms(expr: rasp.SOp, spaces, tokens_space) -> list[categorical_attn.AttnTerm]:
+    """The attention terms of a width's head: length's selects every token, a
+    SelectorWidth's are its selector's (`selector_terms`)."""
+    if isinstance(expr, rasp.LengthType):
+        return [categorical_attn.AttnTerm(tokens_space, tokens_space, selector_logic.select_every)]
+    return selector_terms(expr.selector, spaces)
+
+
 def lower_aggregate(expr: rasp.Aggregate, space, spaces, ctx):
     return categorical_attn.conjunctive_attn(
         selector_terms(expr.selector, spaces),

@@ -24,11 +24,9 @@ from tracr.compiler import (
     float_bounds,
     nodes,
     rasp_to_graph,
-    selector_logic,
     separable_choice,
 )
 from tracr.craft import bases
-from tracr.craft.chamber import categorical_attn
 from tracr.rasp import rasp
 
 ONE = expr_blocks.ONE
@@ -87,22 +85,15 @@ def lower_with_bounds(
             pass
         elif isinstance(expr, rasp.Full):
             constant = 1.0 if rasp.is_categorical(expr) else float(expr.fill)
-        elif isinstance(expr, rasp.LengthType):
-            # length is the width of a selector that selects every token.
-            every = categorical_attn.AttnTerm(
-                tokens_space, tokens_space, selector_logic.select_every
-            )
-            block = expr_blocks.lower_width(expr, [every], space, ctx)
+        elif isinstance(expr, (rasp.LengthType, rasp.SelectorWidth)):
+            terms = expr_blocks.width_terms(expr, spaces, tokens_space)
+            block = expr_blocks.lower_width(expr, terms, space, ctx)
         elif isinstance(expr, rasp.Map):
             block = expr_blocks.lower_map(expr, space, spaces, ctx)
         elif isinstance(expr, rasp.SequenceMap):
             block = expr_blocks.lower_sequence_map(expr, space, spaces, ctx)
         elif isinstance(expr, rasp.Aggregate):
             block = expr_blocks.lower_aggregate(expr, space, spaces, ctx)
-        elif isinstance(expr, rasp.SelectorWidth):
-            block = expr_blocks.lower_width(
-                expr, expr_blocks.selector_terms(expr.selector, spaces), space, ctx
-            )
         else:
             raise NotImplementedError(f"no lowering for {type(expr).__name__} {label!r}")
         node = LoweredSOp(expr=expr, space=space, block=block, constant=constant)
@@ -118,7 +109,7 @@ def lower_with_bounds(
             node = block_choice.through_one_hot_if_inexact(
                 node, bounds, errors, ctx, lowered, tokens_space
             )
-        if isinstance(expr, (rasp.LengthType, rasp.SelectorWidth)) and rasp.is_numerical(expr):
+        if block_choice.is_numerical_width(expr):
             node = block_choice.two_stage_if_inexact(node, bounds, errors, ctx, tokens_space)
         lowered[label], errors[label] = node, node.error
     return lowered, bounds

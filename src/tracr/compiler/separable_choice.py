@@ -10,9 +10,9 @@ None where none fits, and lowering keeps the lookup table.
 
 from __future__ import annotations
 
-from tracr.compiler import basis_inference, block_choice, expr_blocks, float_bounds, selector_logic
+from tracr.compiler import basis_inference, block_choice, expr_blocks, float_bounds
 from tracr.craft import bases, transformers
-from tracr.craft.chamber import categorical_attn, separable_mlp
+from tracr.craft.chamber import separable_mlp
 from tracr.rasp import rasp
 
 
@@ -159,10 +159,7 @@ def _with_mean_index(width_node: expr_blocks.LoweredSOp, bounds, errors, ctx, to
     if head.w_ov.output_space.num_dims > 1:
         return width_node
     indices = bases.VectorSpaceWithBasis.from_values(rasp.indices.label, range(ctx.max_seq_len))
-    if isinstance(expr, rasp.LengthType):
-        terms = [categorical_attn.AttnTerm(tokens_space, tokens_space, selector_logic.select_every)]
-    else:
-        spaces = {k: v.space for k, v in bounds.lowered.items()}
-        terms = expr_blocks.selector_terms(expr.selector, spaces)
+    spaces = {k: v.space for k, v in bounds.lowered.items()}
+    terms = expr_blocks.width_terms(expr, spaces, tokens_space)
     block = expr_blocks.lower_width(expr, terms, width_node.space, ctx, mean_index=indices)
     return block_choice.bounded_with(width_node, block, bounds, errors)
