@@ -320,6 +320,11 @@ def learning_rate(opts: Options) -> float:
     return PCA_RATE if opts.init == "pca" else RANDOM_RATE
 
 
+def _is_number(value) -> bool:
+    """A real number (int, float or a numpy one), not a bool, a str or None."""
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+
+
 def _check_arguments(model, d, opts: Options) -> None:
     if not isinstance(model, assembled_model.AssembledTransformerModel):
         raise TypeError(
@@ -340,13 +345,14 @@ def _check_arguments(model, d, opts: Options) -> None:
     warmup = opts.warmup_steps
     if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
         raise ValueError(f"warmup_steps must be an int >= 0, got {opts.warmup_steps!r}")
-    if not opts.backoff > 1:
+    if not _is_number(opts.backoff) or not opts.backoff > 1:
         raise ValueError(f"backoff must be above 1 (inf: never back off), got {opts.backoff!r}")
     for name in ("learning_rate", "adam_eps", "atol"):
-        if name == "learning_rate" and opts.learning_rate is None:
+        value = getattr(opts, name)
+        if name == "learning_rate" and value is None:
             continue
-        if isinstance(getattr(opts, name), bool) or not getattr(opts, name) > 0:
-            raise ValueError(f"{name} must be positive, got {getattr(opts, name)!r}")
+        if not _is_number(value) or not value > 0:
+            raise ValueError(f"{name} must be positive (a number), got {value!r}")
     compiled = model.get_compiled_model()
     if compiled.use_unembed_argmax and compiled.unembed_matrix.shape[1] == 0:
         raise ValueError(
