@@ -126,6 +126,7 @@ def _train(torch, model, d, opts: Options, device, progress) -> cm_lib.Compresse
     optimizer = torch.optim.Adam([W], lr=lr, eps=opts.adam_eps)
     held_batch = _to_batch(torch, held_out, device)
     held_want = targets(held_batch)  # the compiled model's, the same at every evaluation
+    held_scored = scoring.compiled_outputs(model, held_out)  # the same, in numpy
     history = cm_lib.TrainingHistory(device=str(device))
     tracker = _Tracker()
     started = time.perf_counter()
@@ -137,7 +138,8 @@ def _train(torch, model, d, opts: Options, device, progress) -> cm_lib.Compresse
             loss = loss_fn(W, held_batch, held_want).item()
         W_now = W.detach().cpu().numpy().copy()
         candidate = cm_lib.CompressedModel(model, W_now, opts.unembed_at_every_layer)
-        faithful = scoring.score(candidate, held_out, atol=opts.atol).output_accuracy
+        faithful = scoring.score(candidate, held_out, atol=opts.atol, want=held_scored)
+        faithful = faithful.output_accuracy
         history.eval_steps.append(step)
         history.eval_loss.append(loss)
         history.eval_faithfulness.append(faithful)
@@ -179,7 +181,7 @@ def _train(torch, model, d, opts: Options, device, progress) -> cm_lib.Compresse
     history.seconds = time.perf_counter() - started
     history.best_step = tracker.best_step
     result = cm_lib.CompressedModel(model, tracker.best_W, opts.unembed_at_every_layer, history)
-    result.report = scoring.score(result, held_out, atol=opts.atol)
+    result.report = scoring.score(result, held_out, atol=opts.atol, want=held_scored)
     return result
 
 
