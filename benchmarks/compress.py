@@ -27,7 +27,7 @@ import numpy as np
 
 from tracr import compress
 from tracr.compiler import compiling, lib
-from tracr.compress import inputs, plots
+from tracr.compress import compressed_model, inputs, plots
 from tracr.rasp import rasp
 
 LETTERS = {"a", "b", "c", "d"}
@@ -57,7 +57,7 @@ def read_directions(model) -> np.ndarray:
     """[D] bool: residual directions some block or the unembedding reads."""
     read = np.any(model.get_compiled_model().unembed_matrix != 0, axis=1)
     for name, arrays in model.params.items():
-        if name.endswith(("attn/query", "attn/key", "attn/value", "mlp/linear_1")):
+        if name.endswith(compressed_model.READ_MODULES):
             read |= np.any(arrays["w"] != 0, axis=1)
     return read
 

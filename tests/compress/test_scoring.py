@@ -41,3 +41,13 @@ def test_report_table_names_every_sop():
     )
     text = report.table()
     assert "5 inputs" in text and "40.00%" in text and "a" in text
+
+
+def test_a_given_compiled_output_scores_the_same_as_computing_it():
+    model = helpers.frac_prevs()
+    data = inputs.valid_inputs(model, np.random.default_rng(0), 200)
+    rng = np.random.default_rng(1)
+    cm = compressed_model.CompressedModel(model, rng.normal(size=(4, len(model.residual_labels))))
+    want = scoring.compiled_outputs(model, data)
+    assert want.shape == (len(data), data.token_ids.shape[1], len(model.residual_labels))
+    assert scoring.score(cm, data, want=want) == scoring.score(cm, data)

@@ -169,3 +169,23 @@ def test_the_default_rate_follows_the_start():
     assert training.learning_rate(training.Options(init="random", learning_rate=5e-4)) == 5e-4
     with pytest.raises(ValueError, match="learning_rate must be positive"):
         compress.compress(helpers.frac_prevs(), 5, learning_rate=0.0)
+
+
+@pytest.mark.parametrize(
+    "option, value, message",
+    [
+        ("backoff", "2", "backoff must be above 1"),
+        ("backoff", None, "backoff must be above 1"),
+        ("backoff", 1.0, "backoff must be above 1"),
+        ("adam_eps", "1e-3", "adam_eps must be positive"),
+        ("adam_eps", 0.0, "adam_eps must be positive"),
+        ("learning_rate", "0.01", "learning_rate must be positive"),
+        ("atol", True, "atol must be positive"),
+        ("warmup_steps", -1, "warmup_steps must be an int >= 0"),
+        ("warmup_steps", 1.5, "warmup_steps must be an int >= 0"),
+    ],
+)
+def test_new_step_rule_options_of_the_wrong_type_or_range_are_refused(option, value, message):
+    """A clear ValueError naming the option, not Python's own TypeError from a comparison."""
+    with pytest.raises(ValueError, match=message):
+        compress.compress(helpers.frac_prevs(), 5, **{option: value})

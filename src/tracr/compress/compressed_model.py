@@ -34,6 +34,9 @@ from tracr.transformer import model as model_lib
 # The residual labels of `as_model`: "compressed:0", "compressed:1", ...
 COMPRESSED_LABEL = "compressed"
 
+# The parameter modules whose weights read the residual stream (the others write it).
+READ_MODULES = ("attn/query", "attn/key", "attn/value", "mlp/linear_1")
+
 
 @dataclasses.dataclass
 class TrainingHistory:
@@ -210,12 +213,11 @@ def fold(params: assembled_model.Params, W: np.ndarray) -> assembled_model.Param
     Reading weights (token/position embeddings write, so they get Wᵀ) become
     W @ w [d, *]; writing weights and biases become w @ Wᵀ [*, d].
     """
-    read = ("attn/query", "attn/key", "attn/value", "mlp/linear_1")
     folded = {}
     for name, arrays in params.items():
         if name in ("token_embed", "pos_embed"):
             folded[name] = {"embeddings": arrays["embeddings"] @ W.T}
-        elif name.endswith(read):
+        elif name.endswith(READ_MODULES):
             folded[name] = {"w": W @ arrays["w"], "b": arrays["b"]}
         else:  # attn/linear, mlp/linear_2
             folded[name] = {"w": arrays["w"] @ W.T, "b": arrays["b"] @ W.T}

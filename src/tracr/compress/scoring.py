@@ -70,10 +70,29 @@ def categorical_codes(values: np.ndarray) -> np.ndarray:
     return np.where(present, ids, -1)
 
 
+def compiled_outputs(
+    model: assembled_model.AssembledTransformerModel, data: inputs_lib.InputSet
+) -> np.ndarray:
+    """The compiled model's final residuals on `data` (at least one input), [N, T, D]:
+    what `score` compares against, computed once where the same inputs are scored again
+    and again (training's held-out set, at every evaluation)."""
+    compiled = model.get_compiled_model()
+    chunks = [
+        compiled(data.token_ids[start : start + inputs_lib.CHUNK]).transformer_output.output
+        for start in range(0, len(data), inputs_lib.CHUNK)
+    ]
+    return np.concatenate(chunks)
+
+
 def score(
-    cm: CompressedModel, data: inputs_lib.InputSet, *, atol: float = ATOL
+    cm: CompressedModel,
+    data: inputs_lib.InputSet,
+    *,
+    atol: float = ATOL,
+    want: np.ndarray | None = None,
 ) -> FaithfulnessReport:
-    """Compares the compressed and the compiled model on `data`."""
+    """Compares the compressed and the compiled model on `data`; `want` is
+    `compiled_outputs(cm.model, data)` where the caller already has it."""
     positions = data.key_mask.copy()
     positions[:, 0] = False  # [N, T]: real tokens after BOS
     compiled = cm.model.get_compiled_model()
@@ -83,15 +102,16 @@ def score(
     for start in range(0, len(data), inputs_lib.CHUNK):
         rows = slice(start, start + inputs_lib.CHUNK)
         ids, mask, where = data.token_ids[rows], data.key_mask[rows], positions[rows]
-        want = compiled(ids).transformer_output.output  # [n, T, D]
+        # [n, T, D]; computed chunk by chunk when not given, to bound memory
+        wanted = compiled(ids).transformer_output.output if want is None else want[rows]
         got = cm.forward(ids, mask).output  # [n, T, D], read back
-        ok = _same_output(want, got, compiled, atol)  # [n, T]
+        ok = _same_output(wanted, got, compiled, atol)  # [n, T]
         seq_ok[rows] = np.all(ok | ~where, axis=1)
         for name, (cols, categorical) in columns.items():
             if categorical:
-                same = categorical_codes(want[..., cols]) == categorical_codes(got[..., cols])
+                same = categorical_codes(wanted[..., cols]) == categorical_codes(got[..., cols])
             else:
-                same = np.abs(want[..., cols[0]] - got[..., cols[0]]) <= atol
+                same = np.abs(wanted[..., cols[0]] - got[..., cols[0]]) <= atol
             hits[name] += int(np.sum(same & where))
     count = max(int(positions.sum()), 1)
     return FaithfulnessReport(

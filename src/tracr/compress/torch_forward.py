@@ -69,13 +69,13 @@ def forward(frozen: FrozenModel, W, token_ids, key_mask, *, unembed_at_every_lay
     layer_outputs are o (unembed_at_every_layer) or o Wᵀ W, as in `compressed_forward`.
     """
     torch = import_torch()
+    from tracr.export import torch_model
+
     write = (lambda x: x) if W is None else (lambda x: x @ W.T)
     read = (lambda x: x) if W is None else (lambda x: x @ W)
     logged = (lambda o: o) if (W is None or unembed_at_every_layer) else (lambda o: read(write(o)))
     seq_len = token_ids.shape[1]
-    mask = key_mask[:, None, None, :].expand(-1, 1, seq_len, -1)  # [B, 1, T, T]
-    if frozen.causal:
-        mask = mask & torch.ones(seq_len, seq_len, dtype=torch.bool, device=mask.device).tril()
+    mask = torch_model.attention_mask(key_mask, frozen.causal)  # [B, 1, T, T]
     positions = torch.arange(seq_len, device=token_ids.device)
     residual = write(frozen.token_embed[token_ids] + frozen.pos_embed[positions])
     embedded = read(residual)

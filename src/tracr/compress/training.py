@@ -119,12 +119,14 @@ def compress(
 def _train(torch, model, d, opts: Options, device, progress) -> cm_lib.CompressedModel:
     rng = np.random.default_rng(opts.seed)
     train, held_out = _split(inputs_lib.valid_inputs(model, rng, opts.input_limit), rng, opts)
-    loss_fn = _loss_function(torch, model, opts, device)
+    targets, loss_fn = _loss_function(torch, model, opts, device)
     W = torch.as_tensor(_initial_W(torch, model, train, d, opts), dtype=torch.float32)
     W = W.to(device).requires_grad_()
     lr = learning_rate(opts)  # the rate after warm-up; halvings and back-offs lower it
     optimizer = torch.optim.Adam([W], lr=lr, eps=opts.adam_eps)
     held_batch = _to_batch(torch, held_out, device)
+    held_want = targets(held_batch)  # the compiled model's, the same at every evaluation
+    held_scored = scoring.compiled_outputs(model, held_out)  # the same, in numpy
     history = cm_lib.TrainingHistory(device=str(device))
     tracker = _Tracker()
     started = time.perf_counter()
@@ -133,10 +135,11 @@ def _train(torch, model, d, opts: Options, device, progress) -> cm_lib.Compresse
     def evaluate(step: int) -> bool:
         """Scores W on the held-out inputs; True when training should stop."""
         with torch.no_grad():
-            loss = loss_fn(W, held_batch).item()
+            loss = loss_fn(W, held_batch, held_want).item()
         W_now = W.detach().cpu().numpy().copy()
         candidate = cm_lib.CompressedModel(model, W_now, opts.unembed_at_every_layer)
-        faithful = scoring.score(candidate, held_out, atol=opts.atol).output_accuracy
+        faithful = scoring.score(candidate, held_out, atol=opts.atol, want=held_scored)
+        faithful = faithful.output_accuracy
         history.eval_steps.append(step)
         history.eval_loss.append(loss)
         history.eval_faithfulness.append(faithful)
@@ -178,7 +181,7 @@ def _train(torch, model, d, opts: Options, device, progress) -> cm_lib.Compresse
     history.seconds = time.perf_counter() - started
     history.best_step = tracker.best_step
     result = cm_lib.CompressedModel(model, tracker.best_W, opts.unembed_at_every_layer, history)
-    result.report = scoring.score(result, held_out, atol=opts.atol)
+    result.report = scoring.score(result, held_out, atol=opts.atol, want=held_scored)
     return result
 
 
@@ -229,17 +232,20 @@ def _initial_W(torch, model, train: inputs_lib.InputSet, d: int, opts: Options) 
 
 
 def _loss_function(torch, model, opts: Options, device):
-    """loss(W, batch) -> scalar tensor, against the compiled model on the same batch."""
+    """(targets, loss): targets(batch) -> the compiled model's (embedded, layer outputs,
+    output) on the batch, without gradients; loss(W, batch, want=None) -> scalar tensor,
+    against those targets (computed when not given)."""
     config = model.model_config
     compiled = model.get_compiled_model()
     frozen = torch_forward.frozen_weights(model.params, config, device)
     unembed = torch.as_tensor(compiled.unembed_matrix, dtype=torch.float32, device=device)
 
-    def loss_fn(W, batch):
+    def targets(batch):
         with torch.no_grad():
-            want_embedded, want_layers, want = torch_forward.forward(
-                frozen, None, batch.ids, batch.key_mask
-            )
+            return torch_forward.forward(frozen, None, batch.ids, batch.key_mask)
+
+    def loss_fn(W, batch, want=None):
+        want_embedded, want_layers, want = targets(batch) if want is None else want
         got_embedded, got_layers, got = torch_forward.forward(
             frozen,
             W,
@@ -256,7 +262,7 @@ def _loss_function(torch, model, opts: Options, device):
         )
         return out + opts.layer_weight * layer
 
-    return loss_fn
+    return targets, loss_fn
 
 
 def _output_loss(torch, got_scores, want_scores, positions, categorical):
@@ -320,6 +326,11 @@ def learning_rate(opts: Options) -> float:
     return PCA_RATE if opts.init == "pca" else RANDOM_RATE
 
 
+def _is_number(value) -> bool:
+    """A real number (int, float or a numpy one), not a bool, a str or None."""
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+
+
 def _check_arguments(model, d, opts: Options) -> None:
     if not isinstance(model, assembled_model.AssembledTransformerModel):
         raise TypeError(
@@ -340,13 +351,14 @@ def _check_arguments(model, d, opts: Options) -> None:
     warmup = opts.warmup_steps
     if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
         raise ValueError(f"warmup_steps must be an int >= 0, got {opts.warmup_steps!r}")
-    if not opts.backoff > 1:
+    if not _is_number(opts.backoff) or not opts.backoff > 1:
         raise ValueError(f"backoff must be above 1 (inf: never back off), got {opts.backoff!r}")
     for name in ("learning_rate", "adam_eps", "atol"):
-        if name == "learning_rate" and opts.learning_rate is None:
+        value = getattr(opts, name)
+        if name == "learning_rate" and value is None:
             continue
-        if isinstance(getattr(opts, name), bool) or not getattr(opts, name) > 0:
-            raise ValueError(f"{name} must be positive, got {getattr(opts, name)!r}")
+        if not _is_number(value) or not value > 0:
+            raise ValueError(f"{name} must be positive (a number), got {value!r}")
     compiled = model.get_compiled_model()
     if compiled.use_unembed_argmax and compiled.unembed_matrix.shape[1] == 0:
         raise ValueError(

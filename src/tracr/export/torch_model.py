@@ -110,6 +110,16 @@ class Block(nn.Module):
         return out
 
 
+def attention_mask(pad_mask, causal: bool):
+    """pad_mask [B, T] bool (True at real tokens) -> the mask [B, 1, T, S] of which key
+    each query attends to: real keys, and with `causal` only those at or before it."""
+    batch, seq = pad_mask.shape
+    mask = pad_mask[:, None, None, :].expand(batch, 1, seq, seq)
+    if causal:
+        mask = mask & torch.ones(seq, seq, dtype=torch.bool, device=mask.device).tril()
+    return mask
+
+
 class TracrTorchModel(nn.Module):
     """A compiled model in PyTorch; see the module docstring."""
 
@@ -136,12 +146,8 @@ class TracrTorchModel(nn.Module):
         token_ids = torch.as_tensor(token_ids, device=device)
         if pad_mask is None:
             pad_mask = token_ids != self.input_encoder.pad_encoding
-        batch, seq = token_ids.shape
-        mask = torch.as_tensor(pad_mask, device=device)[:, None, None, :]
-        mask = mask.expand(batch, 1, seq, seq)  # [B, 1, T, S]
-        if self.causal:
-            mask = mask & torch.ones(seq, seq, dtype=torch.bool, device=device).tril()
-        x = self.W_E[token_ids] + self.W_pos[:seq]  # [B, T, D]
+        mask = attention_mask(torch.as_tensor(pad_mask, device=device), self.causal)
+        x = self.W_E[token_ids] + self.W_pos[: token_ids.shape[1]]  # [B, T, D]
         record: dict | None = {"hook_embed": x} if return_activations else None
         for i, block in enumerate(self.blocks):
             x = block(x, mask, record, f"blocks.{i}")
