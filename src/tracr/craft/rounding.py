@@ -86,8 +86,7 @@ def sum_bound(total, small, n_large, n_terms, inexact=None, extent=None) -> np.n
     total, small = np.asarray(total, np.float64), np.asarray(small, np.float64)
     inexact = total if inexact is None else inexact
     extent = total if extent is None else extent
-    m = np.maximum(n_terms, 1)  # gamma_m, as `gamma`
-    g = m * U / (1.0 - m * U)
+    g = gamma(np.maximum(n_terms, 1))
     products = 2 * U * inexact
     reach = extent + products + g * total
     split = np.maximum(n_large - 1, 0) * U * reach + (1 + g) * (1 + g) * small
