@@ -168,6 +168,17 @@ def test_numerical_values_too_close_for_float32():
     assert "map to different outputs but are too close" in message
 
 
+def test_numerical_input_that_is_not_a_number():
+    """A numerical Map whose input takes a string is refused by name, not a traceback."""
+    mixed = rasp.numerical(rasp.Map(lambda x: "a" if x == 1 else x, rasp.tokens)).named("mixed")
+    program = rasp.numerical(rasp.Map(lambda x: 1 if x == 2 else 0, mixed, simplify=False))
+    message = str(_refusal(program))
+    assert f"{program.label}: its numerical input {mixed.label!r} takes values that are not" in (
+        message
+    )
+    assert "'a'" in message
+
+
 def test_affine_map_of_close_values_compiles():
     """An affine Map needs no discretisation, so close inputs are no problem."""
     close = rasp.numerical(rasp.Map(lambda t: 1 + t * 1e-4, rasp.tokens))

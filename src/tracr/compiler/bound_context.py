@@ -45,7 +45,6 @@ class SOpError:
             i = np.where(
                 np.abs(self.values[i - 1] - values) <= np.abs(self.values[i] - values), i - 1, i
             )
-            i = np.minimum(i, len(self.values) - 1)
             near = np.abs(self.values[i] - values) <= 1e-9 * np.maximum(1.0, np.abs(values))
             out = np.where(near, self.per_value[i], out)
         return out

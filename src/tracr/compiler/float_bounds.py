@@ -60,9 +60,9 @@ _exact_lookup = mlp_bounds.exact_lookup
 # -- attention --------------------------------------------------------------------------
 
 
-def _head_inputs(head: transformers.AttentionHead, ctx: Context, errors):
-    """(query SOps, key SOps) read by a head's scores."""
-    aux = {ctx.bos, ctx.one}
+def _head_inputs(head: transformers.AttentionHead, aux: set) -> tuple[list[str], list[str]]:
+    """(query SOps, key SOps) read by a head's scores, the directions in `aux` (BOS and
+    `one`) left out."""
     query = sorted({d.name for d in head.w_qk.left_space.basis if d not in aux})
     keys = sorted({d.name for d in head.w_qk.right_space.basis if d not in aux})
     return query, keys
@@ -71,9 +71,9 @@ def _head_inputs(head: transformers.AttentionHead, ctx: Context, errors):
 def _logit_error(head, ctx, errors, aggregate: bool) -> tuple[float, float, float]:
     """(logit error D, tie error D_tie, coldness c) of a categorical_attn/selector_width
     head."""
-    query, keys = _head_inputs(head, ctx, errors)
-    w = head.w_qk
     aux = {ctx.bos, ctx.one}  # hashed: a tuple would compare every direction with both
+    query, keys = _head_inputs(head, aux)
+    w = head.w_qk
     query_noisy = np.array([d not in aux for d in w.left_space.basis])
     key_noisy = np.array([d not in aux for d in w.right_space.basis])
     c = float(w.matrix[w.left_space.index(ctx.bos), w.right_space.index(ctx.bos)])

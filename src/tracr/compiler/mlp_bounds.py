@@ -133,7 +133,7 @@ def mlp_rows(
 
 
 class _Rows(tuple):
-    """(X, E) of `_mlp_rows`, with the SOps' values one by one (`factors`: the rows but
+    """(X, E) of `mlp_rows`, with the SOps' values one by one (`factors`: the rows but
     the last, BOS, are every combination of them)."""
 
     factors: list
@@ -183,7 +183,7 @@ def exact_lookup(mlp, ctx, errors) -> bool:
 
 def mlp_error(mlp, out_space, ctx, errors, rows=None) -> bound_context.SOpError:
     """The error of the SOp an MLP writes in out_space, bounded on `rows` (X, E); by
-    default on every ideal input (`_mlp_rows`, built only where the block is not an exact
+    default on every ideal input (`mlp_rows`, built only where the block is not an exact
     lookup), over a box where those are too many."""
     cols = mlp.snd.output_space.indices(out_space.basis)
     numerical = out_space.num_dims == 1 and out_space.basis[0].value is None

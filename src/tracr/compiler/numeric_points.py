@@ -99,15 +99,6 @@ def _float_results(f: Callable, grouping: Grouping) -> tuple[list[float], list]:
     return [grouping.points[a] for a in firsts], outputs
 
 
-def clusters(values: Iterable[float] | Grouping, least: int = 1) -> list[list[float]]:
-    """Sorted groups of values that are equal up to rounding, those of at least `least`
-    values; None is ignored."""
-    grouping = Grouping.of(values)
-    ends = np.asarray(grouping.bounds)
-    starts = np.flatnonzero(np.diff(ends) >= least)
-    return [grouping.points[ends[i] : ends[i + 1]] for i in starts.tolist()]
-
-
 def representatives(values: Iterable[float] | Grouping) -> list[float]:
     """One value per group (its first)."""
     grouping = Grouping.of(values)

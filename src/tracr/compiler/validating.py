@@ -196,12 +196,16 @@ def _value_set_reasons(
             reasons.append(
                 f"its numerical input {expr.inner.label!r} takes too many values to enumerate"
             )
+        elif not_numbers := sorted(
+            (v for v in inner if v is not None and not _is_number(v)), key=repr
+        ):
+            reasons.append(
+                f"its numerical input {expr.inner.label!r} takes values that are not numbers "
+                f"({', '.join(map(repr, not_numbers[:3]))}); a numerical SOp must hold numbers"
+            )
         else:
             if inner not in groupings:  # Maps of equal value sets share one sort
-                try:
-                    groupings[inner] = numeric_points.Grouping.of(inner)
-                except TypeError:  # values that do not sort: reported below
-                    groupings[inner] = inner
+                groupings[inner] = numeric_points.Grouping.of(inner)
             for problem in (
                 _numeric_resolution_problem(expr, groupings[inner]),
                 _rounding_problem(expr, groupings[inner]),

@@ -86,23 +86,12 @@ def sum_bound(total, small, n_large, n_terms, inexact=None, extent=None) -> np.n
     total, small = np.asarray(total, np.float64), np.asarray(small, np.float64)
     inexact = total if inexact is None else inexact
     extent = total if extent is None else extent
-    m = np.maximum(n_terms, 1)  # gamma_m, as `gamma`
-    g = m * U / (1.0 - m * U)
+    g = gamma(np.maximum(n_terms, 1))
     products = 2 * U * inexact
     reach = extent + products + g * total
     split = np.maximum(n_large - 1, 0) * U * reach + (1 + g) * (1 + g) * small
     classical = np.maximum(n_terms - 1, 0) * U * reach
     return products + np.minimum(split, classical)
-
-
-def _scalar_sum_bound(total: float, small: float, n_large: int, n_terms: int) -> float:
-    """`sum_bound` of one sum, in Python numbers (the same IEEE operations)."""
-    m = max(n_terms, 1)
-    g = m * U / (1.0 - m * U)
-    products = 2 * U * total
-    reach = total + products + g * total
-    split = max(n_large - 1, 0) * U * reach + (1 + g) ** 2 * small
-    return products + min(split, max(n_terms - 1, 0) * U * reach)
 
 
 def _power_of_two(values: np.ndarray) -> np.ndarray:
@@ -571,7 +560,7 @@ def attention_logit_error(
         # Stage 2: sum_j x_j r_j over the copied side (input x).
         big = (sops_out + 2) * (1 + err_out) * float(r_hat.max())
         small2 = min(err_out * float(r_hat[noisy_out].sum()), l1_out * float(r_hat.max()))
-        rho2 = _scalar_sum_bound(big + small2, small2, sops_out + 2, len(r_hat))
+        rho2 = float(sum_bound(big + small2, small2, sops_out + 2, len(r_hat)))
         carried = (sops_out + 2) * (1 + err_out) * float(rho1.max()) + min(
             err_out * float(rho1[noisy_out].sum()), l1_out * float(rho1.max())
         )

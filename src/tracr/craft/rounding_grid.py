@@ -95,13 +95,13 @@ def grid_mlp_bound(
 
     ideal, dev, total2, pos, neg, inexact2, small2, n_large2, n_terms2 = map(combined, range(9))
     rho2 = rounding.sum_bound(total2, small2, n_large2, n_terms2, inexact2, np.maximum(pos, neg))
-    switching = _combined_flags([p[9] for p in parts], np.logical_or)
+    switching = _combined_flags([p[9] for p in parts])
     return rounding.MLPBound(ideal, dev + rho2, switching)
 
 
-def _combined_flags(flags: list[np.ndarray], op) -> np.ndarray:
-    """[rows]: op of the factors' per-value flags over the grid."""
+def _combined_flags(flags: list[np.ndarray]) -> np.ndarray:
+    """[rows]: whether any factor's per-value flag is set, over the grid."""
     total = flags[0]
     for f in flags[1:]:
-        total = op.outer(total, f)
+        total = np.logical_or.outer(total, f)
     return total.ravel()
