@@ -14,6 +14,9 @@ min-max; ratios are reference / ours (above 1: we are faster).
     eager, as its users run it)
   batch: 256 sequences; ours is model.apply_batch (encoding, forward, one-hot check,
     decoding), the reference's is its forward under jax.jit on the ids (no decoding)
+  frozen (ours only): `apply` after model.freeze() (read-only weights, no per-call check
+    for in-place edits), and its ratio to the weight-read floor: one pass over every
+    weight (np.count_nonzero of each array's bits), the least a forward pass must read
 """
 
 from __future__ import annotations
@@ -80,7 +83,19 @@ def measure(name, program, vocab, n, *, reference: bool, repeats: int) -> dict:
             model.apply_batch(seqs)
 
     batch_s = _timings(batch, repeats)
+    extra = {}
+    if not reference:
+        import numpy as np
+
+        arrays = [
+            a.view(f"u{a.itemsize}") for module in model.params.values() for a in module.values()
+        ]  # counting non-zero bit patterns: a memory-bound pass
+        extra["floor"] = _timings(lambda: [np.count_nonzero(a) for a in arrays], repeats * 3)
+        model.freeze()
+        model.apply(seqs[0])
+        extra["frozen"] = _timings(lambda: model.apply(seqs[0]), repeats * 3)
     return {
+        **extra,
         "name": name,
         "n": n,
         "params": params,
@@ -160,9 +175,10 @@ def main() -> None:
 
     print(
         "| program | n | params ours / ref | layers ours / ref | compile ms ours | ref | ratio "
-        "| apply ms ours | ref | ratio | batch-256 ms ours | ref (jit) | ratio |"
+        "| apply ms ours | ref | ratio | batch-256 ms ours | ref (jit) | ratio "
+        "| frozen apply ms | / floor |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for row in ours:
         ref = refs.get((row["name"], row["n"]), {})
         if "error" in row:
@@ -175,6 +191,8 @@ def main() -> None:
         for key in ("compile", "apply", "batch"):
             cells += [_stat(row[key]), "-" if note else _stat(ref[key])]
             cells.append("-" if note else _ratio(ref[key], row[key]))
+        floor = statistics.median(row["floor"])
+        cells += [_stat(row["frozen"]), f"{statistics.median(row['frozen']) / floor:.1f}x"]
         if note:
             cells.append(f"(reference: {note})")
         print("| " + " | ".join(cells) + " |")

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from tracr.compiler import readout
-from tracr.transformer import encoder, model
+from tracr.transformer import encoder, model, sparse
 
 Params = dict[str, dict[str, np.ndarray]]
 
@@ -143,7 +143,8 @@ class AssembledTransformerModel:
     ) -> AssembledTransformerModelOutput:
         """Runs many sequences in one forward pass, padding them to a common length.
 
-        `decoded` is one list per sequence, cut to its own length; the arrays are padded.
+        `decoded` is one list per sequence, as long as the longest, padded positions
+        decoded as the pad token; the arrays are padded too.
         `strict` as in `apply`.
         """
         if len(sequences) == 0:
@@ -151,6 +152,45 @@ class AssembledTransformerModel:
         batch, lengths = self._encode_batch(sequences)
         out = self.forward(self._params_in(dtype), batch)
         return self._output(out, lengths, batched=True, strict=strict)
+
+    def freeze(self) -> AssembledTransformerModel:
+        """Makes the weights read-only, so that forward passes skip the per-call check
+        that finds weights edited in place; returns the model.
+
+        Every array in `params` is replaced by a read-only copy (writing into one raises
+        ValueError). Each call otherwise reads every weight once to notice edits, which
+        for one sequence through a large model costs about as much as the products (the
+        reference's jax arrays are immutable too). Arrays you put into `params` later are
+        checked as before; `unfreeze` makes the weights writable again.
+        """
+        self._replace_arrays(sparse.freeze)
+        return self
+
+    def unfreeze(self) -> AssembledTransformerModel:
+        """Undoes `freeze`: writable copies of the weights, checked on every call again;
+        returns the model."""
+        self._replace_arrays(sparse.thaw)
+        return self
+
+    @property
+    def frozen(self) -> bool:
+        """Whether every weight is a read-only array `freeze` made."""
+        return all(
+            isinstance(a, np.ndarray) and sparse.is_frozen(a)
+            for p in self.params.values()
+            for a in p.values()
+        )
+
+    def _replace_arrays(self, make) -> None:
+        # In place, in the same dicts: get_compiled_model() and forward() share them.
+        for name, linear in self.params.items():
+            if not isinstance(linear, MutableMapping):
+                raise TypeError(
+                    f"params[{name!r}] must be a dict of arrays to be replaced, got "
+                    f"{type(linear).__name__}"
+                )
+            for key in list(linear):
+                linear[key] = make(linear[key])
 
     def _params_in(self, dtype: Any) -> Params:
         """self.params in `dtype` (float32 or float64), cast on every call so that

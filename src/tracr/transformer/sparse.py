@@ -14,6 +14,11 @@ gaps); the rectangle is found afresh when the two counts differ or differ from t
 remembered count, or when the array's shape changed. -0.0 counts as non-zero here, which
 only adds products that are exactly zero. Biases (vectors) have rectangles too: one row.
 `plan` derives what each layer multiplies from these rectangles.
+
+Frozen arrays (`freeze`: read-only copies that no one else holds a view of) cannot change,
+so once such an array's rectangle has been found, it is not checked again while the array
+stays read-only. That saves reading every weight on every call (for one sequence through a
+large model, about as long as the products themselves).
 """
 
 from __future__ import annotations
@@ -29,12 +34,13 @@ class Rectangle:
 
     __slots__ = (
         *("ref", "shape", "rows", "cols", "row_mask", "col_mask", "count"),
-        *("row_index", "col_index", "box", "gap_rows", "gap_cols"),
+        *("row_index", "col_index", "box", "gap_rows", "gap_cols", "frozen"),
     )
 
     def __init__(self, w: np.ndarray, bits: np.ndarray):
         nonzero = (bits.reshape(1, -1) if bits.ndim == 1 else bits) != 0  # a vector: one row
         self.ref = weakref.ref(w)
+        self.frozen = is_frozen(w)  # found on the array as it stays: never checked again
         self.shape = bits.shape
         self.row_mask = nonzero.any(axis=1)
         self.col_mask = nonzero.any(axis=0)
@@ -89,10 +95,15 @@ _MAX_RECTANGLES = 4096
 
 
 def rectangle(w: np.ndarray) -> Rectangle:
-    """w's rectangle, remembered across calls and checked as described above."""
-    bits = w.view(f"u{w.itemsize}") if w.dtype.kind == "f" else w
+    """w's rectangle, remembered across calls and checked as described above (not
+    checked again for a frozen array once found or checked while frozen)."""
     known = _RECTANGLES.get(id(w))
+    if known is not None and known.frozen and known.ref() is w and is_frozen(w):
+        if w.shape == known.shape:
+            return known
+    bits = w.view(f"u{w.itemsize}") if w.dtype.kind == "f" else w
     if known is not None and known.holds_all(w, bits):
+        known.frozen = is_frozen(w)
         return known
     if len(_RECTANGLES) >= _MAX_RECTANGLES:
         for key in [k for k, r in _RECTANGLES.items() if r.ref() is None]:
@@ -101,6 +112,35 @@ def rectangle(w: np.ndarray) -> Rectangle:
             _RECTANGLES.clear()
     found = _RECTANGLES[id(w)] = Rectangle(w, bits)
     return found
+
+
+# id -> weak reference of the arrays `freeze` made (forgotten as they are freed).
+_FROZEN: dict[int, weakref.ref] = {}
+
+
+def freeze(w) -> np.ndarray:
+    """A read-only copy of w whose rectangle, once found, is trusted without checks.
+
+    The copy owns its memory and no one holds a writable view of it (views of a
+    read-only array are read-only), so its values can change only if someone sets its
+    `writeable` flag again; `rectangle` checks it as any array while that flag is set.
+    """
+    frozen = np.array(w, copy=True)
+    frozen.flags.writeable = False
+    key = id(frozen)
+    _FROZEN[key] = weakref.ref(frozen, lambda _, key=key: _FROZEN.pop(key, None))
+    return frozen
+
+
+def thaw(w: np.ndarray) -> np.ndarray:
+    """A writable copy of w, checked on every call like any array."""
+    return np.array(w, copy=True)
+
+
+def is_frozen(w: np.ndarray) -> bool:
+    """Whether w is an array `freeze` made and it is still read-only."""
+    ref = _FROZEN.get(id(w))
+    return ref is not None and ref() is w and not w.flags.writeable
 
 
 def block(w: np.ndarray, rows: np.ndarray, cols: np.ndarray, row_span=None, col_span=None):

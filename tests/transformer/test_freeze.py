@@ -1,0 +1,155 @@
+"""`model.freeze()`: read-only weights whose sparse rectangles are not checked again, and
+every way back to a model whose edits take effect."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tracr.compiler import compiling, lib
+from tracr.rasp import rasp
+from tracr.transformer import model, sparse
+
+BOS = "compiler_bos"
+
+
+@pytest.fixture(autouse=True)
+def sparse_path(monkeypatch):
+    monkeypatch.setattr(model, "DENSE_WORK", 0)  # the path with rectangles, at any size
+
+
+def _compiled():
+    return compiling.compile_rasp_to_model(
+        lib.make_sort_unique(rasp.tokens, rasp.tokens), vocab={1, 2, 3, 4, 5}, max_seq_len=5
+    )
+
+
+def _batch(seed=0, count=30):
+    rng = np.random.default_rng(seed)
+    return [[BOS, *rng.permutation([1, 2, 3, 4, 5])[: rng.integers(1, 6)]] for _ in range(count)]
+
+
+def _arrays(compiled):
+    return [a for linear in compiled.params.values() for a in linear.values()]
+
+
+def _writers(compiled):
+    """The output projections of the last layer's attention and MLP: between them they
+    write the program's output."""
+    last = f"transformer/layer_{compiled.model_config.num_layers - 1}"
+    return [compiled.params[f"{last}/attn/linear"], compiled.params[f"{last}/mlp/linear_2"]]
+
+
+def _sorted_rows(batch):
+    """What make_sort_unique decodes: BOS, the tokens sorted, padding to the longest."""
+    width = max(map(len, batch))
+    return [[BOS, *sorted(s[1:])] + ["compiler_pad"] * (width - len(s)) for s in batch]
+
+
+def test_a_frozen_model_computes_what_it_computed_before():
+    compiled = _compiled()
+    batch = _batch()
+    before = compiled.apply_batch(batch)
+    assert compiled.freeze() is compiled and compiled.frozen
+    for _ in range(2):  # the first call finds the rectangles, the second trusts them
+        after = compiled.apply_batch(batch)
+        assert after.decoded == before.decoded == _sorted_rows(batch)
+        for a, b in zip(after.residuals, before.residuals):
+            np.testing.assert_array_equal(a, b)
+    single = compiled.apply([BOS, 4, 2, 5])
+    assert single.decoded == [BOS, 2, 4, 5]
+
+
+def test_frozen_weights_and_their_views_cannot_be_written():
+    compiled = _compiled().freeze()
+    w = _writers(compiled)[0]["w"]
+    with pytest.raises(ValueError, match="read-only"):
+        w[0, 0] = 1.0
+    with pytest.raises(ValueError, match="read-only"):
+        w[:2][0, 0] = 1.0
+    with pytest.raises(ValueError):
+        w[:2].flags.writeable = True  # a view of a read-only array stays read-only
+    assert compiled.get_compiled_model().params is compiled.params
+    assert all(not a.flags.writeable for a in _arrays(compiled))
+
+
+def _zero_output(compiled, batch):
+    """Zeroes the last layer's output projections in place and returns the decoded batch
+    (strict off: the output is no longer a one-hot): None at every real position."""
+    for linear in _writers(compiled):
+        linear["w"][...] = 0.0
+    return compiled.apply_batch(batch, strict=False).decoded
+
+
+def _nothing_decoded(decoded, batch):
+    return all(v is None for row, s in zip(decoded, batch) for v in row[1 : len(s)])
+
+
+def test_after_unfreeze_in_place_edits_take_effect_again():
+    compiled = _compiled()
+    batch = _batch()
+    compiled.freeze()
+    compiled.apply_batch(batch)
+    assert compiled.unfreeze() is compiled and not compiled.frozen
+    assert all(a.flags.writeable for a in _arrays(compiled))
+    assert _nothing_decoded(_zero_output(compiled, batch), batch)
+
+
+def test_an_array_made_writable_again_is_checked_again():
+    """Setting `writeable` back on a frozen array (numpy allows it on an array that owns
+    its memory) ends the trust: an edit outside its rectangle is noticed."""
+    compiled = _compiled().freeze()
+    batch = _batch()
+    compiled.apply_batch(batch)
+    compiled.apply_batch(batch)
+    for linear in _writers(compiled):
+        linear["w"].flags.writeable = True
+    assert not compiled.frozen
+    assert _nothing_decoded(_zero_output(compiled, batch), batch)
+
+
+def test_an_array_put_into_a_frozen_model_is_checked_on_every_call():
+    compiled = _compiled().freeze()
+    batch = _batch()
+    compiled.apply_batch(batch)
+    for linear in _writers(compiled):
+        linear["w"] = np.array(linear["w"])  # writable, the same values
+    assert not compiled.frozen
+    assert compiled.apply_batch(batch).decoded == _sorted_rows(batch)
+    assert _nothing_decoded(_zero_output(compiled, batch), batch)
+
+
+def test_a_frozen_rectangle_is_trusted_and_a_thawed_one_is_checked():
+    w = np.zeros((6, 5), dtype=np.float32)
+    w[1, 2] = 1.0
+    frozen = sparse.freeze(w)
+    assert sparse.is_frozen(frozen) and not sparse.is_frozen(w)
+    found = sparse.rectangle(frozen)
+    assert found.frozen and list(found.rows) == [1] and list(found.cols) == [2]
+    assert sparse.rectangle(frozen) is found
+    thawed = sparse.thaw(frozen)
+    assert thawed.flags.writeable and not sparse.is_frozen(thawed)
+    thawed[4, 0] = 2.0
+    assert list(sparse.rectangle(thawed).rows) == [1, 4]
+
+
+def test_a_rectangle_found_before_freezing_is_checked_once_more():
+    """An array registered as frozen only counts while read-only: a rectangle found while
+    the array was writable is checked on the first frozen call, then trusted."""
+    w = np.zeros((4, 4), dtype=np.float32)
+    w[0, 0] = 1.0
+    frozen = sparse.freeze(w)
+    frozen.flags.writeable = True
+    found = sparse.rectangle(frozen)
+    assert not found.frozen
+    frozen[3, 3] = 1.0  # an edit while writable, outside the rectangle
+    frozen.flags.writeable = False
+    again = sparse.rectangle(frozen)
+    assert again is not found and list(again.rows) == [0, 3] and again.frozen
+
+
+def test_freeze_names_params_it_cannot_replace():
+    compiled = _compiled()
+    compiled.params["transformer/layer_0/mlp/linear_1"] = tuple()
+    with pytest.raises(TypeError, match="layer_0/mlp/linear_1.*dict of arrays"):
+        compiled.freeze()
