@@ -126,8 +126,29 @@ def test_an_output_that_cannot_be_scored_is_refused():
 
 
 def test_a_loss_that_is_no_longer_finite_stops_training():
-    with pytest.raises(FloatingPointError, match="lower learning_rate"):
+    with pytest.raises(FloatingPointError, match=r"lower learning_rate \(set to 1e\+30, now"):
         compress.compress(helpers.frac_prevs(), 5, learning_rate=1e30, max_steps=50)
+
+
+def test_the_rate_halves_at_most_once_per_evaluation():
+    """A back-off (held-out loss above backoff x the lowest) halves the rate; the same
+    evaluation, stale as well, must not halve it a second time. With a large rate and a
+    tight back-off both happen in the first evaluations."""
+    cm = compress.compress(
+        helpers.frac_prevs(),
+        5,
+        learning_rate=0.3,
+        backoff=1.01,
+        max_steps=60,
+        eval_every=10,
+        warmup_steps=1,
+        patience=100,
+    )
+    rates = cm.history.eval_learning_rate
+    assert len(rates) == len(cm.history.eval_steps)
+    steps = [b / a for a, b in zip([0.3, *rates], rates)]
+    assert 0.5 in steps
+    assert set(steps) <= {1.0, 0.5}
 
 
 def test_bad_options_are_refused():

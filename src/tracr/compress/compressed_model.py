@@ -46,6 +46,8 @@ class TrainingHistory:
     eval_steps: list[int] = dataclasses.field(default_factory=list)
     eval_loss: list[float] = dataclasses.field(default_factory=list)  # held-out loss
     eval_faithfulness: list[float] = dataclasses.field(default_factory=list)  # held-out
+    # The learning rate after each evaluation (after warm-up; halvings and back-offs).
+    eval_learning_rate: list[float] = dataclasses.field(default_factory=list)
     best_step: int = 0  # the step whose W was kept
     stopped_early: bool = False
     seconds: float = 0.0

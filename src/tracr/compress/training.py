@@ -146,14 +146,18 @@ def _train(torch, model, d, opts: Options, device, progress) -> cm_lib.Compresse
         bar.update(step - bar.n)
         bar.set_postfix(loss=f"{loss:.3g}", faithful=f"{faithful:.1%}")
         nonlocal lr, optimizer
-        if loss > opts.backoff * tracker.lowest_loss:  # a blow-up: go back, step shorter
+        backed_off = loss > opts.backoff * tracker.lowest_loss
+        if backed_off:  # a blow-up: go back, step shorter
             lr /= 2
             with torch.no_grad():
                 W.copy_(torch.as_tensor(tracker.best_W, device=device))
             optimizer = torch.optim.Adam([W], lr=lr, eps=opts.adam_eps)  # fresh moments
             W_now, loss, faithful = tracker.best_W, tracker.best_loss, tracker.best_key[0]
-        if tracker.record(step, W_now, loss, faithful):  # Adam steps stay about lr long
+        # A stale evaluation halves lr (Adam steps stay about lr long), once per evaluation:
+        # a back-off has halved it already.
+        if tracker.record(step, W_now, loss, faithful) and not backed_off:
             lr /= 2
+        history.eval_learning_rate.append(lr)
         return tracker.stale >= opts.patience
 
     stop = evaluate(0)
@@ -167,7 +171,8 @@ def _train(torch, model, d, opts: Options, device, progress) -> cm_lib.Compresse
             raise FloatingPointError(
                 f"the compression loss is {loss.item()} at step {step} (d={d}): the "
                 "compiled model's large weights amplify errors in W; lower learning_rate "
-                f"(now {learning_rate(opts):g}) or try another seed"
+                f"(set to {learning_rate(opts):g}, now {lr:g} after halvings) or "
+                "try another seed"
             )
         for group in optimizer.param_groups:  # linear warm-up, then lr
             group["lr"] = lr * min(1.0, step / max(opts.warmup_steps, 1))
