@@ -9,6 +9,8 @@ subprocess of its own venv: this same file, started with `--worker`, imports whi
 names and time the same inputs. Every timing is the median of several runs with its
 min-max; ratios are reference / ours (above 1: we are faster).
 
+  Each sample is the mean time of as many calls as take MIN_SAMPLE_S (2 ms) at least, one
+  call where that is longer.
   compile: warm compile_rasp_to_model (the first, cold, compile is not counted)
   apply: one sequence of max_seq_len tokens through model.apply (the reference's is
     eager, as its users run it)
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import random
 import statistics
@@ -36,12 +39,24 @@ BATCH = 256
 SIZES = (("small", 5), ("16/16", 16))
 
 
+# A sample runs the call this many seconds at least, looping as often as that takes (as
+# timeit's autorange does): one call of 0.2 ms is at the mercy of a single interrupt or
+# context switch, which doubles its time; the mean of a few calls is not.
+MIN_SAMPLE_S = 0.002
+
+
 def _timings(fn, repeats: int) -> list[float]:
+    """`repeats` samples of the seconds one call of fn takes (the mean of `loops` calls)."""
+    start = time.perf_counter()
+    fn()
+    once = time.perf_counter() - start
+    loops = max(1, math.ceil(MIN_SAMPLE_S / max(once, 1e-9)))
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
+        for _ in range(loops):
+            fn()
+        times.append((time.perf_counter() - start) / loops)
     return times
 
 
