@@ -6,6 +6,7 @@ import pathlib
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from tests.compress import helpers
@@ -290,7 +291,9 @@ def test_a_compressed_model_file_runs_shows_exports_and_is_refused_by_report(tmp
     path = tmp_path / "reverse.safetensors"
     compress.save(cm, path)
     assert cli.main(["run", str(path), "1", "2", "2"]) == 0
-    assert capsys.readouterr().out == "2 2 1\n"
+    captured = capsys.readouterr()
+    assert captured.out == "2 2 1\n"
+    assert captured.err == "(compressed to d = 19 of 21: decodes as the compiled model does)\n"
     assert cli.main(["show", str(path)]) == 0
     shown = capsys.readouterr().out
     assert shown.startswith("compressed     d = 19 of d_model 21 (W [19, 21])\n")
@@ -311,3 +314,19 @@ def test_a_compressed_model_file_runs_shows_exports_and_is_refused_by_report(tmp
         "(tracr show describes a compressed one)\n"
     )
     assert not report.exists()
+
+
+def test_running_a_compressed_model_that_decodes_wrongly_says_so(tmp_path, capsys):
+    """W = 0 reads nothing back: every position decodes as None (numbers 0), not as the
+    compiled model does; the output is printed, the difference told, the status 1."""
+    model = helpers.reverse()
+    cm = compress.CompressedModel(model, np.zeros((3, len(model.residual_labels))))
+    path = tmp_path / "broken.safetensors"
+    compress.save(cm, path)
+    assert cli.main(["run", str(path), "1", "2", "2"]) == 1
+    captured = capsys.readouterr()
+    assert captured.out.split() != ["2", "2", "1"]
+    assert captured.err == (
+        "(compressed to d = 3 of 21: 3 of 3 positions differ from the compiled model, which "
+        "decodes: 2 2 1)\n"
+    )

@@ -2,7 +2,8 @@
 
 A model file is what `tracr.export.save` writes (one .safetensors file with the weights
 and the metadata: config, encoders, residual labels, circuit); `tracr compile` writes one.
-A compressed model saved the same way (`tracr.compress.save(cm, "m.safetensors")`) runs,
+A compressed model saved the same way (`tracr.compress.save(cm, "m.safetensors")`) runs
+(and says whether it decoded the input as its compiled model does; exit status 1 if not),
 shows (its width and held-out faithfulness, then the compiled model inside) and exports
 (its d-wide transformer); `tracr report` draws compiled models only and refuses it.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import pathlib
+import sys
 from typing import Any
 
 from tracr.cli import references
@@ -156,7 +158,21 @@ def run_command(args: argparse.Namespace) -> int:
         tokens = [bos, *tokens]
     decoded = model.apply(tokens).decoded
     print(" ".join(str(v) for v in decoded[1:]))
-    return 0
+    if not is_compressed(model):
+        return 0
+    # A compressed model approximates its compiled one: say whether it did on this input.
+    compiled = model.model.apply(tokens).decoded
+    width = f"compressed to d = {model.d} of {model.d_model}"
+    if _same(decoded, compiled):
+        print(f"({width}: decodes as the compiled model does)", file=sys.stderr)
+        return 0
+    wrong = sum(not _same([a], [b]) for a, b in zip(decoded[1:], compiled[1:]))
+    print(
+        f"({width}: {wrong} of {len(compiled) - 1} positions differ from the compiled "
+        f"model, which decodes: {' '.join(str(v) for v in compiled[1:])})",
+        file=sys.stderr,
+    )
+    return 1
 
 
 def show_command(args: argparse.Namespace) -> int:
