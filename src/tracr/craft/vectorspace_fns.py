@@ -19,7 +19,7 @@ from tracr.craft import bases
 
 def _as_float_matrix(matrix: np.ndarray) -> np.ndarray:
     matrix = np.asarray(matrix)
-    if not np.issubdtype(matrix.dtype, np.floating):
+    if matrix.dtype.kind != "f":  # np.issubdtype(dtype, np.floating), without its cost
         matrix = matrix.astype(np.float64)
     return matrix
 
