@@ -211,11 +211,12 @@ def _value_set_reasons(
                 f"({', '.join(map(repr, not_numbers[:3]))}); a numerical SOp must hold numbers"
             )
         else:
-            if inner not in groupings:  # Maps of equal value sets share one sort
-                groupings[inner] = numeric_points.Grouping.of(inner)
+            grouping = groupings.get(inner)  # Maps of equal value sets share one sort
+            if grouping is None:
+                grouping = groupings[inner] = numeric_points.Grouping.of(inner)
             for problem in (
-                _numeric_resolution_problem(expr, groupings[inner]),
-                _rounding_problem(expr, groupings[inner]),
+                _numeric_resolution_problem(expr, grouping),
+                _rounding_problem(expr, grouping),
             ):
                 if problem:
                     reasons.append(problem)
