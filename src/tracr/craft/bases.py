@@ -226,13 +226,14 @@ def sorted_space(name: Name, values: Iterable[Value]) -> VectorSpaceWithBasis:
     """The space of the directions (name, v) for the distinct values, in `sort_key` order:
     `join_vector_spaces(VectorSpaceWithBasis.from_values(name, values))`, made at once."""
     name_key = _order_key(name)
-    keyed: dict[BasisDirection, tuple] = {}
-    for v in values:
-        d = BasisDirection(name, v)
-        if d not in keyed:
-            keyed[d] = key = (name_key, _order_key(v))
-            object.__setattr__(d, "_key", key)
-    space = VectorSpaceWithBasis._of_distinct(tuple(sorted(keyed, key=keyed.__getitem__)))
+    distinct = list(dict.fromkeys(values))  # (name, v) == (name, w) exactly when v == w
+    keys = [_order_key(v) for v in distinct]
+    basis = []
+    for i in sorted(range(len(distinct)), key=keys.__getitem__):  # stable, as a join's sort
+        d = BasisDirection(name, distinct[i])
+        d.__dict__["_key"] = (name_key, keys[i])
+        basis.append(d)
+    space = VectorSpaceWithBasis._of_distinct(tuple(basis))
     object.__setattr__(space, "_sorted", True)
     return space
 
