@@ -62,15 +62,38 @@ def _apply_all(expr: rasp.SOp, f: Callable, argument_tuples: Iterable[tuple]) ->
     return frozenset(out)
 
 
-def _map_values(expr: rasp.Map, inner: frozenset) -> frozenset:
+def _map_values(expr: rasp.Map, inner: frozenset, groupings: dict | None = None) -> frozenset:
     """`_apply_all` for a Map: f over the values in one pass, and the careful loop (which
-    skips and reports) only where some call raises or a result is unhashable."""
+    skips and reports) only where some call raises or a result is unhashable.
+
+    groupings (value set -> numeric_points.Grouping): where the input is numerical, f is
+    evaluated through the input's Grouping, whose results validation and lowering reuse."""
+    if groupings is not None and rasp.is_numerical(expr.inner):
+        shared = _grouped_map_values(expr, inner, groupings)
+        if shared is not None:
+            return shared
     values = [x for x in inner if x is not None]
     try:
         out = set(map(expr.f, values))
     except Exception:  # noqa: BLE001 - the loop below says which, or skips it
         return _apply_all(expr, expr.f, ((x,) for x in inner))
     if len(values) < len(inner):
+        out.add(None)
+    return frozenset(out)
+
+
+def _grouped_map_values(expr: rasp.Map, inner: frozenset, groupings: dict) -> ValueSet:
+    """`_map_values` through the Grouping of a numerical input; None where the values do
+    not sort or some call raises other than arithmetically (the careful loop reports)."""
+    grouping = groupings.get(inner)  # one lookup: equal big sets compare slowly
+    try:
+        if grouping is None:
+            grouping = groupings[inner] = numeric_points.Grouping.of(inner)
+        out = set(grouping.results(expr.f))
+    except Exception:  # noqa: BLE001 - the caller's loop says which, or skips it
+        return None
+    out.discard(numeric_points.RAISED)  # skipped, as `_apply_all` skips them
+    if None in inner:
         out.add(None)
     return frozenset(out)
 
@@ -92,7 +115,11 @@ def _means(values: frozenset, max_seq_len: int) -> ValueSet:
 
 
 def _value_set(
-    expr: rasp.SOp, sets: Mapping[str, ValueSet], vocab: frozenset, max_seq_len: int
+    expr: rasp.SOp,
+    sets: Mapping[str, ValueSet],
+    vocab: frozenset,
+    max_seq_len: int,
+    groupings: dict | None = None,
 ) -> ValueSet:
     if isinstance(expr, rasp.TokensType):
         return vocab
@@ -106,7 +133,7 @@ def _value_set(
         return frozenset([expr.fill])
     if isinstance(expr, rasp.Map):
         inner = sets[expr.inner.label]
-        return None if inner is None else _map_values(expr, inner)
+        return None if inner is None else _map_values(expr, inner, groupings)
     if isinstance(expr, rasp.SequenceMap):
         fst, snd = sets[expr.fst.label], sets[expr.snd.label]
         if fst is None or snd is None:
@@ -189,13 +216,18 @@ def infer_bases(
     *,
     vocab: Iterable,
     max_seq_len: int,
+    groupings: dict | None = None,
 ) -> dict[str, ValueSet]:
-    """Returns the value set of every SOp in the traced program, keyed by label."""
+    """Returns the value set of every SOp in the traced program, keyed by label.
+
+    groupings: value set -> numeric_points.Grouping, filled in for the inputs of
+    numerical Maps; pass the same dict to `validating.validate_value_sets` and lowering
+    so that they reuse the sorts and function results."""
     vocab = frozenset(vocab)
     graph = extracted.graph
     sets: dict[str, ValueSet] = {}
     for label in graph.topological_order():
         expr = graph.nodes[label][nodes.EXPR]
         if isinstance(expr, rasp.SOp):
-            sets[label] = _value_set(expr, sets, vocab, max_seq_len)
+            sets[label] = _value_set(expr, sets, vocab, max_seq_len, groupings)
     return sets

@@ -83,9 +83,11 @@ def compile_rasp_to_model(
             "the program does not use rasp.tokens; a compiled model reads its input "
             "through tokens, so a program must depend on it"
         )
-    value_sets = basis_inference.infer_bases(extracted, vocab=vocab, max_seq_len=max_seq_len)
+    groupings: dict = {}  # numerical value sets, sorted once for the passes below
+    value_sets = basis_inference.infer_bases(
+        extracted, vocab=vocab, max_seq_len=max_seq_len, groupings=groupings
+    )
 
-    groupings: dict = {}  # numerical value sets, sorted once for both passes below
     unsupported = validating.validate_value_sets(
         program, value_sets, max_seq_len=max_seq_len, causal=causal, groupings=groupings
     )

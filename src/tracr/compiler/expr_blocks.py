@@ -49,12 +49,14 @@ class LoweringContext:
         """The value set of `label` as a numeric_points.Grouping (the set itself where
         its values do not sort)."""
         values = self.value_sets[label]
-        if values not in self.groupings:
+        grouping = self.groupings.get(values)  # one lookup: equal big sets compare slowly
+        if grouping is None:
             try:
-                self.groupings[values] = numeric_points.Grouping.of(values)
+                grouping = numeric_points.Grouping.of(values)
             except TypeError:
-                self.groupings[values] = values
-        return self.groupings[values]
+                grouping = values
+            self.groupings[values] = grouping
+        return grouping
 
 
 def sop_space(expr: rasp.SOp, values: frozenset | None) -> bases.VectorSpaceWithBasis:

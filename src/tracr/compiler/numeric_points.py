@@ -63,6 +63,15 @@ class Grouping:
             known = self._results[id(f)] = (f, *_evaluated(f, self.points))
         return known
 
+    def memo(self, kind: str, f: Callable, compute: Callable):
+        """compute(), worked out once per (kind, f) for this value set: validation and
+        lowering ask the same questions of one Map (`map_points`, `affine_fit`); the
+        answer is shared, so callers must not change it."""
+        known = self._results.get((kind, id(f)))
+        if known is None:  # f is kept with the answer, so its id is not reused
+            known = self._results[(kind, id(f))] = (f, compute())
+        return known[1]
+
     def floats(self) -> bool:
         """Whether every point is a float (so f at a point is f at the point's float)."""
         known = self._results.get("floats")
@@ -140,10 +149,12 @@ def map_points(f: Callable, values: Iterable | Grouping) -> tuple[list[float], l
     gets the output None.
     """
     if isinstance(values, Grouping):
-        points, outputs = _float_results(f, values)
-    else:
-        points = _float_points(values)
-        outputs = _results(f, points)
+        return values.memo("map_points", f, lambda: _map_points(*_float_results(f, values)))
+    points = _float_points(values)
+    return _map_points(points, _results(f, points))
+
+
+def _map_points(points: list[float], outputs: list) -> tuple[list[float], list]:
     keep = run_endpoints(points, outputs)
     return [points[i] for i in keep], [outputs[i] for i in keep]
 
@@ -178,12 +189,14 @@ def affine_fit(f: Callable, values: Iterable | Grouping) -> tuple[float, float] 
     if isinstance(values, Grouping):
         if len(values.bounds) < 3:
             return None
-        points, outputs = _float_results(f, values)
-    else:
-        points = _float_points(values)
-        if len(points) < 2:
-            return None
-        outputs = _results(f, points)
+        return values.memo("affine_fit", f, lambda: _affine_fit(*_float_results(f, values)))
+    points = _float_points(values)
+    if len(points) < 2:
+        return None
+    return _affine_fit(points, _results(f, points))
+
+
+def _affine_fit(points: list[float], outputs: list) -> tuple[float, float] | None:
     if not all(isinstance(o, (int, float)) and not isinstance(o, bool) for o in outputs):
         return None
     slope = (outputs[-1] - outputs[0]) / (points[-1] - points[0])

@@ -51,7 +51,7 @@ def _order_key(x: Any) -> tuple:
 
 
 @functools.total_ordering
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, init=False)
 class BasisDirection:
     """One direction of the residual stream: `name` alone, or `name` one-hot at `value`.
 
@@ -61,13 +61,17 @@ class BasisDirection:
     name: Name
     value: Value | None = None
 
-    def __post_init__(self) -> None:
-        # directions are dict keys everywhere in the compiler: hash once
+    def __init__(self, name: Name, value: Value | None = None) -> None:
+        # Directions are made by the thousand: the fields go straight into __dict__ (a
+        # frozen dataclass's own __init__ calls object.__setattr__ per field), and they
+        # are dict keys everywhere in the compiler, so the hash is computed once.
+        fields = self.__dict__
+        fields["name"] = name
+        fields["value"] = value
         try:
-            cached = hash((self.name, self.value))
+            fields["_hash"] = hash((name, value))
         except TypeError:  # an unhashable value fails where it is hashed, as before
-            cached = None
-        object.__setattr__(self, "_hash", cached)
+            fields["_hash"] = None
 
     def __hash__(self) -> int:
         if self._hash is None:
@@ -104,7 +108,7 @@ def _duplicates(directions: Iterable[BasisDirection]) -> list[BasisDirection]:
     return dups
 
 
-@dataclasses.dataclass(frozen=True, eq=False)
+@dataclasses.dataclass(frozen=True, eq=False, init=False)
 class VectorSpaceWithBasis:
     """The span of an ordered tuple of distinct basis directions.
 
@@ -116,23 +120,24 @@ class VectorSpaceWithBasis:
     basis: tuple[BasisDirection, ...]
     _index: dict[BasisDirection, int] = dataclasses.field(init=False, repr=False, compare=False)
 
-    def __post_init__(self) -> None:
-        basis = tuple(self.basis)
+    def __init__(self, basis: Iterable[BasisDirection]) -> None:
+        # fields written straight into __dict__, as in BasisDirection: spaces are many
+        basis = tuple(basis)
         for d in basis:
-            if not isinstance(d, BasisDirection):
+            if type(d) is not BasisDirection and not isinstance(d, BasisDirection):
                 raise TypeError(f"basis entries must be BasisDirection, got {d!r}")
         index = dict(zip(basis, range(len(basis))))
         if len(index) != len(basis):
             raise ValueError(f"duplicate basis directions: {_duplicates(basis)}")
-        object.__setattr__(self, "basis", basis)
-        object.__setattr__(self, "_index", index)
+        fields = self.__dict__
+        fields["basis"] = basis
+        fields["_index"] = index
 
     @classmethod
     def _of_distinct(cls, basis: tuple[BasisDirection, ...]) -> VectorSpaceWithBasis:
         """The space of directions known to be distinct BasisDirections (no checks)."""
         space = object.__new__(cls)
-        object.__setattr__(space, "basis", basis)
-        object.__setattr__(space, "_index", dict(zip(basis, range(len(basis)))))
+        space.__dict__.update(basis=basis, _index=dict(zip(basis, range(len(basis)))))
         return space
 
     @property
@@ -221,13 +226,14 @@ def sorted_space(name: Name, values: Iterable[Value]) -> VectorSpaceWithBasis:
     """The space of the directions (name, v) for the distinct values, in `sort_key` order:
     `join_vector_spaces(VectorSpaceWithBasis.from_values(name, values))`, made at once."""
     name_key = _order_key(name)
-    keyed: dict[BasisDirection, tuple] = {}
-    for v in values:
-        d = BasisDirection(name, v)
-        if d not in keyed:
-            keyed[d] = key = (name_key, _order_key(v))
-            object.__setattr__(d, "_key", key)
-    space = VectorSpaceWithBasis._of_distinct(tuple(sorted(keyed, key=keyed.__getitem__)))
+    distinct = list(dict.fromkeys(values))  # (name, v) == (name, w) exactly when v == w
+    keys = [_order_key(v) for v in distinct]
+    basis = []
+    for i in sorted(range(len(distinct)), key=keys.__getitem__):  # stable, as a join's sort
+        d = BasisDirection(name, distinct[i])
+        d.__dict__["_key"] = (name_key, keys[i])
+        basis.append(d)
+    space = VectorSpaceWithBasis._of_distinct(tuple(basis))
     object.__setattr__(space, "_sorted", True)
     return space
 

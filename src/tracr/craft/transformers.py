@@ -80,10 +80,10 @@ class MLP(Block):
         second = np.zeros((hidden.num_dims, outputs.num_dims))
         start = 0
         for m in mlps:
-            cols = np.arange(start, start + m.fst.output_space.num_dims)
-            first[np.ix_(inputs.indices(m.fst.input_space.basis), cols)] = m.fst.matrix
-            second[np.ix_(cols, outputs.indices(m.snd.output_space.basis))] = m.snd.matrix
-            start += len(cols)
+            end = start + m.fst.output_space.num_dims  # m's hidden units: start:end
+            first[inputs.indices(m.fst.input_space.basis), start:end] = m.fst.matrix
+            second[start:end, outputs.indices(m.snd.output_space.basis)] = m.snd.matrix
+            start = end
         residual = bases.join_vector_spaces(*[m.residual_space for m in mlps])
         return cls(
             vectorspace_fns.Linear(inputs, hidden, first),

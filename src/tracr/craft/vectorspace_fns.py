@@ -19,7 +19,7 @@ from tracr.craft import bases
 
 def _as_float_matrix(matrix: np.ndarray) -> np.ndarray:
     matrix = np.asarray(matrix)
-    if not np.issubdtype(matrix.dtype, np.floating):
+    if matrix.dtype.kind != "f":  # np.issubdtype(dtype, np.floating), without its cost
         matrix = matrix.astype(np.float64)
     return matrix
 
@@ -46,7 +46,7 @@ def _filled(shape: tuple[int, int], rows, cols, values) -> np.ndarray:
     matrix = np.zeros(shape)
     rows = np.asarray(rows, dtype=np.int64)
     cols = np.asarray(cols, dtype=np.int64)
-    np.add.at(matrix, (rows, cols), np.broadcast_to(np.asarray(values, float), rows.shape))
+    np.add.at(matrix, (rows, cols), np.asarray(values, float))  # a scalar broadcasts
     return matrix
 
 

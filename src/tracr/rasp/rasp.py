@@ -153,7 +153,16 @@ class _Annotations(collections.abc.Mapping):
 # Expressions.
 
 
-class RASPExpr(abc.ABC):
+class _ExprMeta(abc.ABCMeta):
+    """ABCMeta (abstract methods stay enforced) with the plain type checks: the compiler
+    asks isinstance of expressions thousands of times per compile, and ABCMeta's checks,
+    which look for registered virtual subclasses (expressions have none), cost ~10x."""
+
+    __instancecheck__ = type.__instancecheck__
+    __subclasscheck__ = type.__subclasscheck__
+
+
+class RASPExpr(metaclass=_ExprMeta):
     """Base class of every RASP expression (SOps and Selectors)."""
 
     _ids = itertools.count(1)
@@ -198,10 +207,12 @@ class RASPExpr(abc.ABC):
     @property
     def label(self) -> str:
         """`{name}_{unique_id}`: distinct for distinct expressions; used as the node id."""
+        fields = self.__dict__
+        cached = fields.get("_label")  # the compiler reads labels everywhere
+        if cached is not None and cached[0] == fields.get("_unique_id"):
+            return cached[1]
         uid = self.unique_id
-        cached = self.__dict__.get("_label")  # the compiler reads labels everywhere
-        if cached is None or cached[0] != uid:
-            cached = self._label = (uid, f"{self.name}_{uid}")
+        cached = self._label = (uid, f"{self.name}_{uid}")
         return cached[1]
 
     def copy(self: RASPExprT) -> RASPExprT:

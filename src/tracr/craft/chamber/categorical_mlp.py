@@ -205,9 +205,10 @@ def _grouped_sequence_map(
         for i, z, _ in units
     ]
     hidden = bases.VectorSpaceWithBasis.from_values(hidden_name, names)
+    outer_at, inner_at, one_at = outer_idx.tolist(), inner_idx.tolist(), input_space.index(one)
     rows, cols, vals = [], [], []
     for unit, (i, _, members) in enumerate(units):
-        rows += [outer_idx[i], input_space.index(one), *inner_idx[members]]
+        rows += [outer_at[i], one_at, *[inner_at[m] for m in members]]
         cols += [unit] * (2 + len(members))
         vals += [1.0, -1.0] + [1.0] * len(members)
     fst = vectorspace_fns.Linear.from_index_arrays(input_space, hidden, rows, cols, vals)

@@ -92,19 +92,20 @@ def discretising_mlp(
         [bases.BasisDirection(hidden_name, "const")]
         + [bases.BasisDirection(hidden_name, (k, u)) for k in range(n_gaps) for u in (0, 1)]
     )
-    in_space = bases.join_vector_spaces(input_space, one_space, bos_space)
-    ix, ione, ibos = in_space.index(x_dir), in_space.index(one), in_space.index(bos)
+    in_space = bases.join_vector_spaces(input_space, one_space, bos_space)  # x, one, bos
+    # Hidden columns: the constant unit, then a_k, b_k for each gap k (1::2 and 2::2).
+    units = np.zeros((3, hidden.num_dims))  # rows: x, one, bos
+    units[1, 0], units[2, 0] = 1.0, -1.0
+    units[0, 1::2] = units[0, 2::2] = disc.signs * disc.slopes
+    units[1, 1::2], units[1, 2::2] = disc.biases, disc.biases - 1.0
+    units[2, 1::2] = units[2, 2::2] = -disc.gates
     fst = np.zeros((in_space.num_dims, hidden.num_dims))
-    fst[ione, 0], fst[ibos, 0] = 1.0, -1.0
-    a_cols, b_cols = 1 + 2 * np.arange(n_gaps), 2 + 2 * np.arange(n_gaps)
-    fst[ix, a_cols] = fst[ix, b_cols] = disc.signs * disc.slopes
-    fst[ione, a_cols], fst[ione, b_cols] = disc.biases, disc.biases - 1.0
-    fst[ibos, a_cols] = fst[ibos, b_cols] = -disc.gates
+    fst[[in_space.index(x_dir), in_space.index(one), in_space.index(bos)]] = units
 
     snd = np.zeros((hidden.num_dims, output_space.num_dims))
     snd[0] = disc.constant_row(rows_out)
     deltas = (rows_out[1:] - rows_out[:-1]) * disc.signs[:, None]  # [n - 1, out]
-    snd[a_cols], snd[b_cols] = deltas, -deltas
+    snd[1::2], snd[2::2] = deltas, -deltas
     return transformers.MLP(
         vectorspace_fns.Linear(in_space, hidden, fst),
         vectorspace_fns.Linear(hidden, output_space, snd),

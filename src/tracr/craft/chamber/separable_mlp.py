@@ -249,7 +249,25 @@ class _Scaled:
 
 def _scaled(input1_space, input2_space, output_space, operation, feasible) -> _Scaled | None:
     """The integer parts, or None where the function does not split (ValueError where a
-    result is not in output_space)."""
+    result is not in output_space).
+
+    `build` and `build_robust` of one SequenceMap (and the compiler's alternatives) pass
+    the very same spaces and functions: the last answer is kept for those (compared by
+    identity, so exactly the same question), and the table is evaluated once."""
+    args = (input1_space, input2_space, output_space, operation, feasible)
+    last = _last_scaled[0]
+    if last is not None and all(a is b for a, b in zip(last[0], args)):
+        return last[1]
+    scaled = _scaled_of(*args)
+    _last_scaled[0] = (args, scaled)
+    return scaled
+
+
+_last_scaled: list = [None]  # [(the arguments, their _Scaled)] of the last `_scaled` call
+
+
+def _scaled_of(input1_space, input2_space, output_space, operation, feasible) -> _Scaled | None:
+    """`_scaled`, worked out."""
     if input1_space == input2_space or _common.is_numerical_space(output_space):
         return None
     if not set(input1_space.basis).isdisjoint(input2_space.basis):
