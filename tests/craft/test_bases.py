@@ -164,3 +164,22 @@ def test_ensure_dims():
     bases.ensure_dims(bases.VectorSpaceWithBasis([D("a")]), 1)
     with pytest.raises(ValueError, match="bos_space"):
         bases.ensure_dims(bases.VectorSpaceWithBasis([]), 1, "bos_space")
+
+
+def test_a_pickled_direction_hashes_as_a_new_one_would():
+    """A direction caches its hash; one pickled in another process (where str hashes are
+    salted differently) must not bring that hash along, or dict lookups miss it."""
+    import os
+    import pickle
+    import subprocess
+    import sys
+
+    code = (
+        "import pickle, sys; from tracr.craft import bases; "
+        "sys.stdout.buffer.write(pickle.dumps(bases.BasisDirection('tokens', 'a')))"
+    )
+    env = {"PYTHONHASHSEED": "12345", "PYTHONPATH": os.pathsep.join(sys.path)}
+    data = subprocess.run([sys.executable, "-c", code], capture_output=True, env=env, check=True)
+    loaded = pickle.loads(data.stdout)
+    assert loaded == D("tokens", "a") and hash(loaded) == hash(D("tokens", "a"))
+    assert {D("tokens", "a"): 1}[loaded] == 1

@@ -73,6 +73,11 @@ class BasisDirection:
         except TypeError:  # an unhashable value fails where it is hashed, as before
             fields["_hash"] = None
 
+    def __reduce__(self):
+        # Rebuilt from its fields, so the hash is computed afresh: a cached hash of a str
+        # name would be wrong in another process (string hashes are salted per process).
+        return (BasisDirection, (self.name, self.value))
+
     def __hash__(self) -> int:
         if self._hash is None:
             return hash((self.name, self.value))
