@@ -286,8 +286,6 @@ class AssembledTransformerModel:
         """
         if not self.categorical_sops:
             return
-        positions = np.arange(final.shape[1])
-        real = (positions >= 1) & (positions < np.asarray(lengths)[:, None])  # [B, T]
         labels, cols, starts, tolerances = self._one_hot_layout()
         flat = final.reshape(-1, final.shape[-1])
         if len(flat) < MANY_POSITIONS:  # few rows: one reduceat per quantity
@@ -305,7 +303,11 @@ class AssembledTransformerModel:
         rest -= top
         tol = tolerances.astype(values.dtype)  # [S, 1]
         clean = ((top > 1 - tol) | (top < tol)) & (np.abs(rest) < tol)
-        if clean.all() or (clean | ~real.reshape(1, -1)).all():
+        if clean.all():
+            return
+        positions = np.arange(final.shape[1])
+        real = (positions >= 1) & (positions < np.asarray(lengths)[:, None])  # [B, T]
+        if (clean | ~real.reshape(1, -1)).all():
             return
         bad = (real.reshape(1, -1) & ~clean).T.reshape(*real.shape, len(labels))  # [B, T, S]
         sop = int(np.flatnonzero(bad.any(axis=(0, 1)))[0])  # the first SOp, in order

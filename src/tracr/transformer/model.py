@@ -65,6 +65,16 @@ def relu(x: np.ndarray) -> np.ndarray:
     return np.maximum(x, 0)
 
 
+def _activate(activation: Callable[[np.ndarray], np.ndarray], hidden: np.ndarray) -> np.ndarray:
+    """_flush(activation(hidden)), for a `hidden` the caller owns. For relu, in place and in
+    one masked write: every value below FLUSH_BELOW (negatives, -0.0 and those a flush
+    zeroes) becomes 0.0, as relu then _flush make it; the rest, NaN included, stays."""
+    if activation is relu:
+        np.copyto(hidden, 0, where=hidden < FLUSH_BELOW)
+        return hidden
+    return _flush(activation(hidden))
+
+
 @dataclasses.dataclass
 class TransformerConfig:
     """Model shape, with the reference's field names and TransformerLens aliases."""
@@ -196,7 +206,7 @@ def _mlp(params, prefix, config, x, width=None):
             full = np.zeros((x.shape[0], planned.n_used), dtype=x.dtype)
             full[:, planned.expand] = hidden
             hidden = full
-        hidden = _flush(config.activation_function(hidden))
+        hidden = _activate(config.activation_function, hidden)
         second = planned.second(hidden, params[f"{prefix}/linear_2"], compact=True)
         out[:, planned.out_index] = _flush(second)
     return out
@@ -243,7 +253,7 @@ def _dense_mlp(params, prefix, config, x, width=None):
     if width is not None:  # skip hidden units past `width`
         w1, b1, w2 = w1[:, :width], b1[:width], w2[:width]
     hidden = _add_bias(x @ w1.astype(x.dtype, copy=False), b1)
-    hidden = _flush(config.activation_function(hidden))
+    hidden = _activate(config.activation_function, hidden)
     return _flush(_add_bias(hidden @ w2.astype(x.dtype, copy=False), second["b"]))
 
 
