@@ -87,7 +87,6 @@ class Rectangle:
             inside = block(bits, self.rows, self.cols, self.row_index, self.col_index)
         return inside.size == bits.size or np.count_nonzero(inside) == count
 
-
     def unchanged(self, w: np.ndarray) -> bool:
         """Whether w is the matrix this was last checked for, with the same bytes."""
         return (
