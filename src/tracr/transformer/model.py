@@ -66,13 +66,16 @@ def relu(x: np.ndarray) -> np.ndarray:
 
 
 def _activate(activation: Callable[[np.ndarray], np.ndarray], hidden: np.ndarray) -> np.ndarray:
-    """_flush(activation(hidden)), for a `hidden` the caller owns. For relu, in place and in
-    one masked write: every value below FLUSH_BELOW (negatives, -0.0 and those a flush
-    zeroes) becomes 0.0, as relu then _flush make it; the rest, NaN included, stays."""
-    if activation is relu:
-        np.copyto(hidden, 0, where=hidden < FLUSH_BELOW)
-        return hidden
-    return _flush(activation(hidden))
+    """_flush(activation(hidden)), for a `hidden` the caller owns: relu in place, its
+    output (>= 0, or NaN) flushed without taking absolute values."""
+    if activation is not relu:
+        return _flush(activation(hidden))
+    np.maximum(hidden, 0, out=hidden)
+    tiny = hidden < FLUSH_BELOW
+    tiny &= hidden != 0
+    if tiny.any():
+        hidden[tiny] = 0
+    return hidden
 
 
 @dataclasses.dataclass
