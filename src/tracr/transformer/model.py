@@ -44,13 +44,19 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
     """Softmax along the last axis [..., T]; weights that would be below FLUSH_BELOW
     (before normalising) are 0, so no subnormal number is ever formed.
 
-    Computed keys first, on a [T, ...] copy: the maximum and the sum then run elementwise
-    across contiguous rows (numpy is several times slower along a short last axis); the
-    result is a view with the keys last again. The maximum is exact in any order; the sum
-    is one summation order, which the compiler's error bounds allow (they hold in every
-    order).
+    Computed keys first, on a [T, ...] copy (`_softmax_keys_first`); the result is a view
+    with the keys last again.
     """
     weights = np.moveaxis(logits, -1, 0).copy()  # [T, ...], C-contiguous
+    return np.moveaxis(_softmax_keys_first(weights), 0, -1)
+
+
+def _softmax_keys_first(weights: np.ndarray) -> np.ndarray:
+    """`_softmax` along the first axis of a C-contiguous [T, ...], in place: the maximum
+    and the sum then run elementwise across contiguous rows (numpy is several times
+    slower along a short last axis). The maximum is exact in any order; the sum is one
+    summation order, which the compiler's error bounds allow (they hold in every order).
+    """
     weights -= weights.max(axis=0)
     # exp is slow where its result is subnormal: clamp to exp(-80) (normal in float32, and
     # below FLUSH_BELOW), then zero every weight below FLUSH_BELOW; all in place.
@@ -58,7 +64,7 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
     np.exp(weights, out=weights)
     np.multiply(weights, weights >= FLUSH_BELOW, out=weights)
     weights /= weights.sum(axis=0)
-    return np.moveaxis(weights, 0, -1)
+    return weights
 
 
 def relu(x: np.ndarray) -> np.ndarray:
@@ -163,25 +169,38 @@ def _attention(params, prefix, config, x, mask, distinct=None):
     """One multi-head attention block on x [N, D] (N = B * T): (output [N, D], logits).
 
     distinct: (table [P, D], rows [N]) where x = table[rows] (layer 0, whose input is
-    the embedding): the projections are computed on the table's rows and gathered."""
+    the embedding): the projections are computed on the table's rows, the logits read
+    from the table's (`_TableHead`) and the values gathered."""
     batch, _, seq_len, _ = mask.shape
     planned = plan.attention(params, prefix, config.key_size)
     linears = [params[f"{prefix}/{name}"] for name in planned.projections]
+    on_table = None  # "query": [P, qk columns], ... for the table's rows
     if planned.fused is not None and distinct is not None:
         table, rows = distinct
-        found = planned.fused.split(np.take(planned.fused(table, linears), rows, axis=0))
+        found = planned.fused.split(planned.fused(table, linears))
+        on_table = dict(zip(planned.projections, found))
+        found = [np.take(on_table["value"], rows, axis=0)] if planned.writes else []
+        projected = dict(zip(["value"], found))
     elif planned.fused is not None and x.shape[0] >= plan.FUSE_ROWS:
         found = planned.fused.split(planned.fused(x, linears))
     else:
         found = [p(x, linear) for p, linear in zip(planned.projections.values(), linears)]
-    projected = dict(zip(planned.projections, found))  # "query": [N, qk columns], ...
+    if on_table is None:
+        projected = dict(zip(planned.projections, found))  # "query": [N, qk columns], ...
     logits = np.zeros((batch, config.num_heads, seq_len, seq_len), dtype=x.dtype)
+    table_heads = {}  # head -> its _TableHead, where its softmax runs on distinct queries
     if planned.qk_heads:
-        q, k = projected["query"], projected["key"]
         root = _root(config.key_size, x.dtype)
     for head, cols in planned.qk_heads:
-        q_h = q[:, cols].reshape(batch, seq_len, -1)
-        k_h = k[:, cols].reshape(batch, seq_len, -1)
+        if on_table is not None:
+            q_t, k_t = on_table["query"][:, cols], on_table["key"][:, cols]
+            by_table = _TableHead(q_t, k_t, distinct[1].reshape(batch, seq_len), root)
+            logits[:, head] = by_table.logits()
+            if by_table.n_queries < seq_len and not config.causal:
+                table_heads[head] = by_table
+            continue
+        q_h = projected["query"][:, cols].reshape(batch, seq_len, -1)
+        k_h = projected["key"][:, cols].reshape(batch, seq_len, -1)
         np.divide(q_h @ k_h.transpose(0, 2, 1), root, out=logits[:, head])  # q.k/sqrt(K)
     if not mask.all():  # a batch of full-length sequences, say, masks nothing
         logits = np.where(mask, logits, np.asarray(MASKED_LOGIT, dtype=x.dtype))
@@ -191,12 +210,77 @@ def _attention(params, prefix, config, x, mask, distinct=None):
         v = projected["value"]  # [N, value columns]
         mixed = np.empty((batch, seq_len, v.shape[1]), dtype=x.dtype)
         for head, cols in planned.v_heads:
-            weights = _softmax(logits[:, head])
-            np.matmul(weights, v[:, cols].reshape(batch, seq_len, -1), out=mixed[..., cols])
+            v_h = v[:, cols].reshape(batch, seq_len, -1)
+            if head in table_heads:
+                mixed[..., cols] = table_heads[head].mix(mask[:, 0, 0], v_h)
+            else:
+                np.matmul(_softmax(logits[:, head]), v_h, out=mixed[..., cols])
         mixed = mixed.reshape(x.shape[0], v.shape[1])
         linear = planned.linear(mixed, params[f"{prefix}/linear"], compact=True)
         out[:, planned.out_index] = _flush(linear)
     return out, logits
+
+
+class _TableHead:
+    """One head of layer 0 from the embedding table's rows (`_distinct_rows`).
+
+    A position's query and key are those of its table row, so with q_t, k_t [P, K] the
+    table's queries and keys, Q the distinct rows of q_t (compared bit for bit) and
+    scores = q_t[Q] k_t^T / sqrt(K) [Q, P], the logit of position i for position j is
+    scores[query id of row i, row j]: gathers, where the batch would take one product per
+    sequence. Each score is the same dot product as the product's, so the same number.
+    A softmax row depends only on the query's logits, so where the mask does not depend
+    on the query (not causal) and Q < T, the softmax runs on each sequence's Q distinct
+    query rows, [T, B, Q] instead of [T, B, T], and `mix` gathers each position's row.
+    """
+
+    def __init__(self, q_t: np.ndarray, k_t: np.ndarray, rows: np.ndarray, root: np.ndarray):
+        first, ids = _distinct_queries(q_t)
+        self.scores = np.divide(q_t[first] @ k_t.T, root)  # [Q, P]
+        self.n_queries = first.size
+        self.rows = rows  # [B, T]: each position's table row
+        self.query_ids = ids[rows]  # [B, T]
+
+    def logits(self) -> np.ndarray:
+        """[B, T, T]: scores[query id of i, row of j]."""
+        batch, seq_len = self.rows.shape
+        by_query = np.take(self.scores, self.rows, axis=1).reshape(-1, seq_len)  # [Q B, T]
+        return np.take(by_query, self.query_ids * batch + np.arange(batch)[:, None], axis=0)
+
+    def mix(self, key_mask: np.ndarray, v: np.ndarray) -> np.ndarray:
+        """softmax(logits) @ v [B, T, Kv], for v [B, T, Kv] and key_mask [B, T]."""
+        distinct = np.take(self.scores.T, self.rows.T, axis=0)  # [T, B, Q], keys first
+        if not key_mask.all():
+            distinct = np.where(key_mask.T[:, :, None], distinct, np.asarray(MASKED_LOGIT, v.dtype))
+        weights = _softmax_keys_first(distinct).transpose(1, 2, 0)  # [B, Q, T]
+        mixed = (weights @ v).reshape(-1, v.shape[2])  # [B Q, Kv]
+        batch = np.arange(v.shape[0])[:, None] * self.n_queries
+        return np.take(mixed, self.query_ids + batch, axis=0)  # [B, T, Kv]
+
+
+# The distinct rows of recent query tables, by layer and head: (the table's bytes, the
+# first row of each distinct row, each row's distinct row). Layer 0's queries change
+# only with the weights, so finding them (a sort) is mostly skipped; the bytes are
+# compared on every call.
+_DISTINCT_QUERIES: dict[tuple, tuple[bytes, np.ndarray, np.ndarray]] = {}
+_MAX_DISTINCT_QUERIES = 64
+
+
+def _distinct_queries(q_t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(the first row of each distinct row of q_t [P, K], bit for bit: [Q]; each row's
+    distinct row: [P])."""
+    q_rows = np.ascontiguousarray(q_t)
+    as_bytes = q_rows.tobytes()
+    key = (q_rows.shape, q_rows.dtype.str, hash(as_bytes))
+    known = _DISTINCT_QUERIES.get(key)
+    if known is not None and known[0] == as_bytes:
+        return known[1], known[2]
+    rows = q_rows.view(np.dtype((np.void, q_rows.itemsize * q_rows.shape[1]))).ravel()
+    _, first, ids = np.unique(rows, return_index=True, return_inverse=True)
+    if len(_DISTINCT_QUERIES) >= _MAX_DISTINCT_QUERIES:
+        _DISTINCT_QUERIES.clear()
+    _DISTINCT_QUERIES[key] = as_bytes, first, ids.reshape(-1)
+    return first, ids.reshape(-1)
 
 
 def _mlp(params, prefix, config, x, width=None):
