@@ -169,36 +169,34 @@ def _attention(params, prefix, config, x, mask, distinct=None):
     """One multi-head attention block on x [N, D] (N = B * T): (output [N, D], logits).
 
     distinct: (table [P, D], rows [N]) where x = table[rows] (layer 0, whose input is
-    the embedding): the projections are computed on the table's rows, the logits read
-    from the table's (`_TableHead`) and the values gathered."""
+    the embedding): the projections are computed on the table's rows and gathered; heads
+    with few distinct queries read their logits off the table (`_TableHead`)."""
     batch, _, seq_len, _ = mask.shape
     planned = plan.attention(params, prefix, config.key_size)
     linears = [params[f"{prefix}/{name}"] for name in planned.projections]
     on_table = None  # "query": [P, qk columns], ... for the table's rows
     if planned.fused is not None and distinct is not None:
-        table, rows = distinct
-        found = planned.fused.split(planned.fused(table, linears))
+        found = planned.fused.split(planned.fused(distinct[0], linears))
         on_table = dict(zip(planned.projections, found))
-        found = [np.take(on_table["value"], rows, axis=0)] if planned.writes else []
-        projected = dict(zip(["value"], found))
+        found = [np.take(on_table[name], distinct[1], axis=0) for name in on_table]
     elif planned.fused is not None and x.shape[0] >= plan.FUSE_ROWS:
         found = planned.fused.split(planned.fused(x, linears))
     else:
         found = [p(x, linear) for p, linear in zip(planned.projections.values(), linears)]
-    if on_table is None:
-        projected = dict(zip(planned.projections, found))  # "query": [N, qk columns], ...
+    projected = dict(zip(planned.projections, found))  # "query": [N, qk columns], ...
     logits = np.zeros((batch, config.num_heads, seq_len, seq_len), dtype=x.dtype)
-    table_heads = {}  # head -> its _TableHead, where its softmax runs on distinct queries
+    table_heads = {}  # head -> its _TableHead
     if planned.qk_heads:
         root = _root(config.key_size, x.dtype)
     for head, cols in planned.qk_heads:
-        if on_table is not None:
+        if on_table is not None and not config.causal:
             q_t, k_t = on_table["query"][:, cols], on_table["key"][:, cols]
-            by_table = _TableHead(q_t, k_t, distinct[1].reshape(batch, seq_len), root)
-            logits[:, head] = by_table.logits()
-            if by_table.n_queries < seq_len and not config.causal:
-                table_heads[head] = by_table
-            continue
+            first, ids = _distinct_queries(q_t, (prefix, id(linears[0]["w"]), head))
+            if first.size < seq_len:
+                rows = distinct[1].reshape(batch, seq_len)
+                table_heads[head] = _TableHead(q_t[first], k_t, ids, rows, root)
+                logits[:, head] = table_heads[head].logits()
+                continue
         q_h = projected["query"][:, cols].reshape(batch, seq_len, -1)
         k_h = projected["key"][:, cols].reshape(batch, seq_len, -1)
         np.divide(q_h @ k_h.transpose(0, 2, 1), root, out=logits[:, head])  # q.k/sqrt(K)
@@ -222,7 +220,8 @@ def _attention(params, prefix, config, x, mask, distinct=None):
 
 
 class _TableHead:
-    """One head of layer 0 from the embedding table's rows (`_distinct_rows`).
+    """One head of layer 0 whose queries take fewer distinct values than there are
+    positions, computed from the embedding table's rows (`_distinct_rows`).
 
     A position's query and key are those of its table row, so with q_t, k_t [P, K] the
     table's queries and keys, Q the distinct rows of q_t (compared bit for bit) and
@@ -230,14 +229,14 @@ class _TableHead:
     scores[query id of row i, row j]: gathers, where the batch would take one product per
     sequence. Each score is the same dot product as the product's, so the same number.
     A softmax row depends only on the query's logits, so where the mask does not depend
-    on the query (not causal) and Q < T, the softmax runs on each sequence's Q distinct
-    query rows, [T, B, Q] instead of [T, B, T], and `mix` gathers each position's row.
+    on the query (not causal), the softmax runs on each sequence's Q distinct query rows,
+    [T, B, Q] instead of [T, B, T], and `mix` gathers each position's row.
     """
 
-    def __init__(self, q_t: np.ndarray, k_t: np.ndarray, rows: np.ndarray, root: np.ndarray):
-        first, ids = _distinct_queries(q_t)
-        self.scores = np.divide(q_t[first] @ k_t.T, root)  # [Q, P]
-        self.n_queries = first.size
+    def __init__(self, queries, k_t, ids, rows: np.ndarray, root: np.ndarray):
+        """queries: the distinct rows of q_t [Q, K]; ids: each table row's [P]."""
+        self.scores = np.divide(queries @ k_t.T, root)  # [Q, P]
+        self.n_queries = queries.shape[0]
         self.rows = rows  # [B, T]: each position's table row
         self.query_ids = ids[rows]  # [B, T]
 
@@ -258,20 +257,20 @@ class _TableHead:
         return np.take(mixed, self.query_ids + batch, axis=0)  # [B, T, Kv]
 
 
-# The distinct rows of recent query tables, by layer and head: (the table's bytes, the
-# first row of each distinct row, each row's distinct row). Layer 0's queries change
-# only with the weights, so finding them (a sort) is mostly skipped; the bytes are
-# compared on every call.
+# The distinct rows of each head's latest query table, by (layer, head): (the table's
+# bytes, the first row of each distinct row, each row's distinct row). Layer 0's queries
+# change only with the weights, so finding them (a sort) is mostly skipped; the bytes
+# are compared on every call.
 _DISTINCT_QUERIES: dict[tuple, tuple[bytes, np.ndarray, np.ndarray]] = {}
-_MAX_DISTINCT_QUERIES = 64
+_MAX_DISTINCT_QUERIES = 256
 
 
-def _distinct_queries(q_t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _distinct_queries(q_t: np.ndarray, key: tuple) -> tuple[np.ndarray, np.ndarray]:
     """(the first row of each distinct row of q_t [P, K], bit for bit: [Q]; each row's
-    distinct row: [P])."""
+    distinct row: [P]). `key` names the head whose queries these are."""
     q_rows = np.ascontiguousarray(q_t)
     as_bytes = q_rows.tobytes()
-    key = (q_rows.shape, q_rows.dtype.str, hash(as_bytes))
+    key = (*key, q_rows.shape, q_rows.dtype.str)
     known = _DISTINCT_QUERIES.get(key)
     if known is not None and known[0] == as_bytes:
         return known[1], known[2]
