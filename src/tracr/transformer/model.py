@@ -174,29 +174,28 @@ def _attention(params, prefix, config, x, mask, distinct=None):
     batch, _, seq_len, _ = mask.shape
     planned = plan.attention(params, prefix, config.key_size)
     linears = [params[f"{prefix}/{name}"] for name in planned.projections]
-    on_table = None  # "query": [P, qk columns], ... for the table's rows
+    root = _root(config.key_size, x.dtype)
+    table_heads = {}  # head -> its _TableHead
     if planned.fused is not None and distinct is not None:
         found = planned.fused.split(planned.fused(distinct[0], linears))
-        on_table = dict(zip(planned.projections, found))
-        found = [np.take(on_table[name], distinct[1], axis=0) for name in on_table]
-    elif planned.fused is not None and x.shape[0] >= plan.FUSE_ROWS:
-        found = planned.fused.split(planned.fused(x, linears))
+        on_table = dict(zip(planned.projections, found))  # "query": [P, qk columns], ...
+        if not config.causal:
+            rows = distinct[1].reshape(batch, seq_len)
+            table_heads = _table_heads(planned, on_table, rows, root, (prefix, id(linears[0]["w"])))
+        if len(table_heads) == len(planned.qk_heads):  # q and k are not needed by row
+            on_table = {name: p for name, p in on_table.items() if name == "value"}
+        projected = {name: np.take(p, distinct[1], axis=0) for name, p in on_table.items()}
     else:
-        found = [p(x, linear) for p, linear in zip(planned.projections.values(), linears)]
-    projected = dict(zip(planned.projections, found))  # "query": [N, qk columns], ...
+        if planned.fused is not None and x.shape[0] >= plan.FUSE_ROWS:
+            found = planned.fused.split(planned.fused(x, linears))
+        else:
+            found = [p(x, linear) for p, linear in zip(planned.projections.values(), linears)]
+        projected = dict(zip(planned.projections, found))  # "query": [N, qk columns], ...
     logits = np.zeros((batch, config.num_heads, seq_len, seq_len), dtype=x.dtype)
-    table_heads = {}  # head -> its _TableHead
-    if planned.qk_heads:
-        root = _root(config.key_size, x.dtype)
     for head, cols in planned.qk_heads:
-        if on_table is not None and not config.causal:
-            q_t, k_t = on_table["query"][:, cols], on_table["key"][:, cols]
-            first, ids = _distinct_queries(q_t, (prefix, id(linears[0]["w"]), head))
-            if first.size < seq_len:
-                rows = distinct[1].reshape(batch, seq_len)
-                table_heads[head] = _TableHead(q_t[first], k_t, ids, rows, root)
-                logits[:, head] = table_heads[head].logits()
-                continue
+        if head in table_heads:
+            logits[:, head] = table_heads[head].logits()
+            continue
         q_h = projected["query"][:, cols].reshape(batch, seq_len, -1)
         k_h = projected["key"][:, cols].reshape(batch, seq_len, -1)
         np.divide(q_h @ k_h.transpose(0, 2, 1), root, out=logits[:, head])  # q.k/sqrt(K)
@@ -217,6 +216,19 @@ def _attention(params, prefix, config, x, mask, distinct=None):
         linear = planned.linear(mixed, params[f"{prefix}/linear"], compact=True)
         out[:, planned.out_index] = _flush(linear)
     return out, logits
+
+
+def _table_heads(planned, on_table, rows, root, key) -> dict:
+    """{head: _TableHead} for the heads whose table queries on_table["query"] [P, K]
+    take fewer distinct values than there are positions (rows: [B, T]); `key` names
+    the block (`_distinct_queries`)."""
+    heads = {}
+    for head, cols in planned.qk_heads:
+        q_t, k_t = on_table["query"][:, cols], on_table["key"][:, cols]
+        first, ids = _distinct_queries(q_t, (*key, head))
+        if first.size < rows.shape[1]:
+            heads[head] = _TableHead(q_t[first], k_t, ids, rows, root)
+    return heads
 
 
 class _TableHead:
