@@ -296,13 +296,16 @@ class AssembledTransformerModel:
             # [C, B T]: the SOps' columns as rows, each SOp's block reduced along axis 0
             # (numpy's reductions along a short last axis, reduceat too, are slow).
             values = flat.T[cols]
-            ends = [*starts[1:], len(cols)]
-            top = np.stack([values[a:b].max(axis=0) for a, b in zip(starts, ends)])
-            rest = np.stack([values[a:b].sum(axis=0) for a, b in zip(starts, ends)])
-        top = np.maximum(top, 0.0)
+            top = np.empty((len(labels), len(flat)), dtype=values.dtype)  # [S, B T]
+            rest = np.empty_like(top)
+            ends = [*starts[1:].tolist(), len(cols)]
+            for sop, (a, b) in enumerate(zip(starts.tolist(), ends)):
+                np.max(values[a:b], axis=0, out=top[sop])
+                np.sum(values[a:b], axis=0, out=rest[sop])
+        np.maximum(top, 0.0, out=top)
         rest -= top
         tol = tolerances.astype(values.dtype)  # [S, 1]
-        clean = ((top > 1 - tol) | (top < tol)) & (np.abs(rest) < tol)
+        clean = ((top > 1 - tol) | (top < tol)) & (np.abs(rest, out=rest) < tol)
         if clean.all():
             return
         positions = np.arange(final.shape[1])
