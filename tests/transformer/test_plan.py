@@ -8,7 +8,7 @@ import pytest
 
 from tracr.compiler import assemble, compiling, lib
 from tracr.rasp import rasp
-from tracr.transformer import model, plan, sparse
+from tracr.transformer import model, plan, query_table, sparse
 
 
 @pytest.fixture(autouse=True)
@@ -175,7 +175,7 @@ def _bits_equal(a, b):
 @pytest.mark.parametrize("mixed_lengths", [False, True])
 def test_heads_with_few_distinct_queries_give_the_per_sequence_numbers(monkeypatch, mixed_lengths):
     """make_length's query is the same at every position but BOS: its layer-0 head runs
-    from the embedding table (`_TableHead`), logits gathered and the softmax on the
+    from the embedding table (`query_table`), logits gathered and the softmax on the
     distinct queries; every output is bit for bit that of one product per sequence."""
     compiled = compiling.compile_rasp_to_model(
         lib.make_length(), vocab={"a", "b", "c"}, max_seq_len=8, compiler_bos="BOS"
@@ -184,10 +184,10 @@ def test_heads_with_few_distinct_queries_give_the_per_sequence_numbers(monkeypat
     widths = rng.integers(0, 9, size=60) if mixed_lengths else [8] * 60
     batch = [["BOS", *rng.choice(["a", "b", "c"], size=w).tolist()] for w in widths]
     made = []
-    monkeypatch.setattr(model, "_TableHead", _recording(model._TableHead, made))
+    monkeypatch.setattr(query_table, "TableHead", _recording(query_table.TableHead, made))
     table = compiled.apply_batch(batch)
     assert made  # the case under test
-    monkeypatch.setattr(model, "_table_heads", lambda *args: {})
+    monkeypatch.setattr(query_table, "heads", lambda *args: {})
     plain = compiled.apply_batch(batch)
     assert table.decoded == plain.decoded
     for name in ("attn_logits", "layer_outputs", "residuals"):
@@ -215,7 +215,7 @@ def test_an_edited_query_weight_changes_the_distinct_queries(monkeypatch):
     token_a = compiled.residual_labels.index("tokens:a")
     compiled.params["transformer/layer_0/attn/query"]["w"][token_a] += 3.0
     table = compiled.apply_batch(batch, strict=False).attn_logits[0]
-    monkeypatch.setattr(model, "_table_heads", lambda *args: {})
+    monkeypatch.setattr(query_table, "heads", lambda *args: {})
     plain = compiled.apply_batch(batch, strict=False).attn_logits[0]
     assert not np.array_equal(plain[0, 0, 1], plain[0, 0, 2])  # a's query differs now
     assert _bits_equal(table, plain)

@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 
 import numpy as np
 
-from tracr.transformer import plan, runtime
+from tracr.transformer import plan, query_table, runtime
 
 # Kept here for callers of the forward pass's BLAS setting.
 blas_single_thread = runtime.blas_single_thread
@@ -170,18 +170,19 @@ def _attention(params, prefix, config, x, mask, distinct=None):
 
     distinct: (table [P, D], rows [N]) where x = table[rows] (layer 0, whose input is
     the embedding): the projections are computed on the table's rows and gathered; heads
-    with few distinct queries read their logits off the table (`_TableHead`)."""
+    with few distinct queries read their logits off the table (`query_table`)."""
     batch, _, seq_len, _ = mask.shape
     planned = plan.attention(params, prefix, config.key_size)
     linears = [params[f"{prefix}/{name}"] for name in planned.projections]
     root = _root(config.key_size, x.dtype)
-    table_heads = {}  # head -> its _TableHead
+    table_heads = {}  # head -> its query_table.TableHead
     if planned.fused is not None and distinct is not None:
         found = planned.fused.split(planned.fused(distinct[0], linears))
         on_table = dict(zip(planned.projections, found))  # "query": [P, qk columns], ...
         if not config.causal:
             rows = distinct[1].reshape(batch, seq_len)
-            table_heads = _table_heads(planned, on_table, rows, root, (prefix, id(linears[0]["w"])))
+            key = (prefix, id(linears[0]["w"]))  # names the block's remembered queries
+            table_heads = query_table.heads(planned.qk_heads, on_table, rows, root, key)
         if len(table_heads) == len(planned.qk_heads):  # q and k are not needed by row
             on_table = {name: p for name, p in on_table.items() if name == "value"}
         projected = {name: np.take(p, distinct[1], axis=0) for name, p in on_table.items()}
@@ -208,90 +209,16 @@ def _attention(params, prefix, config, x, mask, distinct=None):
         mixed = np.empty((batch, seq_len, v.shape[1]), dtype=x.dtype)
         for head, cols in planned.v_heads:
             v_h = v[:, cols].reshape(batch, seq_len, -1)
-            if head in table_heads:
-                mixed[..., cols] = table_heads[head].mix(mask[:, 0, 0], v_h)
+            if head in table_heads:  # the softmax of the distinct queries, [T, B, Q]
+                by_table = table_heads[head]
+                weights = _softmax_keys_first(by_table.keys_first(mask[:, 0, 0], MASKED_LOGIT))
+                mixed[..., cols] = by_table.spread(weights.transpose(1, 2, 0) @ v_h)
             else:
                 np.matmul(_softmax(logits[:, head]), v_h, out=mixed[..., cols])
         mixed = mixed.reshape(x.shape[0], v.shape[1])
         linear = planned.linear(mixed, params[f"{prefix}/linear"], compact=True)
         out[:, planned.out_index] = _flush(linear)
     return out, logits
-
-
-def _table_heads(planned, on_table, rows, root, key) -> dict:
-    """{head: _TableHead} for the heads whose table queries on_table["query"] [P, K]
-    take fewer distinct values than there are positions (rows: [B, T]); `key` names
-    the block (`_distinct_queries`)."""
-    heads = {}
-    for head, cols in planned.qk_heads:
-        q_t, k_t = on_table["query"][:, cols], on_table["key"][:, cols]
-        first, ids = _distinct_queries(q_t, (*key, head))
-        if first.size < rows.shape[1]:
-            heads[head] = _TableHead(q_t[first], k_t, ids, rows, root)
-    return heads
-
-
-class _TableHead:
-    """One head of layer 0 whose queries take fewer distinct values than there are
-    positions, computed from the embedding table's rows (`_distinct_rows`).
-
-    A position's query and key are those of its table row, so with q_t, k_t [P, K] the
-    table's queries and keys, Q the distinct rows of q_t (compared bit for bit) and
-    scores = q_t[Q] k_t^T / sqrt(K) [Q, P], the logit of position i for position j is
-    scores[query id of row i, row j]: gathers, where the batch would take one product per
-    sequence. Each score is the same dot product as the product's, so the same number.
-    A softmax row depends only on the query's logits, so where the mask does not depend
-    on the query (not causal), the softmax runs on each sequence's Q distinct query rows,
-    [T, B, Q] instead of [T, B, T], and `mix` gathers each position's row.
-    """
-
-    def __init__(self, queries, k_t, ids, rows: np.ndarray, root: np.ndarray):
-        """queries: the distinct rows of q_t [Q, K]; ids: each table row's [P]."""
-        self.scores = np.divide(queries @ k_t.T, root)  # [Q, P]
-        self.n_queries = queries.shape[0]
-        self.rows = rows  # [B, T]: each position's table row
-        self.query_ids = ids[rows]  # [B, T]
-
-    def logits(self) -> np.ndarray:
-        """[B, T, T]: scores[query id of i, row of j]."""
-        batch, seq_len = self.rows.shape
-        by_query = np.take(self.scores, self.rows, axis=1).reshape(-1, seq_len)  # [Q B, T]
-        return np.take(by_query, self.query_ids * batch + np.arange(batch)[:, None], axis=0)
-
-    def mix(self, key_mask: np.ndarray, v: np.ndarray) -> np.ndarray:
-        """softmax(logits) @ v [B, T, Kv], for v [B, T, Kv] and key_mask [B, T]."""
-        distinct = np.take(self.scores.T, self.rows.T, axis=0)  # [T, B, Q], keys first
-        if not key_mask.all():
-            distinct = np.where(key_mask.T[:, :, None], distinct, np.asarray(MASKED_LOGIT, v.dtype))
-        weights = _softmax_keys_first(distinct).transpose(1, 2, 0)  # [B, Q, T]
-        mixed = (weights @ v).reshape(-1, v.shape[2])  # [B Q, Kv]
-        batch = np.arange(v.shape[0])[:, None] * self.n_queries
-        return np.take(mixed, self.query_ids + batch, axis=0)  # [B, T, Kv]
-
-
-# The distinct rows of each head's latest query table, by (layer, head): (the table's
-# bytes, the first row of each distinct row, each row's distinct row). Layer 0's queries
-# change only with the weights, so finding them (a sort) is mostly skipped; the bytes
-# are compared on every call.
-_DISTINCT_QUERIES: dict[tuple, tuple[bytes, np.ndarray, np.ndarray]] = {}
-_MAX_DISTINCT_QUERIES = 256
-
-
-def _distinct_queries(q_t: np.ndarray, key: tuple) -> tuple[np.ndarray, np.ndarray]:
-    """(the first row of each distinct row of q_t [P, K], bit for bit: [Q]; each row's
-    distinct row: [P]). `key` names the head whose queries these are."""
-    q_rows = np.ascontiguousarray(q_t)
-    as_bytes = q_rows.tobytes()
-    key = (*key, q_rows.shape, q_rows.dtype.str)
-    known = _DISTINCT_QUERIES.get(key)
-    if known is not None and known[0] == as_bytes:
-        return known[1], known[2]
-    rows = q_rows.view(np.dtype((np.void, q_rows.itemsize * q_rows.shape[1]))).ravel()
-    _, first, ids = np.unique(rows, return_index=True, return_inverse=True)
-    if len(_DISTINCT_QUERIES) >= _MAX_DISTINCT_QUERIES:
-        _DISTINCT_QUERIES.clear()
-    _DISTINCT_QUERIES[key] = as_bytes, first, ids.reshape(-1)
-    return first, ids.reshape(-1)
 
 
 def _mlp(params, prefix, config, x, width=None):
