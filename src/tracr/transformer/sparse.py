@@ -45,7 +45,7 @@ class Rectangle:
         self.ref = weakref.ref(w)
         self.frozen = is_frozen(w)  # found on the array as it stays: never checked again
         self.shape = bits.shape
-        self.snapshot = _snapshot(w)
+        self.snapshot = None if self.frozen else _snapshot(w)
         self.row_mask = nonzero.any(axis=1)
         self.col_mask = nonzero.any(axis=0)
         self.rows = np.flatnonzero(self.row_mask)
@@ -127,7 +127,7 @@ def rectangle(w: np.ndarray) -> Rectangle:
     bits = w.view(f"u{w.itemsize}") if w.dtype.kind == "f" else w
     if known is not None and known.holds_all(w, bits):
         known.frozen = is_frozen(w)
-        known.snapshot = _snapshot(w)
+        known.snapshot = None if known.frozen else _snapshot(w)
         return known
     if len(_RECTANGLES) >= _MAX_RECTANGLES:
         for key in [k for k, r in _RECTANGLES.items() if r.ref() is None]:
