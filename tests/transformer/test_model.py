@@ -244,3 +244,18 @@ def test_ablating_a_compiled_head_in_place_takes_effect():
     compiled.params["transformer/layer_0/attn/value"]["w"][:] = 0
     out = compiled.apply(["BOS", "a", "b"], strict=False)
     assert out.decoded != ["BOS", 2, 2]
+
+
+def test_relu_in_place_then_flush_is_relu_then_flush_bit_for_bit():
+    values = [-0.0, 0.0, -1.0, 2.0, 1e-31, -1e-31, 3e-30, np.nan, np.inf, -np.inf, 1e-45]
+    for dtype in (np.float32, np.float64):
+        x = np.array(values * 3, dtype=dtype).reshape(3, -1)
+        expected = model._flush(model.relu(x))
+        got = model._activate(model.relu, x.copy())
+        assert got.tobytes() == expected.tobytes()
+        assert np.signbit(got[got == 0]).sum() == 0  # relu's zeros are +0.0
+
+
+def test_other_activations_are_applied_then_flushed():
+    x = np.array([[-2.0, 1e-31, 3.0]], dtype=np.float32)
+    np.testing.assert_array_equal(model._activate(np.abs, x.copy()), [[2.0, 0.0, 3.0]])

@@ -8,7 +8,7 @@ import pytest
 
 from tracr.compiler import assemble, compiling, lib
 from tracr.rasp import rasp
-from tracr.transformer import model, plan, sparse
+from tracr.transformer import model, plan, query_table, sparse
 
 
 @pytest.fixture(autouse=True)
@@ -165,3 +165,73 @@ def test_a_changed_mixture_tolerance_takes_effect():
     compiled.mixture_tolerances[label] = -1.0  # nothing is clean any more
     with pytest.raises(ValueError, match=label):
         compiled.apply(tokens)
+
+
+def _bits_equal(a, b):
+    a, b = np.asarray(a), np.asarray(b)
+    return a.shape == b.shape and a.dtype == b.dtype and a.tobytes() == b.tobytes()
+
+
+@pytest.mark.parametrize("mixed_lengths", [False, True])
+def test_heads_with_few_distinct_queries_give_the_per_sequence_numbers(monkeypatch, mixed_lengths):
+    """make_length's query is the same at every position but BOS: its layer-0 head runs
+    from the embedding table (`query_table`), logits gathered and the softmax on the
+    distinct queries; every output is bit for bit that of one product per sequence."""
+    compiled = compiling.compile_rasp_to_model(
+        lib.make_length(), vocab={"a", "b", "c"}, max_seq_len=8, compiler_bos="BOS"
+    )
+    rng = np.random.default_rng(5)
+    widths = rng.integers(0, 9, size=60) if mixed_lengths else [8] * 60
+    batch = [["BOS", *rng.choice(["a", "b", "c"], size=w).tolist()] for w in widths]
+    made = []
+    monkeypatch.setattr(query_table, "TableHead", _recording(query_table.TableHead, made))
+    table = compiled.apply_batch(batch)
+    assert made  # the case under test
+    monkeypatch.setattr(query_table, "heads", lambda *args: {})
+    plain = compiled.apply_batch(batch)
+    assert table.decoded == plain.decoded
+    for name in ("attn_logits", "layer_outputs", "residuals"):
+        assert all(_bits_equal(a, b) for a, b in zip(table[name], plain[name])), name
+    assert _bits_equal(table.transformer_output, plain.transformer_output)
+
+
+def _recording(cls, made):
+    def make(*args):
+        made.append(cls(*args))
+        return made[-1]
+
+    return make
+
+
+def test_an_edited_query_weight_changes_the_distinct_queries(monkeypatch):
+    """The distinct queries are remembered by the bytes of the table's queries: an edit
+    in place that makes the token's query differ must be seen on the next call (a stale
+    grouping would give positions with different queries the same logits)."""
+    compiled = compiling.compile_rasp_to_model(
+        lib.make_length(), vocab={"a", "b", "c"}, max_seq_len=6, compiler_bos="BOS"
+    )
+    batch = [["BOS", "a", "b", "b", "c", "c", "c"]] * 20
+    compiled.apply_batch(batch)  # remembers the distinct queries
+    token_a = compiled.residual_labels.index("tokens:a")
+    compiled.params["transformer/layer_0/attn/query"]["w"][token_a] += 3.0
+    table = compiled.apply_batch(batch, strict=False).attn_logits[0]
+    monkeypatch.setattr(query_table, "heads", lambda *args: {})
+    plain = compiled.apply_batch(batch, strict=False).attn_logits[0]
+    assert not np.array_equal(plain[0, 0, 1], plain[0, 0, 2])  # a's query differs now
+    assert _bits_equal(table, plain)
+
+
+def test_an_edit_inside_a_snapshotted_rectangle_takes_effect():
+    """A small array's rectangle is first checked against a copy of its bytes; an edit
+    that keeps the non-zeros in place is a change of bytes, so the value is read anew
+    (and the rectangle, still right, is kept)."""
+    w = np.zeros((4, 3), dtype=np.float32)
+    w[1, 2] = 1.0
+    found = sparse.rectangle(w)
+    assert found.snapshot is not None and sparse.rectangle(w) is found
+    w[1, 2] = 5.0
+    assert sparse.rectangle(w) is found
+    assert found.snapshot == w.tobytes()
+    w[3, 0] = 1.0
+    moved = sparse.rectangle(w)
+    assert moved is not found and list(moved.rows) == [1, 3]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import operator
 from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from typing import Any
 
@@ -240,15 +241,17 @@ class AssembledTransformerModel:
     def _lookup(
         self, sequences: Sequence[Sequence[Any]], widths: list[int], width: int
     ) -> np.ndarray | None:
-        """[B, width] ids, PAD-filled, from one dictionary lookup per token; None if a
-        token is unknown or unhashable."""
-        get = self.input_encoder.encoding_map.__getitem__
+        """[B, width] ids, PAD-filled, from one dictionary lookup per token (all in one
+        `operator.itemgetter` call, the fastest loop Python has for this); None if a token
+        is unknown or unhashable."""
+        count = sum(widths)
+        tokens = itertools.chain.from_iterable(sequences)
         try:
-            flat = np.fromiter(
-                map(get, itertools.chain.from_iterable(sequences)),
-                dtype=np.int64,
-                count=sum(widths),
-            )
+            if count == 1:  # itemgetter of one key returns the id itself
+                ids = [self.input_encoder.encoding_map[next(tokens)]]
+            else:
+                ids = operator.itemgetter(*tokens)(self.input_encoder.encoding_map)
+            flat = np.fromiter(ids, dtype=np.int64, count=count)
         except (KeyError, TypeError):
             return None
         if widths.count(width) == len(widths):
@@ -286,8 +289,6 @@ class AssembledTransformerModel:
         """
         if not self.categorical_sops:
             return
-        positions = np.arange(final.shape[1])
-        real = (positions >= 1) & (positions < np.asarray(lengths)[:, None])  # [B, T]
         labels, cols, starts, tolerances = self._one_hot_layout()
         flat = final.reshape(-1, final.shape[-1])
         if len(flat) < MANY_POSITIONS:  # few rows: one reduceat per quantity
@@ -298,14 +299,21 @@ class AssembledTransformerModel:
             # [C, B T]: the SOps' columns as rows, each SOp's block reduced along axis 0
             # (numpy's reductions along a short last axis, reduceat too, are slow).
             values = flat.T[cols]
-            ends = [*starts[1:], len(cols)]
-            top = np.stack([values[a:b].max(axis=0) for a, b in zip(starts, ends)])
-            rest = np.stack([values[a:b].sum(axis=0) for a, b in zip(starts, ends)])
-        top = np.maximum(top, 0.0)
+            top = np.empty((len(labels), len(flat)), dtype=values.dtype)  # [S, B T]
+            rest = np.empty_like(top)
+            ends = [*starts[1:].tolist(), len(cols)]
+            for sop, (a, b) in enumerate(zip(starts.tolist(), ends)):
+                np.max(values[a:b], axis=0, out=top[sop])
+                np.sum(values[a:b], axis=0, out=rest[sop])
+        np.maximum(top, 0.0, out=top)
         rest -= top
         tol = tolerances.astype(values.dtype)  # [S, 1]
-        clean = ((top > 1 - tol) | (top < tol)) & (np.abs(rest) < tol)
-        if clean.all() or (clean | ~real.reshape(1, -1)).all():
+        clean = ((top > 1 - tol) | (top < tol)) & (np.abs(rest, out=rest) < tol)
+        if clean.all():
+            return
+        positions = np.arange(final.shape[1])
+        real = (positions >= 1) & (positions < np.asarray(lengths)[:, None])  # [B, T]
+        if (clean | ~real.reshape(1, -1)).all():
             return
         bad = (real.reshape(1, -1) & ~clean).T.reshape(*real.shape, len(labels))  # [B, T, S]
         sop = int(np.flatnonzero(bad.any(axis=(0, 1)))[0])  # the first SOp, in order

@@ -26,9 +26,13 @@ def unembed(
     rows = sparse.rectangle(unembed_matrix).rows  # checked on every call
     shape = output.shape[:2]
     final = output.reshape(-1, output.shape[-1])
+    # [V, N]: one row per output value (see `read_scores`), written by a product of the
+    # [N, V] layout, BLAS's fastest for these shapes.
+    scores = np.empty(
+        unembed_matrix.shape[1:] + final.shape[:1], np.result_type(final, unembed_matrix)
+    )
     with runtime.blas_single_thread():
-        # [V, N]: one row per output value (see `read_scores`).
-        scores = unembed_matrix[rows].T @ final[:, sparse.span(rows)].T
+        np.matmul(final[:, sparse.span(rows)], unembed_matrix[rows], out=scores.T)
     if not use_argmax:
         return scores[0].reshape(shape), np.ones(shape, dtype=bool)
     return read_scores(scores, shape)

@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 
 import numpy as np
 
-from tracr.transformer import plan, runtime
+from tracr.transformer import plan, query_table, runtime
 
 # Kept here for callers of the forward pass's BLAS setting.
 blas_single_thread = runtime.blas_single_thread
@@ -44,13 +44,19 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
     """Softmax along the last axis [..., T]; weights that would be below FLUSH_BELOW
     (before normalising) are 0, so no subnormal number is ever formed.
 
-    Computed keys first, on a [T, ...] copy: the maximum and the sum then run elementwise
-    across contiguous rows (numpy is several times slower along a short last axis); the
-    result is a view with the keys last again. The maximum is exact in any order; the sum
-    is one summation order, which the compiler's error bounds allow (they hold in every
-    order).
+    Computed keys first, on a [T, ...] copy (`_softmax_keys_first`); the result is a view
+    with the keys last again.
     """
     weights = np.moveaxis(logits, -1, 0).copy()  # [T, ...], C-contiguous
+    return np.moveaxis(_softmax_keys_first(weights), 0, -1)
+
+
+def _softmax_keys_first(weights: np.ndarray) -> np.ndarray:
+    """`_softmax` along the first axis of a C-contiguous [T, ...], in place: the maximum
+    and the sum then run elementwise across contiguous rows (numpy is several times
+    slower along a short last axis). The maximum is exact in any order; the sum is one
+    summation order, which the compiler's error bounds allow (they hold in every order).
+    """
     weights -= weights.max(axis=0)
     # exp is slow where its result is subnormal: clamp to exp(-80) (normal in float32, and
     # below FLUSH_BELOW), then zero every weight below FLUSH_BELOW; all in place.
@@ -58,11 +64,24 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
     np.exp(weights, out=weights)
     np.multiply(weights, weights >= FLUSH_BELOW, out=weights)
     weights /= weights.sum(axis=0)
-    return np.moveaxis(weights, 0, -1)
+    return weights
 
 
 def relu(x: np.ndarray) -> np.ndarray:
     return np.maximum(x, 0)
+
+
+def _activate(activation: Callable[[np.ndarray], np.ndarray], hidden: np.ndarray) -> np.ndarray:
+    """_flush(activation(hidden)), for a `hidden` the caller owns: relu in place, its
+    output (>= 0, or NaN) flushed without taking absolute values."""
+    if activation is not relu:
+        return _flush(activation(hidden))
+    np.maximum(hidden, 0, out=hidden)
+    tiny = hidden < FLUSH_BELOW
+    tiny &= hidden != 0
+    if tiny.any():
+        hidden[tiny] = 0
+    return hidden
 
 
 @dataclasses.dataclass
@@ -150,25 +169,36 @@ def _attention(params, prefix, config, x, mask, distinct=None):
     """One multi-head attention block on x [N, D] (N = B * T): (output [N, D], logits).
 
     distinct: (table [P, D], rows [N]) where x = table[rows] (layer 0, whose input is
-    the embedding): the projections are computed on the table's rows and gathered."""
+    the embedding): the projections are computed on the table's rows and gathered; heads
+    with few distinct queries read their logits off the table (`query_table`)."""
     batch, _, seq_len, _ = mask.shape
     planned = plan.attention(params, prefix, config.key_size)
     linears = [params[f"{prefix}/{name}"] for name in planned.projections]
+    root = _root(config.key_size, x.dtype)
+    table_heads = {}  # head -> its query_table.TableHead
     if planned.fused is not None and distinct is not None:
-        table, rows = distinct
-        found = planned.fused.split(np.take(planned.fused(table, linears), rows, axis=0))
-    elif planned.fused is not None and x.shape[0] >= plan.FUSE_ROWS:
-        found = planned.fused.split(planned.fused(x, linears))
+        found = planned.fused.split(planned.fused(distinct[0], linears))
+        on_table = dict(zip(planned.projections, found))  # "query": [P, qk columns], ...
+        if not config.causal:
+            rows = distinct[1].reshape(batch, seq_len)
+            key = (prefix, id(linears[0]["w"]))  # names the block's remembered queries
+            table_heads = query_table.heads(planned.qk_heads, on_table, rows, root, key)
+        if len(table_heads) == len(planned.qk_heads):  # q and k are not needed by row
+            on_table = {name: p for name, p in on_table.items() if name == "value"}
+        projected = {name: np.take(p, distinct[1], axis=0) for name, p in on_table.items()}
     else:
-        found = [p(x, linear) for p, linear in zip(planned.projections.values(), linears)]
-    projected = dict(zip(planned.projections, found))  # "query": [N, qk columns], ...
+        if planned.fused is not None and x.shape[0] >= plan.FUSE_ROWS:
+            found = planned.fused.split(planned.fused(x, linears))
+        else:
+            found = [p(x, linear) for p, linear in zip(planned.projections.values(), linears)]
+        projected = dict(zip(planned.projections, found))  # "query": [N, qk columns], ...
     logits = np.zeros((batch, config.num_heads, seq_len, seq_len), dtype=x.dtype)
-    if planned.qk_heads:
-        q, k = projected["query"], projected["key"]
-        root = _root(config.key_size, x.dtype)
     for head, cols in planned.qk_heads:
-        q_h = q[:, cols].reshape(batch, seq_len, -1)
-        k_h = k[:, cols].reshape(batch, seq_len, -1)
+        if head in table_heads:
+            logits[:, head] = table_heads[head].logits()
+            continue
+        q_h = projected["query"][:, cols].reshape(batch, seq_len, -1)
+        k_h = projected["key"][:, cols].reshape(batch, seq_len, -1)
         np.divide(q_h @ k_h.transpose(0, 2, 1), root, out=logits[:, head])  # q.k/sqrt(K)
     if not mask.all():  # a batch of full-length sequences, say, masks nothing
         logits = np.where(mask, logits, np.asarray(MASKED_LOGIT, dtype=x.dtype))
@@ -178,8 +208,13 @@ def _attention(params, prefix, config, x, mask, distinct=None):
         v = projected["value"]  # [N, value columns]
         mixed = np.empty((batch, seq_len, v.shape[1]), dtype=x.dtype)
         for head, cols in planned.v_heads:
-            weights = _softmax(logits[:, head])
-            np.matmul(weights, v[:, cols].reshape(batch, seq_len, -1), out=mixed[..., cols])
+            v_h = v[:, cols].reshape(batch, seq_len, -1)
+            if head in table_heads:  # the softmax of the distinct queries, [T, B, Q]
+                by_table = table_heads[head]
+                weights = _softmax_keys_first(by_table.keys_first(mask[:, 0, 0], MASKED_LOGIT))
+                mixed[..., cols] = by_table.spread(weights.transpose(1, 2, 0) @ v_h)
+            else:
+                np.matmul(_softmax(logits[:, head]), v_h, out=mixed[..., cols])
         mixed = mixed.reshape(x.shape[0], v.shape[1])
         linear = planned.linear(mixed, params[f"{prefix}/linear"], compact=True)
         out[:, planned.out_index] = _flush(linear)
@@ -196,7 +231,7 @@ def _mlp(params, prefix, config, x, width=None):
             full = np.zeros((x.shape[0], planned.n_used), dtype=x.dtype)
             full[:, planned.expand] = hidden
             hidden = full
-        hidden = _flush(config.activation_function(hidden))
+        hidden = _activate(config.activation_function, hidden)
         second = planned.second(hidden, params[f"{prefix}/linear_2"], compact=True)
         out[:, planned.out_index] = _flush(second)
     return out
@@ -243,7 +278,7 @@ def _dense_mlp(params, prefix, config, x, width=None):
     if width is not None:  # skip hidden units past `width`
         w1, b1, w2 = w1[:, :width], b1[:width], w2[:width]
     hidden = _add_bias(x @ w1.astype(x.dtype, copy=False), b1)
-    hidden = _flush(config.activation_function(hidden))
+    hidden = _activate(config.activation_function, hidden)
     return _flush(_add_bias(hidden @ w2.astype(x.dtype, copy=False), second["b"]))
 
 
