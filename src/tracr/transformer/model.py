@@ -35,7 +35,7 @@ FLUSH_BELOW = 1e-30
 def _flush(x: np.ndarray) -> np.ndarray:
     tiny = np.abs(x) < FLUSH_BELOW
     tiny &= x != 0  # most entries are exactly 0: scatter only where there is work
-    if tiny.any():
+    if np.count_nonzero(tiny):  # (ndarray.any goes through Python-level wrappers)
         x[tiny] = 0
     return x
 
@@ -47,8 +47,9 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
     Computed keys first, on a [T, ...] copy (`_softmax_keys_first`); the result is a view
     with the keys last again.
     """
-    weights = np.moveaxis(logits, -1, 0).copy()  # [T, ...], C-contiguous
-    return np.moveaxis(_softmax_keys_first(weights), 0, -1)
+    last = logits.ndim - 1  # transposes with explicit axes: np.moveaxis costs more here
+    weights = logits.transpose(last, *range(last)).copy()  # [T, ...], C-contiguous
+    return _softmax_keys_first(weights).transpose(*range(1, last + 1), 0)
 
 
 def _softmax_keys_first(weights: np.ndarray) -> np.ndarray:
@@ -79,7 +80,7 @@ def _activate(activation: Callable[[np.ndarray], np.ndarray], hidden: np.ndarray
     np.maximum(hidden, 0, out=hidden)
     tiny = hidden < FLUSH_BELOW
     tiny &= hidden != 0
-    if tiny.any():
+    if np.count_nonzero(tiny):
         hidden[tiny] = 0
     return hidden
 
@@ -262,7 +263,7 @@ def _dense_attention(params, prefix, config, x, mask):
 
     q, k, v = project("query"), project("key"), project("value")
     logits = (q @ k.transpose(0, 1, 3, 2)) / _root(d_head, x.dtype)  # q.k / sqrt(K)
-    if not mask.all():
+    if np.count_nonzero(mask) < mask.size:
         logits = np.where(mask, logits, np.asarray(MASKED_LOGIT, dtype=x.dtype))
     weights = _softmax(logits)
     mixed = (weights @ v).transpose(0, 2, 1, 3).reshape(batch * seq_len, heads * d_head)
@@ -284,7 +285,7 @@ def _dense_mlp(params, prefix, config, x, width=None):
 
 def _add_bias(out: np.ndarray, b: np.ndarray) -> np.ndarray:
     """out + b, in place; compiled models' biases are mostly zero, which adds nothing."""
-    if b.any():
+    if np.count_nonzero(b):
         out += b.astype(out.dtype, copy=False)
     return out
 
