@@ -87,8 +87,7 @@ class Context:
     #: Numbers a selector-width head writes that other blocks read (its t = 1/(w+1)
     #: and mean index): direction name -> WidthNumbers.
     numbers: dict = dataclasses.field(default_factory=dict)
-    #: Results computed once per compile: sorted value sets and magnitudes by label,
-    #: MLP bounds by their weights and inputs (`mlp_bounds.bound_mlp`).
+    #: Results computed once per compile: sorted value sets and magnitudes by label.
     memo: dict = dataclasses.field(default_factory=dict, compare=False)
 
 

@@ -20,21 +20,50 @@ _MAX_ROWS = 200_000
 _MAX_CELLS = 40_000_000
 
 
-def bound_mlp(ctx: bound_context.Context, fst: np.ndarray, snd: np.ndarray, rows):
-    """rounding.mlp_bound on rows (X, E), once per compile for blocks with the same
-    weights and inputs (the three pair balances of shuffle_dyck, say): looked up by the
-    arrays' shapes and sums, and compared whole. Many rows that combine the values of
-    SOps each read by their own units are bounded SOp by SOp (`rounding_grid`)."""
-    x, e = rows[0], rows[1]
-    arrays = (fst, snd, x, e)
-    key = ("mlp_bound", *((a.shape, float(a.sum())) for a in arrays))
-    seen = ctx.memo.setdefault(key, [])
-    for known, result in seen:
-        if all(np.array_equal(a, b) for a, b in zip(arrays, known)):
-            return result
-    result = _grid_bound(fst, snd, rows) or rounding.mlp_bound(fst, snd, x, e)
-    seen.append((arrays, result))
+def bound_mlp(fst: np.ndarray, snd: np.ndarray, rows) -> rounding.MLPBound:
+    """rounding.mlp_bound on rows (X, E), once for blocks with the same weights and
+    inputs (the three pair balances of shuffle_dyck, a program compiled again): kept by
+    the arrays' bytes (`_Known`). Many rows that combine the values of SOps each read by
+    their own units are bounded SOp by SOp (`rounding_grid`). The arrays of the result
+    are read-only (it is shared)."""
+    arrays = [fst, snd, *rows]
+    for f in getattr(rows, "factors", None) or []:
+        arrays += [f.cols, f.x, f.e]
+    key = tuple((a.dtype.str, a.shape, np.ascontiguousarray(a).tobytes()) for a in arrays)
+    result = _KNOWN.get(key)
+    if result is None:
+        result = _grid_bound(fst, snd, rows) or rounding.mlp_bound(fst, snd, *rows)
+        for a in dataclasses.astuple(result):
+            a.flags.writeable = False
+        _KNOWN.put(key, result)
     return result
+
+
+class _Known:
+    """Results by the exact bytes of their inputs, least recently used dropped first
+    beyond `max_bytes` (the keys' bytes and the results' arrays, in all)."""
+
+    def __init__(self, max_bytes: int):
+        self.max_bytes, self.bytes = max_bytes, 0
+        self._entries: dict[tuple, tuple[int, rounding.MLPBound]] = {}
+
+    def get(self, key: tuple) -> rounding.MLPBound | None:
+        entry = self._entries.pop(key, None)
+        if entry is None:
+            return None
+        self._entries[key] = entry  # now the most recently used
+        return entry[1]
+
+    def put(self, key: tuple, result: rounding.MLPBound) -> None:
+        size = sum(len(b) for _, _, b in key)
+        size += sum(a.nbytes for a in dataclasses.astuple(result))
+        self._entries[key] = (size, result)
+        self.bytes += size
+        while self.bytes > self.max_bytes and self._entries:
+            self.bytes -= self._entries.pop(next(iter(self._entries)))[0]
+
+
+_KNOWN = _Known(64 << 20)
 
 
 #: Rows from which an MLP reading several SOps is bounded SOp by SOp, where it can be.
@@ -213,7 +242,7 @@ def mlp_error(mlp, out_space, ctx, errors, rows=None) -> bound_context.SOpError:
         bound = rounding.box_mlp_bound(mlp.fst.matrix, mlp.snd.matrix, low, high, err)[cols]
         return bound_context.SOpError(float(np.max(bound, initial=0.0)), l1=float(np.sum(bound)))
     x, e = rows
-    result = bound_mlp(ctx, mlp.fst.matrix, mlp.snd.matrix, rows)
+    result = bound_mlp(mlp.fst.matrix, mlp.snd.matrix, rows)
     design = np.maximum(x @ mlp.fst.matrix, 0) @ mlp.snd.matrix  # float64 weights
     total = (result.bound + np.abs(result.ideal - design))[:, cols]
     unstable = bool(np.any(result.unstable))
