@@ -29,7 +29,7 @@ def bound_mlp(fst: np.ndarray, snd: np.ndarray, rows) -> rounding.MLPBound:
     arrays = [fst, snd, *rows]
     for f in getattr(rows, "factors", None) or []:
         arrays += [f.cols, f.x, f.e]
-    key = tuple((a.dtype.str, a.shape, np.ascontiguousarray(a).tobytes()) for a in arrays)
+    key = tuple(map(_array_key, arrays))
     result = _KNOWN.get(key)
     if result is None:
         result = _grid_bound(fst, snd, rows) or rounding.mlp_bound(fst, snd, *rows)
@@ -45,25 +45,34 @@ class _Known:
 
     def __init__(self, max_bytes: int):
         self.max_bytes, self.bytes = max_bytes, 0
-        self._entries: dict[tuple, tuple[int, rounding.MLPBound]] = {}
+        self._entries: dict[tuple, tuple[int, object]] = {}
 
-    def get(self, key: tuple) -> rounding.MLPBound | None:
+    def get(self, key: tuple):
         entry = self._entries.pop(key, None)
         if entry is None:
             return None
         self._entries[key] = entry  # now the most recently used
         return entry[1]
 
-    def put(self, key: tuple, result: rounding.MLPBound) -> None:
-        size = sum(len(b) for _, _, b in key)
-        size += sum(a.nbytes for a in dataclasses.astuple(result))
+    def put(self, key: tuple, result) -> None:
+        size = _nbytes(key) + _nbytes(dataclasses.astuple(result))
         self._entries[key] = (size, result)
         self.bytes += size
         while self.bytes > self.max_bytes and self._entries:
             self.bytes -= self._entries.pop(next(iter(self._entries)))[0]
 
 
+def _nbytes(item) -> int:
+    """Roughly the bytes `item` holds: its arrays' and bytes' lengths (tuples entered)."""
+    if isinstance(item, (tuple, list)):
+        return sum(map(_nbytes, item))
+    if isinstance(item, np.ndarray):
+        return item.nbytes
+    return len(item) if isinstance(item, bytes) else 8
+
+
 _KNOWN = _Known(64 << 20)
+_KNOWN_ERRORS = _Known(64 << 20)
 
 
 #: Rows from which an MLP reading several SOps is bounded SOp by SOp, where it can be.
@@ -213,7 +222,66 @@ def exact_lookup(mlp, ctx, errors) -> bool:
 def mlp_error(mlp, out_space, ctx, errors, rows=None) -> bound_context.SOpError:
     """The error of the SOp an MLP writes in out_space, bounded on `rows` (X, E); by
     default on every ideal input (`mlp_rows`, built only where the block is not an exact
-    lookup), over a box where those are too many."""
+    lookup), over a box where those are too many. Without `rows`, kept by everything it
+    is computed from (`_error_key`): a block bounded again (in a later compile of the
+    program, say) with the same inputs is not bounded again. The result's arrays are
+    read-only."""
+    key = None if rows is not None else _error_key(mlp, out_space, ctx, errors)
+    found = None if key is None else _KNOWN_ERRORS.get(key)
+    if found is not None:
+        return found
+    err = _bounded_error(mlp, out_space, ctx, errors, rows)
+    for a in (err.values, err.per_value):
+        if a is not None:
+            a.flags.writeable = False
+    if key is not None:
+        _KNOWN_ERRORS.put(key, err)
+    return err
+
+
+def _error_key(mlp, out_space, ctx, errors) -> tuple | None:
+    """Everything `mlp_error` reads without rows, exactly, or None where an input is not
+    an SOp the bounds know (then it is bounded afresh): the weights' bytes, the input,
+    output and written directions, BOS and `one`, and for every SOp read its values, its
+    kind and its error (or the width numbers it is, `ctx.numbers`)."""
+    space = mlp.fst.input_space
+    aux = {ctx.bos, ctx.one}
+    labels = dict.fromkeys(d.name for d in space.basis if d not in aux)
+    reads = []
+    for label in labels:
+        reading = ctx.numbers.get(label)
+        if reading is not None:
+            arrays = (reading.widths, reading.ideal, reading.error)
+            arrays += (reading.bos_ideal, reading.bos_error)
+            reads.append((reading.label, reading.directions, *map(_array_key, arrays)))
+            continue
+        if label not in errors and label not in ctx.hidden:
+            return None
+        values = bound_context.values(ctx, label)
+        numerical = bound_context.numerical(ctx, label)
+        err = bound_context.error(ctx, errors, label)
+        reads.append(
+            (
+                label in ctx.hidden,
+                numerical,
+                None if values is None else _array_key(values) if numerical else tuple(values),
+                (err.abs, err.rel, err.l1, err.unstable),
+                None if err.values is None else _array_key(err.values),
+                None if err.per_value is None else _array_key(err.per_value),
+            )
+        )
+    weights = _array_key(mlp.fst.matrix), _array_key(mlp.snd.matrix)
+    directions = space.basis, mlp.snd.output_space.basis, out_space.basis
+    return (*weights, *directions, ctx.bos, ctx.one, tuple(reads))
+
+
+def _array_key(a) -> tuple:
+    a = np.ascontiguousarray(a)
+    return a.dtype.str, a.shape, a.tobytes()
+
+
+def _bounded_error(mlp, out_space, ctx, errors, rows) -> bound_context.SOpError:
+    """`mlp_error`, computed."""
     cols = mlp.snd.output_space.indices(out_space.basis)
     numerical = out_space.num_dims == 1 and out_space.basis[0].value is None
     if exact_lookup(mlp, ctx, errors):
