@@ -124,6 +124,17 @@ def values(ctx: Context, label: str) -> list | None:
     return ctx.memo[key]
 
 
+def points(ctx: Context, label: str) -> np.ndarray | None:
+    """The sorted values of a numerical SOp as a read-only float64 array [n]."""
+    key = ("points", label)
+    if key not in ctx.memo:
+        found = values(ctx, label)
+        ctx.memo[key] = None if found is None else np.array(found, np.float64)
+        if found is not None:
+            ctx.memo[key].flags.writeable = False
+    return ctx.memo[key]
+
+
 def _sorted_values(ctx: Context, label: str) -> list | None:
     values = ctx.value_sets.get(label)
     if values is None:
@@ -142,5 +153,11 @@ def magnitude(ctx: Context, label: str) -> float:
     key = ("magnitude", label)
     if key not in ctx.memo:
         found = values(ctx, label)
-        ctx.memo[key] = math.inf if found is None else max(map(abs, found), default=0.0)
+        if found is None:
+            ctx.memo[key] = math.inf
+        elif found and math.isfinite(found[0]) and math.isfinite(found[-1]):
+            # Sorted, and no nan (it would sort last): the largest |value| is at an end.
+            ctx.memo[key] = max(abs(found[0]), abs(found[-1]))
+        else:
+            ctx.memo[key] = max(map(abs, found), default=0.0)
     return ctx.memo[key]

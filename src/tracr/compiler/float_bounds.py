@@ -389,7 +389,7 @@ def _check(node, errors, ctx, is_output, block) -> str | None:
             )
         return None
     scale = _magnitude(ctx, node.expr.label)
-    points = np.asarray(values, np.float64)
+    points = bound_context.points(ctx, node.expr.label)
     bounds = err.at_many(points)
     budgets = numerical_budget(points, scale)
     over = np.flatnonzero(bounds > budgets)

@@ -186,7 +186,7 @@ def _value_rows(ctx, errors, space, label, values, idx) -> tuple[np.ndarray, np.
     """The inputs of one SOp at each of its values, and their errors: [n, len(idx)]."""
     err = bound_context.error(ctx, errors, label)
     if bound_context.numerical(ctx, label):
-        points = np.asarray(values, np.float64)
+        points = bound_context.points(ctx, label)
         return points[:, None], err.at_many(points)[:, None]
     xs = np.zeros((max(1, len(values)), len(idx)))
     at = {i: j for j, i in enumerate(idx)}
@@ -211,11 +211,11 @@ def exact_lookup(mlp, ctx, errors) -> bool:
         if err.abs or err.rel or (err.per_value is not None and np.any(err.per_value)):
             return False
         if bound_context.numerical(ctx, d.name):
-            values = bound_context.values(ctx, d.name)
-            if values is None:
+            points = bound_context.points(ctx, d.name)
+            if points is None:
                 return False
             in_max[i] = bound_context.magnitude(ctx, d.name)
-            bits = max(bits, rounding.grid_bits(np.array(values)))
+            bits = max(bits, rounding.grid_bits(points))
     return rounding.exact_block(mlp.fst.matrix, mlp.snd.matrix, in_max, bits)
 
 
@@ -257,14 +257,19 @@ def _error_key(mlp, out_space, ctx, errors) -> tuple | None:
             continue
         if label not in errors and label not in ctx.hidden:
             return None
-        values = bound_context.values(ctx, label)
         numerical = bound_context.numerical(ctx, label)
+        if numerical:
+            values = bound_context.points(ctx, label)
+            values = None if values is None else _array_key(values)
+        else:
+            values = bound_context.values(ctx, label)
+            values = None if values is None else tuple(values)
         err = bound_context.error(ctx, errors, label)
         reads.append(
             (
                 label in ctx.hidden,
                 numerical,
-                None if values is None else _array_key(values) if numerical else tuple(values),
+                values,
                 (err.abs, err.rel, err.l1, err.unstable),
                 None if err.values is None else _array_key(err.values),
                 None if err.per_value is None else _array_key(err.per_value),
