@@ -53,8 +53,7 @@ WidthNumbers = bound_context.WidthNumbers
 numerical_budget = bound_context.numerical_budget
 _numerical, _error = bound_context.numerical, bound_context.error
 _values, _magnitude = bound_context.values, bound_context.magnitude
-_mlp_rows, _mlp_error = mlp_bounds.mlp_rows, mlp_bounds.mlp_error
-_exact_lookup = mlp_bounds.exact_lookup
+_mlp_error = mlp_bounds.mlp_error
 
 
 # -- attention --------------------------------------------------------------------------
@@ -327,17 +326,9 @@ def sample_error(node, ctx: Context, errors: Mapping[str, SOpError], count: int 
     refused, found cheaply; `complete` where that sample is every input (the bound is
     the block's). None where the MLP is not bounded input by input."""
     block = node.block
-    if not isinstance(block, transformers.MLP) or _exact_lookup(block, ctx, errors):
+    if not isinstance(block, transformers.MLP):
         return None
-    rows = _mlp_rows(block, ctx, errors)
-    if rows is None:
-        return None
-    x, e = rows
-    step = max(1, (len(x) - 1) // count)
-    if step == 1:
-        return _mlp_error(block, node.space, ctx, errors, rows), True
-    keep = np.r_[np.arange(0, len(x) - 1, step), len(x) - 1]
-    return _mlp_error(block, node.space, ctx, errors, (x[keep], e[keep])), False
+    return mlp_bounds.sample_error(block, node.space, ctx, errors, count)
 
 
 def exceeds_budget(node, ctx: Context, errors: Mapping[str, SOpError]) -> bool:

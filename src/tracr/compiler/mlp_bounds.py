@@ -33,8 +33,7 @@ def bound_mlp(fst: np.ndarray, snd: np.ndarray, rows) -> rounding.MLPBound:
     result = _KNOWN.get(key)
     if result is None:
         result = _grid_bound(fst, snd, rows) or rounding.mlp_bound(fst, snd, *rows)
-        for a in dataclasses.astuple(result):
-            a.flags.writeable = False
+        _read_only(result)
         _KNOWN.put(key, result)
     return result
 
@@ -55,20 +54,35 @@ class _Known:
         return entry[1]
 
     def put(self, key: tuple, result) -> None:
-        size = _nbytes(key) + _nbytes(dataclasses.astuple(result))
+        size = _nbytes(key) + _nbytes(result)
         self._entries[key] = (size, result)
         self.bytes += size
         while self.bytes > self.max_bytes and self._entries:
             self.bytes -= self._entries.pop(next(iter(self._entries)))[0]
 
 
+def _fields(item) -> tuple:
+    """The fields of a dataclass instance (not copied, as dataclasses.astuple would)."""
+    return tuple(getattr(item, f.name) for f in dataclasses.fields(item))
+
+
 def _nbytes(item) -> int:
-    """Roughly the bytes `item` holds: its arrays' and bytes' lengths (tuples entered)."""
+    """Roughly the bytes `item` holds: its arrays' and bytes' lengths (tuples and
+    dataclasses entered)."""
+    if dataclasses.is_dataclass(item):
+        item = _fields(item)
     if isinstance(item, (tuple, list)):
         return sum(map(_nbytes, item))
     if isinstance(item, np.ndarray):
         return item.nbytes
     return len(item) if isinstance(item, bytes) else 8
+
+
+def _read_only(item) -> None:
+    """Makes the arrays of a dataclass instance read-only (it is shared)."""
+    for a in _fields(item):
+        if isinstance(a, np.ndarray):
+            a.flags.writeable = False
 
 
 _KNOWN = _Known(64 << 20)
@@ -231,12 +245,35 @@ def mlp_error(mlp, out_space, ctx, errors, rows=None) -> bound_context.SOpError:
     if found is not None:
         return found
     err = _bounded_error(mlp, out_space, ctx, errors, rows)
-    for a in (err.values, err.per_value):
-        if a is not None:
-            a.flags.writeable = False
+    _read_only(err)
     if key is not None:
         _KNOWN_ERRORS.put(key, err)
     return err
+
+
+def sample_error(mlp, out_space, ctx, errors, count: int):
+    """(bound, complete): `mlp_error` on every k-th of the MLP's ideal inputs (about
+    `count`) and BOS, at most the full bound; `complete` where that sample is every
+    input (the bound is the block's). None for an exact lookup, or where the inputs are
+    too many to enumerate. Kept as `mlp_error` results are."""
+    key = _error_key(mlp, out_space, ctx, errors)
+    key = None if key is None else ("sample", count, *key)
+    found = None if key is None else _KNOWN_ERRORS.get(key)
+    if found is not None:
+        return found[0]
+    result = None
+    rows = None if exact_lookup(mlp, ctx, errors) else mlp_rows(mlp, ctx, errors)
+    if rows is not None:
+        x, e = rows
+        step = max(1, (len(x) - 1) // count)
+        if step == 1:
+            result = mlp_error(mlp, out_space, ctx, errors, rows), True
+        else:
+            keep = np.r_[np.arange(0, len(x) - 1, step), len(x) - 1]
+            result = mlp_error(mlp, out_space, ctx, errors, (x[keep], e[keep])), False
+    if key is not None:
+        _KNOWN_ERRORS.put(key, (result,))
+    return result
 
 
 def _error_key(mlp, out_space, ctx, errors) -> tuple | None:
