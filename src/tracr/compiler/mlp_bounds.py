@@ -54,7 +54,8 @@ class _Known:
         return entry[1]
 
     def put(self, key: tuple, result) -> None:
-        size = _nbytes(key) + _nbytes(result)
+        size = _nbytes(key, result)
+        self.bytes -= self._entries.pop(key, (0,))[0]
         self._entries[key] = (size, result)
         self.bytes += size
         while self.bytes > self.max_bytes and self._entries:
@@ -66,16 +67,14 @@ def _fields(item) -> tuple:
     return tuple(getattr(item, f.name) for f in dataclasses.fields(item))
 
 
-def _nbytes(item) -> int:
-    """Roughly the bytes `item` holds: its arrays' and bytes' lengths (tuples and
-    dataclasses entered)."""
-    if dataclasses.is_dataclass(item):
-        item = _fields(item)
-    if isinstance(item, (tuple, list)):
-        return sum(map(_nbytes, item))
-    if isinstance(item, np.ndarray):
-        return item.nbytes
-    return len(item) if isinstance(item, bytes) else 8
+def _nbytes(key: tuple, result) -> int:
+    """Roughly the bytes an entry holds: the arrays in the key (as `_array_key` gives
+    them, at its top level) and in the result (a bound or an error)."""
+    size = sum(
+        len(k[2]) for k in key if isinstance(k, tuple) and len(k) == 3 and isinstance(k[2], bytes)
+    )
+    arrays = _fields(result) if dataclasses.is_dataclass(result) else ()
+    return size + sum(a.nbytes for a in arrays if isinstance(a, np.ndarray)) + 1024
 
 
 def _read_only(item) -> None:
