@@ -128,10 +128,12 @@ def points(ctx: Context, label: str) -> np.ndarray | None:
     """The sorted values of a numerical SOp as a read-only float64 array [n]."""
     key = ("points", label)
     if key not in ctx.memo:
-        found = values(ctx, label)
-        ctx.memo[key] = None if found is None else np.array(found, np.float64)
+        found = ctx.value_sets.get(label)
         if found is not None:
-            ctx.memo[key].flags.writeable = False
+            found = found - {None}
+            found = np.sort(np.fromiter(found, np.float64, len(found)))
+            found.flags.writeable = False
+        ctx.memo[key] = found
     return ctx.memo[key]
 
 
@@ -142,8 +144,7 @@ def _sorted_values(ctx: Context, label: str) -> list | None:
     node = ctx.lowered[label]
     if rasp.is_categorical(node.expr):
         return sorted(values, key=repr)
-    values = values - {None}
-    return np.sort(np.fromiter(values, np.float64, len(values))).tolist()
+    return points(ctx, label).tolist()
 
 
 def magnitude(ctx: Context, label: str) -> float:
@@ -152,12 +153,12 @@ def magnitude(ctx: Context, label: str) -> float:
         return 1.0
     key = ("magnitude", label)
     if key not in ctx.memo:
-        found = values(ctx, label)
+        found = points(ctx, label)
         if found is None:
             ctx.memo[key] = math.inf
-        elif found and math.isfinite(found[0]) and math.isfinite(found[-1]):
+        elif len(found) and np.isfinite(found[0]) and np.isfinite(found[-1]):
             # Sorted, and no nan (it would sort last): the largest |value| is at an end.
-            ctx.memo[key] = max(abs(found[0]), abs(found[-1]))
+            ctx.memo[key] = max(abs(float(found[0])), abs(float(found[-1])))
         else:
-            ctx.memo[key] = max(map(abs, found), default=0.0)
+            ctx.memo[key] = max(map(abs, found.tolist()), default=0.0)
     return ctx.memo[key]

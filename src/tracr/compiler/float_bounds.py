@@ -370,8 +370,8 @@ def _check(node, errors, ctx, is_output, block) -> str | None:
         return None
     if not is_output:
         return None
-    values = _values(ctx, node.expr.label)
-    if values is None:
+    points = bound_context.points(ctx, node.expr.label)
+    if points is None:
         worst = err.abs + 0.1 * err.rel
         if worst > 1e-6 or err.rel > 1e-5:
             return (
@@ -380,12 +380,11 @@ def _check(node, errors, ctx, is_output, block) -> str | None:
             )
         return None
     scale = _magnitude(ctx, node.expr.label)
-    points = bound_context.points(ctx, node.expr.label)
     bounds = err.at_many(points)
     budgets = numerical_budget(points, scale)
     over = np.flatnonzero(bounds > budgets)
     if over.size:
-        v, bound = values[over[0]], bounds[over[0]]
+        v, bound = float(points[over[0]]), bounds[over[0]]
         return (
             f"float32 error bound {bound:.3g} at output {v!r} exceeds the budget "
             f"{numerical_budget(v, scale):.3g}{_carried(block, ctx, errors)}; {hint}"
