@@ -11,7 +11,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from tracr.compiler import bound_context
+from tracr.compiler import bound_cache, bound_context
 from tracr.craft import bases, rounding, rounding_grid, transformers
 
 #: Most ideal inputs, and (ideal input x hidden unit) cells, an MLP is bounded on one
@@ -23,69 +23,26 @@ _MAX_CELLS = 40_000_000
 def bound_mlp(fst: np.ndarray, snd: np.ndarray, rows) -> rounding.MLPBound:
     """rounding.mlp_bound on rows (X, E), once for blocks with the same weights and
     inputs (the three pair balances of shuffle_dyck, a program compiled again): kept by
-    the arrays' bytes (`_Known`). Many rows that combine the values of SOps each read by
-    their own units are bounded SOp by SOp (`rounding_grid`). The arrays of the result
-    are read-only (it is shared)."""
+    the arrays' bytes (`bound_cache`). Many rows that combine the values of SOps each
+    read by their own units are bounded SOp by SOp (`rounding_grid`). The arrays of the
+    result are read-only (it is shared)."""
     arrays = [fst, snd, *rows]
     for f in getattr(rows, "factors", None) or []:
         arrays += [f.cols, f.x, f.e]
-    key = tuple(map(_array_key, arrays))
-    result = _KNOWN.get(key)
+    key = bound_cache.Key(tuple(map(bound_cache.array_key, arrays)))
+    result = _BOUNDS.get(key)
     if result is None:
         result = _grid_bound(fst, snd, rows) or rounding.mlp_bound(fst, snd, *rows)
-        _read_only(result)
-        _KNOWN.put(key, result)
+        bound_cache.read_only(result)
+        size = bound_cache.nbytes(*arrays, result.ideal, result.bound, result.unstable)
+        _BOUNDS.put(key, result, size)
     return result
 
 
-class _Known:
-    """Results by the exact bytes of their inputs, least recently used dropped first
-    beyond `max_bytes` (the keys' bytes and the results' arrays, in all)."""
-
-    def __init__(self, max_bytes: int):
-        self.max_bytes, self.bytes = max_bytes, 0
-        self._entries: dict[tuple, tuple[int, object]] = {}
-
-    def get(self, key: tuple):
-        entry = self._entries.pop(key, None)
-        if entry is None:
-            return None
-        self._entries[key] = entry  # now the most recently used
-        return entry[1]
-
-    def put(self, key: tuple, result) -> None:
-        size = _nbytes(key, result)
-        self.bytes -= self._entries.pop(key, (0,))[0]
-        self._entries[key] = (size, result)
-        self.bytes += size
-        while self.bytes > self.max_bytes and self._entries:
-            self.bytes -= self._entries.pop(next(iter(self._entries)))[0]
-
-
-def _fields(item) -> tuple:
-    """The fields of a dataclass instance (not copied, as dataclasses.astuple would)."""
-    return tuple(getattr(item, f.name) for f in dataclasses.fields(item))
-
-
-def _nbytes(key: tuple, result) -> int:
-    """Roughly the bytes an entry holds: the arrays in the key (as `_array_key` gives
-    them, at its top level) and in the result (a bound or an error)."""
-    size = sum(
-        len(k[2]) for k in key if isinstance(k, tuple) and len(k) == 3 and isinstance(k[2], bytes)
-    )
-    arrays = _fields(result) if dataclasses.is_dataclass(result) else ()
-    return size + sum(a.nbytes for a in arrays if isinstance(a, np.ndarray)) + 1024
-
-
-def _read_only(item) -> None:
-    """Makes the arrays of a dataclass instance read-only (it is shared)."""
-    for a in _fields(item):
-        if isinstance(a, np.ndarray):
-            a.flags.writeable = False
-
-
-_KNOWN = _Known(64 << 20)
-_KNOWN_ERRORS = _Known(64 << 20)
+#: MLP bounds (`bound_mlp`) and errors (`mlp_error`, `sample_error`) kept across
+#: compiles, up to about this many bytes each.
+_BOUNDS = bound_cache.Known(64 << 20)
+_ERRORS = bound_cache.Known(64 << 20)
 
 
 #: Rows from which an MLP reading several SOps is bounded SOp by SOp, where it can be.
@@ -240,14 +197,18 @@ def mlp_error(mlp, out_space, ctx, errors, rows=None) -> bound_context.SOpError:
     program, say) with the same inputs is not bounded again. The result's arrays are
     read-only."""
     key = None if rows is not None else _error_key(mlp, out_space, ctx, errors)
-    found = None if key is None else _KNOWN_ERRORS.get(key)
+    found = None if key is None else _ERRORS.get(key)
     if found is not None:
         return found
     err = _bounded_error(mlp, out_space, ctx, errors, rows)
-    _read_only(err)
+    bound_cache.read_only(err)
     if key is not None:
-        _KNOWN_ERRORS.put(key, err)
+        _ERRORS.put(key, err, _entry_size(mlp, err))
     return err
+
+
+def _entry_size(mlp, err) -> int:
+    return bound_cache.nbytes(mlp.fst.matrix, mlp.snd.matrix, err.values, err.per_value) + 1024
 
 
 def sample_error(mlp, out_space, ctx, errors, count: int):
@@ -255,9 +216,8 @@ def sample_error(mlp, out_space, ctx, errors, count: int):
     `count`) and BOS, at most the full bound; `complete` where that sample is every
     input (the bound is the block's). None for an exact lookup, or where the inputs are
     too many to enumerate. Kept as `mlp_error` results are."""
-    key = _error_key(mlp, out_space, ctx, errors)
-    key = None if key is None else ("sample", count, *key)
-    found = None if key is None else _KNOWN_ERRORS.get(key)
+    key = _error_key(mlp, out_space, ctx, errors, ("sample", count))
+    found = None if key is None else _ERRORS.get(key)
     if found is not None:
         return found[0]
     result = None
@@ -271,15 +231,18 @@ def sample_error(mlp, out_space, ctx, errors, count: int):
             keep = np.r_[np.arange(0, len(x) - 1, step), len(x) - 1]
             result = mlp_error(mlp, out_space, ctx, errors, (x[keep], e[keep])), False
     if key is not None:
-        _KNOWN_ERRORS.put(key, (result,))
+        size = 1024 if result is None else _entry_size(mlp, result[0])
+        _ERRORS.put(key, (result,), size)
     return result
 
 
-def _error_key(mlp, out_space, ctx, errors) -> tuple | None:
+def _error_key(mlp, out_space, ctx, errors, kind=("error",)) -> bound_cache.Key | None:
     """Everything `mlp_error` reads without rows, exactly, or None where an input is not
     an SOp the bounds know (then it is bounded afresh): the weights' bytes, the input,
     output and written directions, BOS and `one`, and for every SOp read its values, its
-    kind and its error (or the width numbers it is, `ctx.numbers`)."""
+    kind and its error (or the width numbers it is, `ctx.numbers`). Categorical values
+    and directions only place ones in the inputs: == on them is enough."""
+    array_key, number_key = bound_cache.array_key, bound_cache.number_key
     space = mlp.fst.input_space
     aux = {ctx.bos, ctx.one}
     labels = dict.fromkeys(d.name for d in space.basis if d not in aux)
@@ -289,14 +252,14 @@ def _error_key(mlp, out_space, ctx, errors) -> tuple | None:
         if reading is not None:
             arrays = (reading.widths, reading.ideal, reading.error)
             arrays += (reading.bos_ideal, reading.bos_error)
-            reads.append((reading.label, reading.directions, *map(_array_key, arrays)))
+            reads.append((reading.label, reading.directions, *map(array_key, arrays)))
             continue
         if label not in errors and label not in ctx.hidden:
             return None
         numerical = bound_context.numerical(ctx, label)
         if numerical:
             values = bound_context.points(ctx, label)
-            values = None if values is None else _array_key(values)
+            values = None if values is None else array_key(values)
         else:
             values = bound_context.values(ctx, label)
             values = None if values is None else tuple(values)
@@ -306,19 +269,15 @@ def _error_key(mlp, out_space, ctx, errors) -> tuple | None:
                 label in ctx.hidden,
                 numerical,
                 values,
-                (err.abs, err.rel, err.l1, err.unstable),
-                None if err.values is None else _array_key(err.values),
-                None if err.per_value is None else _array_key(err.per_value),
+                tuple(map(number_key, (err.abs, err.rel, err.l1))),
+                err.unstable,
+                None if err.values is None else array_key(err.values),
+                None if err.per_value is None else array_key(err.per_value),
             )
         )
-    weights = _array_key(mlp.fst.matrix), _array_key(mlp.snd.matrix)
+    weights = array_key(mlp.fst.matrix), array_key(mlp.snd.matrix)
     directions = space.basis, mlp.snd.output_space.basis, out_space.basis
-    return (*weights, *directions, ctx.bos, ctx.one, tuple(reads))
-
-
-def _array_key(a) -> tuple:
-    a = np.ascontiguousarray(a)
-    return a.dtype.str, a.shape, a.tobytes()
+    return bound_cache.Key((*kind, *weights, *directions, ctx.bos, ctx.one, tuple(reads)))
 
 
 def _bounded_error(mlp, out_space, ctx, errors, rows) -> bound_context.SOpError:
