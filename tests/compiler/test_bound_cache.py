@@ -66,7 +66,6 @@ def _bounds_context(program, vocab, max_seq_len):
 
 @pytest.fixture
 def empty_caches(monkeypatch):
-    monkeypatch.setattr(mlp_bounds, "_BOUNDS", bound_cache.Known(1 << 30))
     monkeypatch.setattr(mlp_bounds, "_ERRORS", bound_cache.Known(1 << 30))
 
 
@@ -80,7 +79,7 @@ def _mlps_with_noisy_inputs(lowered, errors, ctx):
     return found
 
 
-def test_a_changed_input_error_is_bounded_afresh(empty_caches):
+def test_a_changed_input_error_is_bounded_afresh(monkeypatch, empty_caches):
     lowered, errors, ctx = _bounds_context(lib.make_shuffle_dyck(["()", "{}"]), set("(){}"), 5)
     changed = 0
     for node, reads in _mlps_with_noisy_inputs(lowered, errors, ctx):
@@ -89,16 +88,19 @@ def test_a_changed_input_error_is_bounded_afresh(empty_caches):
         for label in reads:
             noisier[label] = dataclasses.replace(errors[label], abs=errors[label].abs * 4 + 1e-4)
         after = mlp_bounds.mlp_error(node.block, node.space, ctx, noisier)
-        fresh = mlp_bounds._bounded_error(node.block, node.space, ctx, noisier, None)
+        with monkeypatch.context() as fresh_caches:
+            fresh_caches.setattr(mlp_bounds, "_ERRORS", bound_cache.Known(1 << 30))
+            fresh = mlp_bounds.mlp_error(node.block, node.space, ctx, noisier)
         assert (after.abs, after.l1, after.unstable) == (fresh.abs, fresh.l1, fresh.unstable)
         changed += (after.abs, after.l1) != (before.abs, before.l1)
     assert changed >= 2  # (noise-cleaning blocks keep their bound: they absorb it)
 
 
-def test_kept_errors_are_what_a_fresh_bound_gives(empty_caches):
+def test_kept_errors_are_what_a_fresh_bound_gives(monkeypatch, empty_caches):
     program = lib.make_shuffle_dyck(["()", "{}"])
     lowered, errors, ctx = _bounds_context(program, set("(){}"), 5)
-    again, errors_again, _ = _bounds_context(program, set("(){}"), 5)  # from the caches
+    _, errors_again, _ = _bounds_context(program, set("(){}"), 5)  # from the caches
+    monkeypatch.setattr(mlp_bounds, "_ERRORS", bound_cache.Known(1 << 30))
     for label, node in lowered.items():
         if isinstance(node.block, transformers.MLP):
             fresh = mlp_bounds._bounded_error(node.block, node.space, ctx, errors, None)

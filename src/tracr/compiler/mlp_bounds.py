@@ -21,27 +21,13 @@ _MAX_CELLS = 40_000_000
 
 
 def bound_mlp(fst: np.ndarray, snd: np.ndarray, rows) -> rounding.MLPBound:
-    """rounding.mlp_bound on rows (X, E), once for blocks with the same weights and
-    inputs (the three pair balances of shuffle_dyck, a program compiled again): kept by
-    the arrays' bytes (`bound_cache`). Many rows that combine the values of SOps each
-    read by their own units are bounded SOp by SOp (`rounding_grid`). The arrays of the
-    result are read-only (it is shared)."""
-    arrays = [fst, snd, *rows]
-    for f in getattr(rows, "factors", None) or []:
-        arrays += [f.cols, f.x, f.e]
-    key = bound_cache.Key(tuple(map(bound_cache.array_key, arrays)))
-    result = _BOUNDS.get(key)
-    if result is None:
-        result = _grid_bound(fst, snd, rows) or rounding.mlp_bound(fst, snd, *rows)
-        bound_cache.read_only(result)
-        size = bound_cache.nbytes(*arrays, result.ideal, result.bound, result.unstable)
-        _BOUNDS.put(key, result, size)
-    return result
+    """rounding.mlp_bound on rows (X, E). Many rows that combine the values of SOps each
+    read by their own units are bounded SOp by SOp (`rounding_grid`)."""
+    return _grid_bound(fst, snd, rows) or rounding.mlp_bound(fst, snd, *rows)
 
 
-#: MLP bounds (`bound_mlp`) and errors (`mlp_error`, `sample_error`) kept across
-#: compiles, up to about this many bytes each.
-_BOUNDS = bound_cache.Known(64 << 20)
+#: MLP errors kept across compiles (`mlp_error`, `sample_error`, `_rows_error`), up to
+#: about this many bytes.
 _ERRORS = bound_cache.Known(64 << 20)
 
 
@@ -309,14 +295,32 @@ def _bounded_error(mlp, out_space, ctx, errors, rows) -> bound_context.SOpError:
                 high[i], err[i] = 1.0, bound_context.error(ctx, errors, d.name).abs
         bound = rounding.box_mlp_bound(mlp.fst.matrix, mlp.snd.matrix, low, high, err)[cols]
         return bound_context.SOpError(float(np.max(bound, initial=0.0)), l1=float(np.sum(bound)))
+    return _rows_error(mlp.fst.matrix, mlp.snd.matrix, rows, cols, numerical)
+
+
+def _rows_error(fst, snd, rows, cols, numerical: bool) -> bound_context.SOpError:
+    """The error of the output columns `cols` of relu(x fst) snd on rows (X, E), once
+    for blocks with the same weights, inputs and outputs (the three pair balances of
+    shuffle_dyck, a program compiled again): kept by the arrays' bytes."""
+    arrays = [fst, snd, *rows, cols]
+    for f in getattr(rows, "factors", None) or []:
+        arrays += [f.cols, f.x, f.e]
+    key = bound_cache.Key((numerical, *map(bound_cache.array_key, arrays)))
+    found = _ERRORS.get(key)
+    if found is not None:
+        return found
     x, e = rows
-    result = bound_mlp(mlp.fst.matrix, mlp.snd.matrix, rows)
-    design = np.maximum(x @ mlp.fst.matrix, 0) @ mlp.snd.matrix  # float64 weights
+    result = bound_mlp(fst, snd, rows)
+    design = np.maximum(x @ fst, 0) @ snd  # float64 weights
     total = (result.bound + np.abs(result.ideal - design))[:, cols]
     unstable = bool(np.any(result.unstable))
     if numerical:
         err = numerical_error(design[:, cols[0]], total[:, 0])
-        return dataclasses.replace(err, unstable=unstable)
-    worst = float(np.max(total, initial=0.0))
-    l1 = float(np.max(total.sum(axis=1), initial=0.0))
-    return bound_context.SOpError(worst, l1=l1, unstable=unstable)
+        err = dataclasses.replace(err, unstable=unstable)
+    else:
+        worst = float(np.max(total, initial=0.0))
+        l1 = float(np.max(total.sum(axis=1), initial=0.0))
+        err = bound_context.SOpError(worst, l1=l1, unstable=unstable)
+    bound_cache.read_only(err)
+    _ERRORS.put(key, err, bound_cache.nbytes(*arrays, err.values, err.per_value) + 1024)
+    return err
