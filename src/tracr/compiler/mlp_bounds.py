@@ -225,23 +225,39 @@ def sample_error(mlp, out_space, ctx, errors, count: int):
 def _error_key(mlp, out_space, ctx, errors, kind=("error",)) -> bound_cache.Key | None:
     """Everything `mlp_error` reads without rows, exactly, or None where an input is not
     an SOp the bounds know (then it is bounded afresh): the weights' bytes, the input,
-    output and written directions, BOS and `one`, and for every SOp read its values, its
-    kind and its error (or the width numbers it is, `ctx.numbers`). Categorical values
-    and directions only place ones in the inputs: == on them is enough."""
-    array_key, number_key = bound_cache.array_key, bound_cache.number_key
+    output and written directions, BOS and `one`, and what it reads of every SOp read
+    (`_read_key`)."""
     space = mlp.fst.input_space
     aux = {ctx.bos, ctx.one}
-    labels = dict.fromkeys(d.name for d in space.basis if d not in aux)
     reads = []
-    for label in labels:
-        reading = ctx.numbers.get(label)
-        if reading is not None:
-            arrays = (reading.widths, reading.ideal, reading.error)
-            arrays += (reading.bos_ideal, reading.bos_error)
-            reads.append((reading.label, reading.directions, *map(array_key, arrays)))
-            continue
-        if label not in errors and label not in ctx.hidden:
+    for label in dict.fromkeys(d.name for d in space.basis if d not in aux):
+        read = _read_key(ctx, errors, label)
+        if read is None:
             return None
+        reads.append(read)
+    weights = bound_cache.array_key(mlp.fst.matrix), bound_cache.array_key(mlp.snd.matrix)
+    directions = space.basis, mlp.snd.output_space.basis, out_space.basis
+    return bound_cache.Key((*kind, *weights, *directions, ctx.bos, ctx.one, tuple(reads)))
+
+
+def _read_key(ctx, errors, label) -> tuple | None:
+    """What the bounds read of the SOp `label`, exactly: its values, its kind and its
+    error, or the width numbers it is (`ctx.numbers`); None for an unknown one.
+    Categorical values only place ones in the inputs: == on them is enough. Kept per
+    compile while the SOp's error (or numbers, or hidden entry) is the same object."""
+    source = ctx.numbers.get(label) or ctx.hidden.get(label) or errors.get(label)
+    if source is None:
+        return None
+    known = ctx.memo.get(("read key", label))
+    if known is not None and known[0] is source:
+        return known[1]
+    array_key = bound_cache.array_key
+    reading = ctx.numbers.get(label)
+    if reading is not None:
+        arrays = (reading.widths, reading.ideal, reading.error)
+        arrays += (reading.bos_ideal, reading.bos_error)
+        read = (reading.label, reading.directions, *map(array_key, arrays))
+    else:
         numerical = bound_context.numerical(ctx, label)
         if numerical:
             values = bound_context.points(ctx, label)
@@ -250,20 +266,17 @@ def _error_key(mlp, out_space, ctx, errors, kind=("error",)) -> bound_cache.Key 
             values = bound_context.values(ctx, label)
             values = None if values is None else tuple(values)
         err = bound_context.error(ctx, errors, label)
-        reads.append(
-            (
-                label in ctx.hidden,
-                numerical,
-                values,
-                tuple(map(number_key, (err.abs, err.rel, err.l1))),
-                err.unstable,
-                None if err.values is None else array_key(err.values),
-                None if err.per_value is None else array_key(err.per_value),
-            )
+        read = (
+            label in ctx.hidden,
+            numerical,
+            values,
+            tuple(map(bound_cache.number_key, (err.abs, err.rel, err.l1))),
+            err.unstable,
+            None if err.values is None else array_key(err.values),
+            None if err.per_value is None else array_key(err.per_value),
         )
-    weights = array_key(mlp.fst.matrix), array_key(mlp.snd.matrix)
-    directions = space.basis, mlp.snd.output_space.basis, out_space.basis
-    return bound_cache.Key((*kind, *weights, *directions, ctx.bos, ctx.one, tuple(reads)))
+    ctx.memo[("read key", label)] = (source, read)
+    return read
 
 
 def _bounded_error(mlp, out_space, ctx, errors, rows) -> bound_context.SOpError:
