@@ -10,6 +10,7 @@ only where every input is the same, and the result is the one a fresh computatio
 from __future__ import annotations
 
 import dataclasses
+import threading
 
 import numpy as np
 
@@ -59,23 +60,26 @@ def nbytes(*items) -> int:
 
 class Known:
     """Results by key, the least recently used dropped first beyond `max_bytes` (as the
-    callers size their entries)."""
+    callers size their entries). Safe to share between threads compiling at once."""
 
     def __init__(self, max_bytes: int):
         self.max_bytes, self.bytes = max_bytes, 0
         self._entries: dict[Key, tuple[int, object]] = {}
+        self._lock = threading.Lock()
 
     def get(self, key: Key):
         """The result kept under `key` (now the most recently used), or None."""
-        entry = self._entries.pop(key, None)
-        if entry is None:
-            return None
-        self._entries[key] = entry
-        return entry[1]
+        with self._lock:
+            entry = self._entries.pop(key, None)
+            if entry is None:
+                return None
+            self._entries[key] = entry
+            return entry[1]
 
     def put(self, key: Key, result, size: int) -> None:
-        self.bytes -= self._entries.pop(key, (0,))[0]
-        self._entries[key] = (size, result)
-        self.bytes += size
-        while self.bytes > self.max_bytes and self._entries:
-            self.bytes -= self._entries.pop(next(iter(self._entries)))[0]
+        with self._lock:
+            self.bytes -= self._entries.pop(key, (0,))[0]
+            self._entries[key] = (size, result)
+            self.bytes += size
+            while self.bytes > self.max_bytes and self._entries:
+                self.bytes -= self._entries.pop(next(iter(self._entries)))[0]

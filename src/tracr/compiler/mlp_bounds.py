@@ -1,7 +1,9 @@
 """The float32 error bounds of MLP blocks (Map, SequenceMap, the selector-width readout):
 `rounding.mlp_bound` on every ideal input (every combination of the values of the SOps an
 MLP reads, and BOS), SOp by SOp where each unit reads one SOp (`rounding_grid`), over a
-box of inputs where they are too many, and exact for lookups on exact inputs."""
+box of inputs where they are too many, and exact for lookups on exact inputs. The errors
+are kept across compiles by the exact contents of what they are computed from
+(`bound_cache`): a program compiled again is not bounded again."""
 
 from __future__ import annotations
 
