@@ -12,6 +12,7 @@ from tracr.compiler import (
     basis_inference,
     bound_cache,
     expr_to_craft_graph,
+    float_bounds,
     lib,
     mlp_bounds,
     rasp_to_graph,
@@ -126,3 +127,22 @@ def test_attention_logit_bounds_are_kept_by_exact_arguments():
     assert rounding.attention_logit_error(*args) == first
     larger = rounding.attention_logit_error(w, noisy, noisy, 1, 1, 2e-3, 2e-3, 4e-3, 4e-3)
     assert larger[0] > first[0]
+
+
+def test_a_width_is_bounded_afresh_when_what_its_head_reads_changes(monkeypatch, empty_caches):
+    monkeypatch.setattr(float_bounds, "_WIDTHS", bound_cache.Known(1 << 30))
+    lowered, errors, ctx = _bounds_context(lib.make_hist(), {"a", "b", "c"}, 5)
+    widths = [n for n in lowered.values() if isinstance(n.block, transformers.SeriesWithResiduals)]
+    assert widths
+    for node in widths:
+        before = float_bounds.sop_error(node, ctx, errors)
+        noisier = {**errors, "tokens": float_bounds.SOpError(1e-3, l1=2e-3)}
+        after = float_bounds.sop_error(node, ctx, noisier)
+        fresh = float_bounds._width_bound(node.block, node, ctx, noisier)
+        assert (after.abs, after.rel, after.l1, after.unstable) == (
+            fresh.abs,
+            fresh.rel,
+            fresh.l1,
+            fresh.unstable,
+        )
+        assert (after.abs, after.l1, after.unstable) != (before.abs, before.l1, before.unstable)

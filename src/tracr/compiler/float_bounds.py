@@ -33,7 +33,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from tracr.compiler import bound_context, mlp_bounds, validating
+from tracr.compiler import bound_cache, bound_context, mlp_bounds, validating
 from tracr.craft import bases, rounding, transformers
 from tracr.rasp import rasp
 
@@ -239,7 +239,52 @@ def width_one_hot(block, ctx, errors) -> tuple[bases.VectorSpaceWithBasis, SOpEr
     return one_hot, _mlp_error(mlp, one_hot, ctx, errors, _width_inputs(block, ctx, errors))
 
 
-def _width_error(block: transformers.SeriesWithResiduals, node, ctx, errors):
+def _width_error(block: transformers.SeriesWithResiduals, node, ctx, errors) -> SOpError:
+    """`_width_bound`, kept across compiles by everything it reads (`_width_key`)."""
+    key, size = _width_key(block, node, ctx, errors)
+    found = None if key is None else _WIDTHS.get(key)
+    if found is None:
+        found = _width_bound(block, node, ctx, errors)
+        bound_cache.read_only(found)
+        if key is not None:
+            _WIDTHS.put(key, found, size)
+    return found
+
+
+#: Selector-width errors kept across compiles, up to about this many bytes.
+_WIDTHS = bound_cache.Known(16 << 20)
+
+
+def _width_key(block, node, ctx, errors) -> tuple[bound_cache.Key | None, int]:
+    """(key, its size in bytes): the contents of every sub-block of a selector-width
+    block (directions and weights), the directions it writes, BOS, `one`, max_seq_len,
+    and for every name its directions carry whether it is a known SOp, a hidden one-hot
+    or width numbers, and what the bounds read of it (`mlp_bounds.read_key`). No key
+    (None) where a name is both width numbers and an SOp: the read key sees only one."""
+    parts, names, size = [], {}, 4096
+    for sub in block.blocks:
+        if isinstance(sub, transformers.AttentionHead):
+            spaces = [(sub.w_qk, sub.w_qk.left_space, sub.w_qk.right_space)]
+            spaces.append((sub.w_ov, sub.w_ov.input_space, sub.w_ov.output_space))
+            parts.append(sub.causal)
+        else:
+            spaces = [(f, f.input_space, f.output_space) for f in (sub.fst, sub.snd)]
+        for fn, first, second in spaces:
+            parts.append((first.basis, second.basis, bound_cache.array_key(fn.matrix)))
+            names.update(dict.fromkeys(d.name for d in first.basis + second.basis))
+            size += fn.matrix.nbytes
+    if any(name in ctx.numbers and (name in errors or name in ctx.hidden) for name in names):
+        return None, size
+    reads = tuple(
+        (name, name in errors, name in ctx.hidden, name in ctx.numbers)
+        + (mlp_bounds.read_key(ctx, errors, name),)
+        for name in names
+    )
+    context = (node.space.basis, ctx.bos, ctx.one, ctx.max_seq_len)
+    return bound_cache.Key((*parts, *context, reads)), size
+
+
+def _width_bound(block: transformers.SeriesWithResiduals, node, ctx, errors) -> SOpError:
     _, _, readout, number = width_parts(block)
     if not number:
         return _mlp_error(readout, node.space, ctx, errors, _width_inputs(block, ctx, errors))

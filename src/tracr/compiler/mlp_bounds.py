@@ -228,12 +228,12 @@ def _error_key(mlp, out_space, ctx, errors, kind=("error",)) -> bound_cache.Key 
     """Everything `mlp_error` reads without rows, exactly, or None where an input is not
     an SOp the bounds know (then it is bounded afresh): the weights' bytes, the input,
     output and written directions, BOS and `one`, and what it reads of every SOp read
-    (`_read_key`)."""
+    (`read_key`)."""
     space = mlp.fst.input_space
     aux = {ctx.bos, ctx.one}
     reads = []
     for label in dict.fromkeys(d.name for d in space.basis if d not in aux):
-        read = _read_key(ctx, errors, label)
+        read = read_key(ctx, errors, label)
         if read is None:
             return None
         reads.append(read)
@@ -242,7 +242,7 @@ def _error_key(mlp, out_space, ctx, errors, kind=("error",)) -> bound_cache.Key 
     return bound_cache.Key((*kind, *weights, *directions, ctx.bos, ctx.one, tuple(reads)))
 
 
-def _read_key(ctx, errors, label) -> tuple | None:
+def read_key(ctx, errors, label) -> tuple | None:
     """What the bounds read of the SOp `label`, exactly: its values, its kind and its
     error, or the width numbers it is (`ctx.numbers`); None for an unknown one.
     Categorical values only place ones in the inputs: == on them is enough. Kept per
