@@ -34,6 +34,21 @@ def test_keys_match_exactly_equal_arrays_only():
     assert _key(np.array([1, 2], np.int64)) != _key(np.array([1.0, 2.0]).view(np.int64))
 
 
+def test_keys_of_large_sparse_arrays_match_exactly_equal_arrays_only():
+    table = np.zeros((64, 128))
+    table[np.arange(64), np.arange(64) * 2] = 1.0
+    assert _key(table) == _key(table.copy())
+    signed = table.copy()
+    signed[5, 7] = -0.0  # == 0.0, other bits
+    assert _key(signed) != _key(table)
+    moved = table.copy()
+    moved[0, 0], moved[0, 1] = 0.0, 1.0  # the same values elsewhere
+    assert _key(moved) != _key(table)
+    assert _key(table) != _key(table.reshape(128, 64))
+    dense = np.arange(64 * 128, dtype=np.float64).reshape(64, 128)
+    assert _key(dense) == _key(dense.copy()) and _key(dense) != _key(dense + 1.0)
+
+
 def test_number_keys_tell_zeros_apart():
     assert bound_cache.number_key(0.0) != bound_cache.number_key(-0.0)
     assert bound_cache.number_key(0.1) == bound_cache.number_key(np.float64(0.1))
@@ -104,7 +119,7 @@ def test_kept_errors_are_what_a_fresh_bound_gives(monkeypatch, empty_caches):
     monkeypatch.setattr(mlp_bounds, "_ERRORS", bound_cache.Known(1 << 30))
     for label, node in lowered.items():
         if isinstance(node.block, transformers.MLP):
-            fresh = mlp_bounds._bounded_error(node.block, node.space, ctx, errors, None)
+            fresh = mlp_bounds.mlp_error(node.block, node.space, ctx, errors)  # empty caches
             kept = errors_again[label]
             assert (kept.abs, kept.rel, kept.l1, kept.unstable) == (
                 fresh.abs,

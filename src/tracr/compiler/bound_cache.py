@@ -32,9 +32,20 @@ class Key:
 
 
 def array_key(a) -> tuple:
-    """An array's exact contents: (dtype, shape, bytes)."""
+    """An array's exact contents: (dtype, shape, bytes); for a large, mostly zero float64
+    array (a lookup table's weights) its nonzero bit patterns and where they are, which
+    are far fewer bytes to copy and hash (-0.0 is kept: its bits are not zero)."""
     a = np.ascontiguousarray(a)
+    if a.size >= _SPARSE_FROM and a.dtype == np.float64:
+        bits = a.view(np.uint64).ravel()
+        where = np.flatnonzero(bits)
+        if 4 * len(where) < a.size:
+            return a.dtype.str, a.shape, where.tobytes(), bits[where].tobytes()
     return a.dtype.str, a.shape, a.tobytes()
+
+
+#: Arrays from this many entries on are keyed by their nonzeros where most are zero.
+_SPARSE_FROM = 4096
 
 
 def number_key(x: float) -> str:

@@ -251,8 +251,10 @@ def _width_error(block: transformers.SeriesWithResiduals, node, ctx, errors) -> 
     return found
 
 
-#: Selector-width errors kept across compiles, up to about this many bytes.
+#: Selector-width errors kept across compiles, up to about this many bytes, for blocks
+#: whose weights take up to _KEY_BYTES.
 _WIDTHS = bound_cache.Known(16 << 20)
+_KEY_BYTES = 1 << 16
 
 
 def _width_key(block, node, ctx, errors) -> tuple[bound_cache.Key | None, int]:
@@ -260,7 +262,8 @@ def _width_key(block, node, ctx, errors) -> tuple[bound_cache.Key | None, int]:
     block (directions and weights), the directions it writes, BOS, `one`, max_seq_len,
     and for every name its directions carry whether it is a known SOp, a hidden one-hot
     or width numbers, and what the bounds read of it (`mlp_bounds.read_key`). No key
-    (None) where a name is both width numbers and an SOp: the read key sees only one."""
+    (None) where a name is both width numbers and an SOp (the read key sees only one),
+    and for large blocks, whose bound costs less than copying and hashing the key."""
     parts, names, size = [], {}, 4096
     for sub in block.blocks:
         if isinstance(sub, transformers.AttentionHead):
@@ -273,7 +276,9 @@ def _width_key(block, node, ctx, errors) -> tuple[bound_cache.Key | None, int]:
             parts.append((first.basis, second.basis, bound_cache.array_key(fn.matrix)))
             names.update(dict.fromkeys(d.name for d in first.basis + second.basis))
             size += fn.matrix.nbytes
-    if any(name in ctx.numbers and (name in errors or name in ctx.hidden) for name in names):
+    if size > _KEY_BYTES or any(
+        name in ctx.numbers and (name in errors or name in ctx.hidden) for name in names
+    ):
         return None, size
     reads = tuple(
         (name, name in errors, name in ctx.hidden, name in ctx.numbers)

@@ -28,7 +28,7 @@ def bound_mlp(fst: np.ndarray, snd: np.ndarray, rows) -> rounding.MLPBound:
     return _grid_bound(fst, snd, rows) or rounding.mlp_bound(fst, snd, *rows)
 
 
-#: MLP errors kept across compiles (`mlp_error`, `sample_error`, `_rows_error`), up to
+#: MLP errors kept across compiles (`mlp_error`, `sample_error`, `_kept_rows_error`), up to
 #: about this many bytes.
 _ERRORS = bound_cache.Known(64 << 20)
 
@@ -184,6 +184,8 @@ def mlp_error(mlp, out_space, ctx, errors, rows=None) -> bound_context.SOpError:
     is computed from (`_error_key`): a block bounded again (in a later compile of the
     program, say) with the same inputs is not bounded again. The result's arrays are
     read-only."""
+    if exact_lookup(mlp, ctx, errors):  # cheaper than a key
+        return _lookup_error(mlp, out_space)
     key = None if rows is not None else _error_key(mlp, out_space, ctx, errors)
     found = None if key is None else _ERRORS.get(key)
     if found is not None:
@@ -204,12 +206,14 @@ def sample_error(mlp, out_space, ctx, errors, count: int):
     `count`) and BOS, at most the full bound; `complete` where that sample is every
     input (the bound is the block's). None for an exact lookup, or where the inputs are
     too many to enumerate. Kept as `mlp_error` results are."""
+    if exact_lookup(mlp, ctx, errors):
+        return None
     key = _error_key(mlp, out_space, ctx, errors, ("sample", count))
     found = None if key is None else _ERRORS.get(key)
     if found is not None:
         return found[0]
     result = None
-    rows = None if exact_lookup(mlp, ctx, errors) else mlp_rows(mlp, ctx, errors)
+    rows = mlp_rows(mlp, ctx, errors)
     if rows is not None:
         x, e = rows
         step = max(1, (len(x) - 1) // count)
@@ -281,14 +285,17 @@ def read_key(ctx, errors, label) -> tuple | None:
     return read
 
 
+def _lookup_error(mlp, out_space) -> bound_context.SOpError:
+    """`mlp_error` of an exact lookup: its float32 output weights, exactly."""
+    weights = mlp.snd.matrix[:, mlp.snd.output_space.indices(out_space.basis)]
+    represented = np.array_equal(rounding.as_float32_values(weights), weights)
+    return bound_context.SOpError(0.0, rel=0.0 if represented else rounding.U)
+
+
 def _bounded_error(mlp, out_space, ctx, errors, rows) -> bound_context.SOpError:
-    """`mlp_error`, computed."""
+    """`mlp_error` of a block that is not an exact lookup, computed."""
     cols = mlp.snd.output_space.indices(out_space.basis)
     numerical = out_space.num_dims == 1 and out_space.basis[0].value is None
-    if exact_lookup(mlp, ctx, errors):
-        weights = mlp.snd.matrix[:, cols]
-        represented = np.array_equal(rounding.as_float32_values(weights), weights)
-        return bound_context.SOpError(0.0, rel=0.0 if represented else rounding.U)
     if rows is None:
         rows = mlp_rows(mlp, ctx, errors)
     if rows is None:
@@ -310,20 +317,33 @@ def _bounded_error(mlp, out_space, ctx, errors, rows) -> bound_context.SOpError:
                 high[i], err[i] = 1.0, bound_context.error(ctx, errors, d.name).abs
         bound = rounding.box_mlp_bound(mlp.fst.matrix, mlp.snd.matrix, low, high, err)[cols]
         return bound_context.SOpError(float(np.max(bound, initial=0.0)), l1=float(np.sum(bound)))
-    return _rows_error(mlp.fst.matrix, mlp.snd.matrix, rows, cols, numerical)
+    if rows[0].nbytes > _KEEP_ROWS_BYTES:  # copying and hashing them costs more
+        return _rows_error(mlp.fst.matrix, mlp.snd.matrix, rows, cols, numerical)
+    return _kept_rows_error(mlp.fst.matrix, mlp.snd.matrix, rows, cols, numerical)
 
 
-def _rows_error(fst, snd, rows, cols, numerical: bool) -> bound_context.SOpError:
-    """The error of the output columns `cols` of relu(x fst) snd on rows (X, E), once
-    for blocks with the same weights, inputs and outputs (the three pair balances of
-    shuffle_dyck, a program compiled again): kept by the arrays' bytes."""
+#: Inputs X up to this size are keys of `_kept_rows_error`.
+_KEEP_ROWS_BYTES = 1 << 16
+
+
+def _kept_rows_error(fst, snd, rows, cols, numerical: bool) -> bound_context.SOpError:
+    """`_rows_error`, kept across compiles by the arrays' contents: once for blocks with
+    the same weights, inputs and outputs (the three pair balances of shuffle_dyck, the
+    selector-width readouts of one max_seq_len, a program compiled again)."""
     arrays = [fst, snd, *rows, cols]
     for f in getattr(rows, "factors", None) or []:
         arrays += [f.cols, f.x, f.e]
     key = bound_cache.Key((numerical, *map(bound_cache.array_key, arrays)))
     found = _ERRORS.get(key)
-    if found is not None:
-        return found
+    if found is None:
+        found = _rows_error(fst, snd, rows, cols, numerical)
+        size = bound_cache.nbytes(*arrays, found.values, found.per_value) + 1024
+        _ERRORS.put(key, found, size)
+    return found
+
+
+def _rows_error(fst, snd, rows, cols, numerical: bool) -> bound_context.SOpError:
+    """The error of the output columns `cols` of relu(x fst) snd on rows (X, E)."""
     x, e = rows
     result = bound_mlp(fst, snd, rows)
     design = np.maximum(x @ fst, 0) @ snd  # float64 weights
@@ -337,5 +357,4 @@ def _rows_error(fst, snd, rows, cols, numerical: bool) -> bound_context.SOpError
         l1 = float(np.max(total.sum(axis=1), initial=0.0))
         err = bound_context.SOpError(worst, l1=l1, unstable=unstable)
     bound_cache.read_only(err)
-    _ERRORS.put(key, err, bound_cache.nbytes(*arrays, err.values, err.per_value) + 1024)
     return err
