@@ -28,6 +28,10 @@ def bound_mlp(fst: np.ndarray, snd: np.ndarray, rows) -> rounding.MLPBound:
     return _grid_bound(fst, snd, rows) or rounding.mlp_bound(fst, snd, *rows)
 
 
+#: Blocks whose weights take more bytes than this are first checked for an exact lookup
+#: (`mlp_error`), which costs less than their key.
+_KEY_BYTES = 1 << 16
+
 #: MLP errors kept across compiles (`mlp_error`, `sample_error`, `_kept_rows_error`), up to
 #: about this many bytes.
 _ERRORS = bound_cache.Known(64 << 20)
@@ -184,7 +188,8 @@ def mlp_error(mlp, out_space, ctx, errors, rows=None) -> bound_context.SOpError:
     is computed from (`_error_key`): a block bounded again (in a later compile of the
     program, say) with the same inputs is not bounded again. The result's arrays are
     read-only."""
-    if exact_lookup(mlp, ctx, errors):  # cheaper than a key
+    large = mlp.fst.matrix.nbytes + mlp.snd.matrix.nbytes > _KEY_BYTES
+    if large and exact_lookup(mlp, ctx, errors):  # cheaper than the key of a large block
         return _lookup_error(mlp, out_space)
     key = None if rows is not None else _error_key(mlp, out_space, ctx, errors)
     found = None if key is None else _ERRORS.get(key)
@@ -293,7 +298,9 @@ def _lookup_error(mlp, out_space) -> bound_context.SOpError:
 
 
 def _bounded_error(mlp, out_space, ctx, errors, rows) -> bound_context.SOpError:
-    """`mlp_error` of a block that is not an exact lookup, computed."""
+    """`mlp_error`, computed."""
+    if exact_lookup(mlp, ctx, errors):
+        return _lookup_error(mlp, out_space)
     cols = mlp.snd.output_space.indices(out_space.basis)
     numerical = out_space.num_dims == 1 and out_space.basis[0].value is None
     if rows is None:
