@@ -324,13 +324,14 @@ def _bounded_error(mlp, out_space, ctx, errors, rows) -> bound_context.SOpError:
                 high[i], err[i] = 1.0, bound_context.error(ctx, errors, d.name).abs
         bound = rounding.box_mlp_bound(mlp.fst.matrix, mlp.snd.matrix, low, high, err)[cols]
         return bound_context.SOpError(float(np.max(bound, initial=0.0)), l1=float(np.sum(bound)))
-    if rows[0].nbytes > _KEEP_ROWS_BYTES:  # copying and hashing them costs more
+    if rows[0].nbytes > _KEEP_ROWS_BYTES:  # not worth holding on to
         return _rows_error(mlp.fst.matrix, mlp.snd.matrix, rows, cols, numerical)
     return _kept_rows_error(mlp.fst.matrix, mlp.snd.matrix, rows, cols, numerical)
 
 
-#: Inputs X up to this size are keys of `_kept_rows_error`.
-_KEEP_ROWS_BYTES = 1 << 16
+#: Inputs X up to this size are keys of `_kept_rows_error` (copying and hashing rows
+#: costs far less than bounding them; beyond, the copies would crowd out the others).
+_KEEP_ROWS_BYTES = 8 << 20
 
 
 def _kept_rows_error(fst, snd, rows, cols, numerical: bool) -> bound_context.SOpError:
