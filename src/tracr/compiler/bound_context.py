@@ -87,8 +87,7 @@ class Context:
     #: Numbers a selector-width head writes that other blocks read (its t = 1/(w+1)
     #: and mean index): direction name -> WidthNumbers.
     numbers: dict = dataclasses.field(default_factory=dict)
-    #: Results computed once per compile: sorted value sets and magnitudes by label,
-    #: MLP bounds by their weights and inputs (`mlp_bounds.bound_mlp`).
+    #: Results computed once per compile: sorted value sets and magnitudes by label.
     memo: dict = dataclasses.field(default_factory=dict, compare=False)
 
 
@@ -125,6 +124,19 @@ def values(ctx: Context, label: str) -> list | None:
     return ctx.memo[key]
 
 
+def points(ctx: Context, label: str) -> np.ndarray | None:
+    """The sorted values of a numerical SOp as a read-only float64 array [n]."""
+    key = ("points", label)
+    if key not in ctx.memo:
+        found = ctx.value_sets.get(label)
+        if found is not None:
+            found = found - {None}
+            found = np.sort(np.fromiter(found, np.float64, len(found)))
+            found.flags.writeable = False
+        ctx.memo[key] = found
+    return ctx.memo[key]
+
+
 def _sorted_values(ctx: Context, label: str) -> list | None:
     values = ctx.value_sets.get(label)
     if values is None:
@@ -132,8 +144,7 @@ def _sorted_values(ctx: Context, label: str) -> list | None:
     node = ctx.lowered[label]
     if rasp.is_categorical(node.expr):
         return sorted(values, key=repr)
-    values = values - {None}
-    return np.sort(np.fromiter(values, np.float64, len(values))).tolist()
+    return points(ctx, label).tolist()
 
 
 def magnitude(ctx: Context, label: str) -> float:
@@ -142,6 +153,12 @@ def magnitude(ctx: Context, label: str) -> float:
         return 1.0
     key = ("magnitude", label)
     if key not in ctx.memo:
-        found = values(ctx, label)
-        ctx.memo[key] = math.inf if found is None else max(map(abs, found), default=0.0)
+        found = points(ctx, label)
+        if found is None:
+            ctx.memo[key] = math.inf
+        elif len(found) and np.isfinite(found[0]) and np.isfinite(found[-1]):
+            # Sorted, and no nan (it would sort last): the largest |value| is at an end.
+            ctx.memo[key] = max(abs(float(found[0])), abs(float(found[-1])))
+        else:
+            ctx.memo[key] = max(map(abs, found.tolist()), default=0.0)
     return ctx.memo[key]

@@ -33,7 +33,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from tracr.compiler import bound_context, mlp_bounds, validating
+from tracr.compiler import bound_cache, bound_context, mlp_bounds, validating
 from tracr.craft import bases, rounding, transformers
 from tracr.rasp import rasp
 
@@ -53,8 +53,7 @@ WidthNumbers = bound_context.WidthNumbers
 numerical_budget = bound_context.numerical_budget
 _numerical, _error = bound_context.numerical, bound_context.error
 _values, _magnitude = bound_context.values, bound_context.magnitude
-_mlp_rows, _mlp_error = mlp_bounds.mlp_rows, mlp_bounds.mlp_error
-_exact_lookup = mlp_bounds.exact_lookup
+_mlp_error = mlp_bounds.mlp_error
 
 
 # -- attention --------------------------------------------------------------------------
@@ -240,7 +239,57 @@ def width_one_hot(block, ctx, errors) -> tuple[bases.VectorSpaceWithBasis, SOpEr
     return one_hot, _mlp_error(mlp, one_hot, ctx, errors, _width_inputs(block, ctx, errors))
 
 
-def _width_error(block: transformers.SeriesWithResiduals, node, ctx, errors):
+def _width_error(block: transformers.SeriesWithResiduals, node, ctx, errors) -> SOpError:
+    """`_width_bound`, kept across compiles by everything it reads (`_width_key`)."""
+    key, size = _width_key(block, node, ctx, errors)
+    found = None if key is None else _WIDTHS.get(key)
+    if found is None:
+        found = _width_bound(block, node, ctx, errors)
+        bound_cache.read_only(found)
+        if key is not None:
+            _WIDTHS.put(key, found, size)
+    return found
+
+
+#: Selector-width errors kept across compiles, up to about this many bytes, for blocks
+#: whose weights take up to _KEY_BYTES.
+_WIDTHS = bound_cache.Known(16 << 20)
+_KEY_BYTES = 1 << 16
+
+
+def _width_key(block, node, ctx, errors) -> tuple[bound_cache.Key | None, int]:
+    """(key, its size in bytes): the contents of every sub-block of a selector-width
+    block (directions and weights), the directions it writes, BOS, `one`, max_seq_len,
+    and for every name its directions carry whether it is a known SOp, a hidden one-hot
+    or width numbers, and what the bounds read of it (`mlp_bounds.read_key`). No key
+    (None) where a name is both width numbers and an SOp (the read key sees only one),
+    and for large blocks, whose bound costs less than copying and hashing the key."""
+    parts, names, size = [], {}, 4096
+    for sub in block.blocks:
+        if isinstance(sub, transformers.AttentionHead):
+            spaces = [(sub.w_qk, sub.w_qk.left_space, sub.w_qk.right_space)]
+            spaces.append((sub.w_ov, sub.w_ov.input_space, sub.w_ov.output_space))
+            parts.append(sub.causal)
+        else:
+            spaces = [(f, f.input_space, f.output_space) for f in (sub.fst, sub.snd)]
+        for fn, first, second in spaces:
+            parts.append((first.basis, second.basis, bound_cache.array_key(fn.matrix)))
+            names.update(dict.fromkeys(d.name for d in first.basis + second.basis))
+            size += fn.matrix.nbytes
+    if size > _KEY_BYTES or any(
+        name in ctx.numbers and (name in errors or name in ctx.hidden) for name in names
+    ):
+        return None, size
+    reads = tuple(
+        (name, name in errors, name in ctx.hidden, name in ctx.numbers)
+        + (mlp_bounds.read_key(ctx, errors, name),)
+        for name in names
+    )
+    context = (node.space.basis, ctx.bos, ctx.one, ctx.max_seq_len)
+    return bound_cache.Key((*parts, *context, reads)), size
+
+
+def _width_bound(block: transformers.SeriesWithResiduals, node, ctx, errors) -> SOpError:
     _, _, readout, number = width_parts(block)
     if not number:
         return _mlp_error(readout, node.space, ctx, errors, _width_inputs(block, ctx, errors))
@@ -327,17 +376,9 @@ def sample_error(node, ctx: Context, errors: Mapping[str, SOpError], count: int 
     refused, found cheaply; `complete` where that sample is every input (the bound is
     the block's). None where the MLP is not bounded input by input."""
     block = node.block
-    if not isinstance(block, transformers.MLP) or _exact_lookup(block, ctx, errors):
+    if not isinstance(block, transformers.MLP):
         return None
-    rows = _mlp_rows(block, ctx, errors)
-    if rows is None:
-        return None
-    x, e = rows
-    step = max(1, (len(x) - 1) // count)
-    if step == 1:
-        return _mlp_error(block, node.space, ctx, errors, rows), True
-    keep = np.r_[np.arange(0, len(x) - 1, step), len(x) - 1]
-    return _mlp_error(block, node.space, ctx, errors, (x[keep], e[keep])), False
+    return mlp_bounds.sample_error(block, node.space, ctx, errors, count)
 
 
 def exceeds_budget(node, ctx: Context, errors: Mapping[str, SOpError]) -> bool:
@@ -379,8 +420,8 @@ def _check(node, errors, ctx, is_output, block) -> str | None:
         return None
     if not is_output:
         return None
-    values = _values(ctx, node.expr.label)
-    if values is None:
+    points = bound_context.points(ctx, node.expr.label)
+    if points is None:
         worst = err.abs + 0.1 * err.rel
         if worst > 1e-6 or err.rel > 1e-5:
             return (
@@ -389,12 +430,11 @@ def _check(node, errors, ctx, is_output, block) -> str | None:
             )
         return None
     scale = _magnitude(ctx, node.expr.label)
-    points = np.asarray(values, np.float64)
     bounds = err.at_many(points)
     budgets = numerical_budget(points, scale)
     over = np.flatnonzero(bounds > budgets)
     if over.size:
-        v, bound = values[over[0]], bounds[over[0]]
+        v, bound = float(points[over[0]]), bounds[over[0]]
         return (
             f"float32 error bound {bound:.3g} at output {v!r} exceeds the budget "
             f"{numerical_budget(v, scale):.3g}{_carried(block, ctx, errors)}; {hint}"

@@ -514,12 +514,48 @@ def attention_logit_error(
     for a single-term selector (terms = 1) the same single weight, so their computed
     logits are bit-identical (D_tie = 0); for conjunctions the order of the sum may
     differ, and D_tie = 2 D.
+
+    Kept by the exact contents of the arguments (`_logit_bound`): the heads of a program
+    compiled again are not bounded again (heads up to _KEEP_WEIGHTS bytes: for larger
+    ones, copying and hashing the weights costs about as much as the bound).
     """
+    w = np.ascontiguousarray(w_qk, dtype=np.float64)
+    query_noisy, key_noisy = np.asarray(query_noisy, bool), np.asarray(key_noisy, bool)
+    numbers = (query_error, key_error, query_l1, key_l1)
+    counts = (int(query_sops), int(key_sops), int(terms), int(scale_roundings))
+    if w.nbytes > _KEEP_WEIGHTS:
+        return _logit_error(w, query_noisy, key_noisy, counts, tuple(map(float, numbers)))
+    return _logit_bound(
+        (w.tobytes(), w.shape, query_noisy.tobytes(), key_noisy.tobytes()),
+        counts,
+        tuple(float(x).hex() for x in numbers),  # exact, -0.0 and nan included
+    )
+
+
+_KEEP_WEIGHTS = 1 << 16
+
+
+@functools.lru_cache(maxsize=256)
+def _logit_bound(arrays: tuple, counts: tuple, numbers: tuple) -> tuple[float, float]:
+    """`attention_logit_error` of the arguments as `attention_logit_error` keys them:
+    (w_qk's bytes and shape, the noisy flags' bytes), the counts, the errors in hex."""
+    w_bytes, shape, query_bytes, key_bytes = arrays
+    w_qk = np.frombuffer(w_bytes, np.float64).reshape(shape)
+    query_noisy = np.frombuffer(query_bytes, bool)
+    key_noisy = np.frombuffer(key_bytes, bool)
+    errors = tuple(map(float.fromhex, numbers))
+    return _logit_error(w_qk, query_noisy, key_noisy, counts, errors)
+
+
+def _logit_error(w_qk, query_noisy, key_noisy, counts, errors) -> tuple[float, float]:
+    """`attention_logit_error`, computed: counts (query_sops, key_sops, terms,
+    scale_roundings), errors (query_error, key_error, query_l1, key_l1)."""
+    query_sops, key_sops, terms, scale_roundings = counts
+    query_error, key_error, query_l1, key_l1 = errors
     w = np.abs(as_float32_values(w_qk))
     if w.size == 0:
         return 0.0, 0.0
     rows, cols = w.shape
-    query_noisy, key_noisy = np.asarray(query_noisy, bool), np.asarray(key_noisy, bool)
     query_l1 = min(query_l1, int(query_noisy.sum()) * query_error)
     key_l1 = min(key_l1, int(key_noisy.sum()) * key_error)
     largest = float(w.max())
