@@ -133,10 +133,13 @@ def run_side(*, reference: bool, quick: bool, out) -> None:
     from tracr.rasp import rasp
 
     repeats = 3 if quick else 7
-    # Imports and one-time set-up, before any measured compile: a program none of the
-    # measured ones shares a block with (another token, another length).
-    warm_up = lib.make_frac_prevs(rasp.tokens == "z")
-    compiling.compile_rasp_to_model(warm_up, vocab={"y", "z"}, max_seq_len=3, compiler_bos="BOS")
+    # Imports and one-time set-up, before any measured compile: programs with every kind
+    # of block (numerical and categorical MLPs and aggregates, a selector width) that
+    # none of the measured ones shares a block with (other tokens, another length).
+    for warm_up in (lib.make_frac_prevs(rasp.tokens == "z"), lib.make_sort_freq(3)):
+        compiling.compile_rasp_to_model(
+            warm_up, vocab={"y", "z"}, max_seq_len=3, compiler_bos="BOS"
+        )
     for size, n in SIZES:
         for name, program, vocab in programs(lib, rasp, size, n):
             if reference and name == "make_nary_sequencemap" and n > 5:
