@@ -130,3 +130,27 @@ def test_numerical_map_of_many_values_is_exact(f, max_seq_len):
     )
     sequences = [["a"] * n for n in range(1, max_seq_len + 1)]
     assert exactness.mismatches(model, program, sequences) == []
+
+
+@pytest.mark.parametrize("max_seq_len", [13, 15])
+def test_shuffle_dyck_at_lengths_once_refused_is_exact_in_every_order(max_seq_len):
+    """At these lengths has_neg, the share of positions where a balance went negative,
+    takes values (4/13 and 10/13 at 13) on the ramps of not_has_neg's discretiser step
+    between 1/13 and 1. That step writes nothing (its two outputs are equal), so it may
+    switch; the compiler refused these lengths while it counted such units. Inputs with
+    every count of negative positions are checked, in every summation order."""
+    from tests.transformer import adversarial
+
+    program = lib.make_shuffle_dyck2()
+    model = compiling.compile_rasp_to_model(
+        program, vocab=set("(){}"), max_seq_len=max_seq_len, compiler_bos="BOS"
+    )
+    n = max_seq_len
+    # k leading ")" make the first k balances negative; "(" and "{" fill the rest.
+    sequences = [[")"] * k + ["(", "{"] * n for k in range(n + 1)]
+    sequences = [s[:n] for s in sequences]
+    sequences += [s[:n] for s in (["(", ")"] * n, ["{", "(", ")", "}"] * n, ["}"] * n)]
+    sequences += exactness.sampled_sequences(set("(){}"), n, per_length=2)
+    assert exactness.mismatches(model, program, sequences) == []
+    for order in adversarial.ORDERS:
+        assert exactness.adversarial_mismatches(model, program, sequences, order) == [], order

@@ -98,6 +98,20 @@ def test_mlp_bound_flags_inputs_beyond_a_units_margin():
     assert rounding.mlp_bound(fst, snd, x, e).unstable.tolist() == [False, True]
 
 
+def test_a_unit_that_writes_nothing_may_switch():
+    """Unit 0 switches at x = 0.5, unit 1 at x = 0.9; x = 0.6 +- 0.2 may cross only the
+    first. Where unit 0's second-layer row is zero (a discretiser's step between equal
+    outputs) it cannot move the output, and the input is not unstable."""
+    fst = np.array([[1.0, 1.0], [-0.5, -0.9]])
+    x = np.array([[0.6, 1.0]])
+    e = np.array([[0.2, 0.0]])
+    unit_0_writes = np.array([[1.0], [0.0]])
+    unit_1_writes = np.array([[0.0], [1.0]])
+    assert rounding.mlp_bound(fst, unit_0_writes, x, e).unstable.tolist() == [True]
+    result = rounding.mlp_bound(fst, unit_1_writes, x, e)
+    assert result.unstable.tolist() == [False] and result.bound.tolist() == [[0.0]]
+
+
 def test_exact_block_recognises_lookup_tables():
     fst = np.array([[1.0, 0.0], [0.0, 1.0], [-1.0, -1.0]])
     snd = np.array([[1.0, 0.0], [0.0, 1.0]])

@@ -129,9 +129,10 @@ class MLPBound:
 
     ideal: [P, O] the output of the float32 weights in exact arithmetic on the ideal inputs;
     bound: [P, O] worst-case |computed - ideal| for inputs within the errors, any order;
-    unstable: [P] True where some hidden unit may switch (its pre-activation is within
-      its error of 0 while the ideal one is not 0): the input error exceeds the block's
-      tolerance there.
+    unstable: [P] True where some hidden unit that writes an output may switch (its
+      pre-activation is within its error of 0 while the ideal one is not 0): the input
+      error exceeds the block's tolerance there. Units whose second-layer row is zero
+      (a discretiser's step between equal outputs) may switch: they write nothing.
     """
 
     ideal: np.ndarray
@@ -224,6 +225,22 @@ class _Sparse:
         self.dense = matrix.size <= 64 * max(1, self.nnz)
         self._dense: dict[int, np.ndarray] = {}
         self._by_col: tuple | None = None
+
+    @functools.cached_property
+    def writing_rows(self) -> np.ndarray:
+        """[K] bool: the rows with a nonzero weight. A hidden unit whose row of the
+        second layer is all zero writes nothing, whatever its activation."""
+        mask = np.zeros(self.shape[0], dtype=bool)
+        mask[self.rows] = True
+        return mask
+
+    def switching(self, unstable: np.ndarray, z: np.ndarray, total1: np.ndarray) -> np.ndarray:
+        """[P] True where a unit that writes an output (this matrix is the second layer)
+        may switch: unstable [P, K] with a nonzero ideal pre-activation z. A unit whose
+        ideal pre-activation is 0 (an off coordinate of a one-hot) is meant to sit at the
+        kink; one that writes nothing may switch freely (its output row is zero, so its
+        activation adds exact zeros, and `dev` counts it as 0)."""
+        return (unstable & (np.abs(z) > 1e-9 * total1) & self.writing_rows).any(axis=1)
 
     @functools.cached_property
     def bits(self) -> int:
@@ -358,10 +375,7 @@ def _mlp_chunk(w1, sp1, sp2, twins, x, e):
     if exact.any():
         exact2 = exact[:, None] & exact_sums(total2, bits + sp2.bits)
         rho2 = np.where(exact2, 0.0, rho2)
-    # A unit whose ideal pre-activation is 0 (an off coordinate of a one-hot) is meant
-    # to sit at the kink; one with a nonzero ideal value must not cross it.
-    switching = unstable & (np.abs(z) > 1e-9 * total1)
-    return ideal, dev + rho2, switching.any(axis=1)
+    return ideal, dev + rho2, sp2.switching(unstable, z, total1)
 
 
 def _group(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

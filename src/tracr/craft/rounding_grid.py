@@ -82,7 +82,7 @@ def grid_mlp_bound(
                 sp2.times(hmax * unstable, "abs"),
                 sp2.times(on, "nz"),
                 sp2.times(~off, "nz"),
-                (unstable & (np.abs(z) > 1e-9 * total1)).any(axis=1),
+                sp2.switching(unstable, z, total1),
             ]
         )
 
