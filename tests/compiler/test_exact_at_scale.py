@@ -154,3 +154,15 @@ def test_shuffle_dyck_at_lengths_once_refused_is_exact_in_every_order(max_seq_le
     assert exactness.mismatches(model, program, sequences) == []
     for order in adversarial.ORDERS:
         assert exactness.adversarial_mismatches(model, program, sequences, order) == [], order
+
+
+def test_sort_freq_at_a_length_that_once_crashed_the_bounds_is_exact():
+    """make_sort_freq at max_seq_len 12 (and 31, 35) once failed with a numpy casting
+    error in the MLP bounds (a block with every unit off on a chunk of rows)."""
+    program = lib.make_sort_freq(12)
+    vocab = {1, 2, 3, 4}
+    model = compiling.compile_rasp_to_model(
+        program, vocab=vocab, max_seq_len=12, compiler_bos="BOS"
+    )
+    sequences = exactness.sampled_sequences(vocab, 12, per_length=8)
+    assert exactness.mismatches(model, program, sequences) == []

@@ -112,6 +112,22 @@ def test_a_unit_that_writes_nothing_may_switch():
     assert result.unstable.tolist() == [False] and result.bound.tolist() == [[0.0]]
 
 
+def test_a_block_whose_units_are_all_off_is_bounded_by_zero():
+    """Every unit surely off on every row, and a second layer sparse enough to be
+    multiplied cell by cell: no live cell at all (np.bincount of nothing is int64, which
+    once made the bound fail with a casting error instead of returning 0)."""
+    hidden = 200
+    fst = np.zeros((2, hidden))
+    fst[1] = -1.0  # relu(-one): off
+    snd = np.zeros((hidden, 1))
+    snd[7, 0] = 1.0  # one nonzero in 200: multiplied over the nonzeros
+    x = np.array([[0.5, 1.0], [0.25, 1.0]])
+    e = np.array([[1e-3, 0.0], [1e-3, 0.0]])
+    result = rounding.mlp_bound(fst, snd, x, e)
+    assert result.bound.dtype == np.float64
+    assert result.bound.tolist() == [[0.0], [0.0]] and not result.unstable.any()
+
+
 def test_exact_block_recognises_lookup_tables():
     fst = np.array([[1.0, 0.0], [0.0, 1.0], [-1.0, -1.0]])
     snd = np.array([[1.0, 0.0], [0.0, 1.0]])

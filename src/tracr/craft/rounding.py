@@ -308,7 +308,8 @@ class _Cells:
         """[P, width]: the sums of a[p, k] vals[entry] per (p, column)."""
         terms = a[self.p, self.k] * vals[self.entry]
         out = np.bincount(self.flat, terms, minlength=self.rows * self.width)
-        return out.reshape(self.rows, self.width)
+        # float64 even without live cells: np.bincount of nothing is int64, weights or not
+        return out.astype(np.float64, copy=False).reshape(self.rows, self.width)
 
 
 def _first_layer(sp1: _Sparse, x: np.ndarray, e: np.ndarray, exact_rows: bool = True):
