@@ -68,7 +68,7 @@ class ProgramGraph:
     def topological_order(self) -> list[str]:
         """Every label after all of its predecessors (deterministic)."""
         if self._order is None:
-            self._order = _static_order(self._pred)
+            self._order = list(graphlib.TopologicalSorter(self._pred).static_order())
         return list(self._order)
 
     def to_networkx(self):
@@ -80,29 +80,6 @@ class ProgramGraph:
             graph.add_node(label, **attrs)
         graph.add_edges_from(self.edges)
         return graph
-
-
-def _static_order(pred: dict[str, dict[str, None]]) -> list[str]:
-    """`list(graphlib.TopologicalSorter(pred).static_order())`, the same list, without
-    graphlib's per-node bookkeeping: Kahn's algorithm with graphlib's tie-breaks (nodes in
-    first-seen order, each node's successors in the order they were added)."""
-    waiting: dict[str, int] = {}  # node -> predecessors not yet emitted; first-seen order
-    successors: dict[str, list[str]] = {}
-    for node, preds in pred.items():
-        waiting[node] = waiting.get(node, 0) + len(preds)
-        successors.setdefault(node, [])
-        for p in preds:
-            waiting.setdefault(p, 0)
-            successors.setdefault(p, []).append(node)
-    order = [node for node, count in waiting.items() if count == 0]
-    for node in order:  # grows while it is read: each group of ready nodes in turn
-        for successor in successors[node]:
-            waiting[successor] -= 1
-            if waiting[successor] == 0:
-                order.append(successor)
-    if len(order) != len(waiting):  # a cycle: graphlib says where
-        return list(graphlib.TopologicalSorter(pred).static_order())
-    return order
 
 
 @dataclasses.dataclass(frozen=True)
