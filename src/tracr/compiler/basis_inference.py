@@ -85,11 +85,8 @@ def _map_values(expr: rasp.Map, inner: frozenset, groupings: dict | None = None)
 def _grouped_map_values(expr: rasp.Map, inner: frozenset, groupings: dict) -> ValueSet:
     """`_map_values` through the Grouping of a numerical input; None where the values do
     not sort or some call raises other than arithmetically (the careful loop reports)."""
-    grouping = groupings.get(inner)  # one lookup: equal big sets compare slowly
     try:
-        if grouping is None:
-            grouping = groupings[inner] = numeric_points.Grouping.of(inner)
-        out = set(grouping.results(expr.f))
+        out = set(numeric_points.Grouping.shared(groupings, inner).results(expr.f))
     except Exception:  # noqa: BLE001 - the caller's loop says which, or skips it
         return None
     out.discard(numeric_points.RAISED)  # skipped, as `_apply_all` skips them

@@ -49,14 +49,10 @@ class LoweringContext:
         """The value set of `label` as a numeric_points.Grouping (the set itself where
         its values do not sort)."""
         values = self.value_sets[label]
-        grouping = self.groupings.get(values)  # one lookup: equal big sets compare slowly
-        if grouping is None:
-            try:
-                grouping = numeric_points.Grouping.of(values)
-            except TypeError:
-                grouping = values
-            self.groupings[values] = grouping
-        return grouping
+        try:
+            return numeric_points.Grouping.shared(self.groupings, values)
+        except TypeError:
+            return values
 
 
 def sop_space(expr: rasp.SOp, values: frozenset | None) -> bases.VectorSpaceWithBasis:

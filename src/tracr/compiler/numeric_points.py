@@ -49,6 +49,16 @@ class Grouping:
     def of(cls, values: Iterable[float] | Grouping) -> Grouping:
         return values if isinstance(values, Grouping) else cls(*_grouped(values))
 
+    @classmethod
+    def shared(cls, groupings: dict, values: frozenset) -> Grouping:
+        """The Grouping of `values`, made once per compile in `groupings` (value set ->
+        Grouping), which the passes share. One dict lookup: equal big sets compare
+        element by element. Raises what `of` raises (TypeError: values that do not sort)."""
+        grouping = groupings.get(values)
+        if grouping is None:
+            grouping = groupings[values] = cls.of(values)
+        return grouping
+
     def results(self, f: Callable) -> list:
         """f at every point (RAISED where it raises an ArithmeticError), computed once."""
         return self._evaluation(f)[1]

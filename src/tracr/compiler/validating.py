@@ -211,9 +211,7 @@ def _value_set_reasons(
                 f"({', '.join(map(repr, not_numbers[:3]))}); a numerical SOp must hold numbers"
             )
         else:
-            grouping = groupings.get(inner)  # Maps of equal value sets share one sort
-            if grouping is None:
-                grouping = groupings[inner] = numeric_points.Grouping.of(inner)
+            grouping = numeric_points.Grouping.shared(groupings, inner)  # one sort per set
             for problem in (
                 _numeric_resolution_problem(expr, grouping),
                 _rounding_problem(expr, grouping),
