@@ -175,7 +175,7 @@ class AssembledTransformerModel:
 
     @property
     def frozen(self) -> bool:
-        """Whether every weight is a read-only array `freeze` made."""
+        """Whether every weight is an array `freeze` made."""
         return all(
             isinstance(a, np.ndarray) and sparse.is_frozen(a)
             for p in self.params.values()
@@ -183,13 +183,21 @@ class AssembledTransformerModel:
         )
 
     def _replace_arrays(self, make) -> None:
-        # In place, in the same dicts: get_compiled_model() and forward() share them.
+        # Everything is checked before anything is replaced: no half-frozen model.
         for name, linear in self.params.items():
             if not isinstance(linear, MutableMapping):
                 raise TypeError(
                     f"params[{name!r}] must be a dict of arrays to be replaced, got "
                     f"{type(linear).__name__}"
                 )
+            for key, a in linear.items():
+                if not isinstance(a, np.ndarray):
+                    raise TypeError(
+                        f"params[{name!r}][{key!r}] must be a numpy array to be replaced, "
+                        f"got {type(a).__name__}"
+                    )
+        # In place, in the same dicts: get_compiled_model() and forward() share them.
+        for linear in self.params.values():
             for key in list(linear):
                 linear[key] = make(linear[key])
 

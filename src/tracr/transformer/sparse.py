@@ -15,9 +15,9 @@ remembered count, or when the array's shape changed. -0.0 counts as non-zero her
 only adds products that are exactly zero. Biases (vectors) have rectangles too: one row.
 `plan` derives what each layer multiplies from these rectangles.
 
-Frozen arrays (`freeze`: read-only copies that no one else holds a view of) cannot change,
-so once such an array's rectangle has been found, it is not checked again while the array
-stays read-only. That saves reading every weight on every call (for one sequence through a
+Frozen arrays (`freeze`: copies in immutable memory, whose `writeable` flag numpy refuses
+to set) cannot change, so once such an array's rectangle has been found, it is not checked
+again. That saves reading every weight on every call (for one sequence through a
 large model, about as long as the products themselves). Any other small array is first
 compared with a copy of its bytes from the last check: when they are equal nothing
 changed, which is cheaper to see than the counts (a dozen numpy calls per layer add up for
@@ -26,6 +26,7 @@ a small model).
 
 from __future__ import annotations
 
+import functools
 import weakref
 
 import numpy as np
@@ -37,15 +38,14 @@ class Rectangle:
 
     __slots__ = (
         *("ref", "shape", "rows", "cols", "row_mask", "col_mask", "count"),
-        *("row_index", "col_index", "box", "gap_rows", "gap_cols", "frozen", "snapshot"),
+        *("row_index", "col_index", "box", "gap_rows", "gap_cols", "snapshot"),
     )
 
     def __init__(self, w: np.ndarray, bits: np.ndarray):
         nonzero = (bits.reshape(1, -1) if bits.ndim == 1 else bits) != 0  # a vector: one row
-        self.ref = weakref.ref(w)
-        self.frozen = is_frozen(w)  # found on the array as it stays: never checked again
+        self.ref = weakref.ref(w, functools.partial(_forget, id(w)))
         self.shape = bits.shape
-        self.snapshot = None if self.frozen else _snapshot(w)
+        self.snapshot = None if is_frozen(w) else _snapshot(w)
         self.row_mask = nonzero.any(axis=1)
         self.col_mask = nonzero.any(axis=0)
         self.rows = np.flatnonzero(self.row_mask)
@@ -110,30 +110,34 @@ def enclosing(indices: np.ndarray) -> slice:
     return slice(int(indices[0]), int(indices[-1]) + 1) if indices.size else slice(0, 0)
 
 
+# Rectangles by array id; an entry goes when its array is freed (`_forget`).
 _RECTANGLES: dict[int, Rectangle] = {}
-# Forget rectangles of arrays that no longer exist once this many are remembered.
+# Most rectangles remembered (of live arrays); beyond, all are forgotten.
 _MAX_RECTANGLES = 4096
 
 
+def _forget(key: int, ref: weakref.ref) -> None:
+    """Drops the rectangle of the array with id `key`, just freed (its weak reference
+    `ref`), unless a newer array with that id has one already."""
+    known = _RECTANGLES.get(key)
+    if known is not None and known.ref is ref:
+        del _RECTANGLES[key]
+
+
 def rectangle(w: np.ndarray) -> Rectangle:
-    """w's rectangle, remembered across calls and checked as described above (not
-    checked again for a frozen array once found or checked while frozen)."""
+    """w's rectangle, remembered across calls and checked as described above (never
+    checked again for a frozen array once found)."""
     known = _RECTANGLES.get(id(w))
-    if known is not None and known.frozen and known.ref() is w and is_frozen(w):
-        if w.shape == known.shape:
-            return known
+    if known is not None and known.ref() is w and w.shape == known.shape and is_frozen(w):
+        return known
     if known is not None and known.unchanged(w):
         return known
     bits = w.view(f"u{w.itemsize}") if w.dtype.kind == "f" else w
     if known is not None and known.holds_all(w, bits):
-        known.frozen = is_frozen(w)
-        known.snapshot = None if known.frozen else _snapshot(w)
+        known.snapshot = _snapshot(w)
         return known
     if len(_RECTANGLES) >= _MAX_RECTANGLES:
-        for key in [k for k, r in _RECTANGLES.items() if r.ref() is None]:
-            del _RECTANGLES[key]
-        if len(_RECTANGLES) >= _MAX_RECTANGLES:
-            _RECTANGLES.clear()
+        _RECTANGLES.clear()
     found = _RECTANGLES[id(w)] = Rectangle(w, bits)
     return found
 
@@ -142,15 +146,13 @@ def rectangle(w: np.ndarray) -> Rectangle:
 _FROZEN: dict[int, weakref.ref] = {}
 
 
-def freeze(w) -> np.ndarray:
+def freeze(w: np.ndarray) -> np.ndarray:
     """A read-only copy of w whose rectangle, once found, is trusted without checks.
 
-    The copy owns its memory and no one holds a writable view of it (views of a
-    read-only array are read-only), so its values can change only if someone sets its
-    `writeable` flag again; `rectangle` checks it as any array while that flag is set.
+    The copy's memory is an immutable bytes object: numpy refuses to make the copy, any
+    view of it, or its base writable, so its values cannot change.
     """
-    frozen = np.array(w, copy=True)
-    frozen.flags.writeable = False
+    frozen = np.frombuffer(w.tobytes(), dtype=w.dtype).reshape(w.shape)
     key = id(frozen)
     _FROZEN[key] = weakref.ref(frozen, lambda _, key=key: _FROZEN.pop(key, None))
     return frozen
@@ -162,9 +164,9 @@ def thaw(w: np.ndarray) -> np.ndarray:
 
 
 def is_frozen(w: np.ndarray) -> bool:
-    """Whether w is an array `freeze` made and it is still read-only."""
+    """Whether w is an array `freeze` made."""
     ref = _FROZEN.get(id(w))
-    return ref is not None and ref() is w and not w.flags.writeable
+    return ref is not None and ref() is w
 
 
 def block(w: np.ndarray, rows: np.ndarray, cols: np.ndarray, row_span=None, col_span=None):
