@@ -182,7 +182,7 @@ def _attention(params, prefix, config, x, mask, distinct=None):
         on_table = dict(zip(planned.projections, found))  # "query": [P, qk columns], ...
         if not config.causal:
             rows = distinct[1].reshape(batch, seq_len)
-            key = (prefix, id(linears[0]["w"]))  # names the block's remembered queries
+            key = (prefix,)  # the block's remembered queries (checked by their bytes)
             table_heads = query_table.heads(planned.qk_heads, on_table, rows, root, key)
         if len(table_heads) == len(planned.qk_heads):  # q and k are not needed by row
             on_table = {name: p for name, p in on_table.items() if name == "value"}

@@ -5,7 +5,8 @@ At layer 0 a position's query and key are functions of its row of the embedding 
 queries and keys, Q the distinct rows of q_t (compared bit for bit) and
 scores = q_t[Q] k_t^T / sqrt(K) [Q, P], the logit of position i for position j is
 scores[query id of row i, row j]: gathers, where the batch would take one product per
-sequence; each score is the dot product the per-sequence product computes. A softmax row
+sequence; each score has the terms the per-sequence product sums (BLAS may add them in
+another order, which the compiler's bounds allow: they hold in every order). A softmax row
 depends only on its query's logits, so where the mask does not depend on the query (not
 causal) and Q < T, the softmax runs on each sequence's Q distinct query rows, [T, B, Q]
 instead of [T, B, T], and each position's mixed values are gathered from its query's.
@@ -63,9 +64,10 @@ def heads(qk_heads, on_table, rows: np.ndarray, root: np.ndarray, key: tuple) ->
     return found
 
 
-# Each head's latest distinct queries, by (block, head): (the table's bytes, the first row
-# of each distinct row, each row's distinct row). Layer 0's queries change only with the
-# weights, so finding them (a sort) is mostly skipped; the bytes are compared every call.
+# Each head's latest distinct queries, by (block name, head, shape, dtype): (the table's
+# bytes, the first row of each distinct row, each row's distinct row). Layer 0's queries
+# change only with the weights, so finding them (a sort) is mostly skipped; the bytes are
+# compared every call, so models with the same block names only take turns.
 _DISTINCT_QUERIES: dict[tuple, tuple[bytes, np.ndarray, np.ndarray]] = {}
 _MAX_DISTINCT_QUERIES = 256
 
