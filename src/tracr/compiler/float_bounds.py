@@ -260,10 +260,10 @@ _KEY_BYTES = 1 << 16
 def _width_key(block, node, ctx, errors) -> tuple[bound_cache.Key | None, int]:
     """(key, its size in bytes): the contents of every sub-block of a selector-width
     block (directions and weights), the directions it writes, BOS, `one`, max_seq_len,
-    and for every name its directions carry whether it is a known SOp, a hidden one-hot
-    or width numbers, and what the bounds read of it (`mlp_bounds.read_key`). No key
-    (None) where a name is both width numbers and an SOp (the read key sees only one),
-    and for large blocks, whose bound costs less than copying and hashing the key."""
+    and for every name its directions carry what the bounds read of it
+    (`mlp_bounds.read_key`, which says where it comes from). No key (None) for a name
+    that is both width numbers and an SOp (`mlp_bounds.ambiguous`), and for large
+    blocks, whose bound costs less than copying and hashing the key."""
     parts, names, size = [], {}, 4096
     for sub in block.blocks:
         if isinstance(sub, transformers.AttentionHead):
@@ -273,18 +273,18 @@ def _width_key(block, node, ctx, errors) -> tuple[bound_cache.Key | None, int]:
         else:
             spaces = [(f, f.input_space, f.output_space) for f in (sub.fst, sub.snd)]
         for fn, first, second in spaces:
-            parts.append((first.basis, second.basis, bound_cache.array_key(fn.matrix)))
+            parts.append((first.basis, second.basis, fn.matrix))  # keyed below, if kept
             names.update(dict.fromkeys(d.name for d in first.basis + second.basis))
             size += fn.matrix.nbytes
-    if size > _KEY_BYTES or any(
-        name in ctx.numbers and (name in errors or name in ctx.hidden) for name in names
-    ):
-        return None, size
-    reads = tuple(
-        (name, name in errors, name in ctx.hidden, name in ctx.numbers)
-        + (mlp_bounds.read_key(ctx, errors, name),)
-        for name in names
-    )
+    if size > _KEY_BYTES or any(mlp_bounds.ambiguous(ctx, errors, name) for name in names):
+        return None, size  # (the key would cost more than the bound)
+    parts = [
+        (*part[:2], bound_cache.array_key(part[2])) if isinstance(part, tuple) else part
+        for part in parts
+    ]
+    # For names that are no SOp (the head's numbers, hidden units), read_key is None:
+    # what they hold follows from the weights keyed above.
+    reads = tuple((name, mlp_bounds.read_key(ctx, errors, name)) for name in names)
     context = (node.space.basis, ctx.bos, ctx.one, ctx.max_seq_len)
     return bound_cache.Key((*parts, *context, reads)), size
 

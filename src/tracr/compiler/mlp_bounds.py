@@ -251,13 +251,20 @@ def _error_key(mlp, out_space, ctx, errors, kind=("error",)) -> bound_cache.Key 
     return bound_cache.Key((*kind, *weights, *directions, ctx.bos, ctx.one, tuple(reads)))
 
 
+def ambiguous(ctx, errors, label) -> bool:
+    """Whether `label` is width numbers and also an SOp or a hidden one-hot: the bounds
+    would read one or the other, so no key stands for it."""
+    return label in ctx.numbers and (label in errors or label in ctx.hidden)
+
+
 def read_key(ctx, errors, label) -> tuple | None:
-    """What the bounds read of the SOp `label`, exactly: its values, its kind and its
-    error, or the width numbers it is (`ctx.numbers`); None for an unknown one.
-    Categorical values only place ones in the inputs: == on them is enough. Kept per
-    compile while the SOp's error (or numbers, or hidden entry) is the same object."""
+    """What the bounds read of the SOp `label`, exactly: where it comes from (errors,
+    hidden one-hots, width numbers), then its values, its kind and its error, or the
+    width numbers it is; None for an unknown or `ambiguous` one. Categorical values only
+    place ones in the inputs: == on them is enough. Kept per compile while the SOp's
+    error (or numbers, or hidden entry) is the same object."""
     source = ctx.numbers.get(label) or ctx.hidden.get(label) or errors.get(label)
-    if source is None:
+    if source is None or ambiguous(ctx, errors, label):
         return None
     known = ctx.memo.get(("read key", label))
     if known is not None and known[0] is source:
@@ -278,6 +285,7 @@ def read_key(ctx, errors, label) -> tuple | None:
             values = None if values is None else tuple(values)
         err = bound_context.error(ctx, errors, label)
         read = (
+            label in errors,
             label in ctx.hidden,
             numerical,
             values,
