@@ -3,6 +3,8 @@ after any edit."""
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -62,7 +64,9 @@ def test_an_array_reshaped_in_place_gets_a_new_rectangle():
     w = np.zeros((6, 4), dtype=np.float32)
     w[[0, 5], 0] = 1.0
     found = sparse.rectangle(w)
-    w.shape = (4, 6)  # the same array object: row 5 is gone
+    with warnings.catch_warnings():  # numpy 2.5 deprecates it; users may still do it
+        warnings.simplefilter("ignore", DeprecationWarning)
+        w.shape = (4, 6)  # the same array object: row 5 is gone
     again = sparse.rectangle(w)
     assert again is not found
     assert list(again.rows) == [0, 3] and list(again.cols) == [0, 2]
