@@ -160,3 +160,42 @@ def test_freeze_names_params_it_cannot_replace():
     with pytest.raises(TypeError, match=r"linear_2'\]\['b'\] must be a numpy array.*list"):
         compiled.freeze()
     assert not any(sparse.is_frozen(a) for a in _arrays(compiled) if isinstance(a, np.ndarray))
+
+
+def test_a_frozen_model_finds_no_rectangle_twice(monkeypatch):
+    """Once a frozen block's plan is known, later calls serve it without asking for the
+    rectangles of its arrays (`plan._frozen_plan`)."""
+    compiled = _compiled().freeze()
+    batch = _batch()
+    compiled.apply_batch(batch)
+    weights = {id(a) for a in _arrays(compiled)}
+    find = sparse.rectangle
+
+    def only_others(w):
+        assert id(w) not in weights, "a frozen weight's rectangle was looked up again"
+        return find(w)
+
+    monkeypatch.setattr(sparse, "rectangle", only_others)
+    assert compiled.apply_batch(batch).decoded == _sorted_rows(batch)
+    assert compiled.apply([BOS, 3, 1]).decoded == [BOS, 1, 3]
+
+
+def test_a_frozen_array_replaced_by_another_gets_a_plan_of_its_own(monkeypatch):
+    """A frozen weight replaced by another frozen array, with a non-zero outside the old
+    one's rectangle, is multiplied as it is: the sparse path agrees with the dense one."""
+    compiled = _compiled().freeze()
+    batch = _batch()
+    compiled.apply_batch(batch)
+    linear = _writers(compiled)[0]  # the last attention's output matrix
+    edited = np.array(linear["w"])
+    rect = sparse.rectangle(linear["w"])
+    row = int(rect.rows[0])
+    col = int(np.flatnonzero(~rect.col_mask)[0])  # a column it never wrote
+    edited[row, col] = 0.5
+    linear["w"] = sparse.freeze(edited)
+    assert compiled.frozen
+    sparse_out = compiled.apply_batch(batch, strict=False)
+    monkeypatch.setattr(model, "DENSE_WORK", 10**18)  # the full matrices
+    dense_out = compiled.apply_batch(batch, strict=False)
+    assert np.abs(sparse_out.residuals[-1][..., col]).max() > 0  # the new entry is used
+    np.testing.assert_allclose(sparse_out.residuals[-1], dense_out.residuals[-1], atol=1e-6)

@@ -13,6 +13,7 @@ Shapes: B batch, T positions, D d_model, H heads, K d_head, M d_mlp.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable, Mapping
 
 import numpy as np
@@ -157,9 +158,10 @@ def _distinct_rows(params, token_ids: np.ndarray) -> tuple[np.ndarray, np.ndarra
     return table, rows.reshape(-1)
 
 
-def _root(d_head: int, dtype) -> np.ndarray:
+@functools.lru_cache(maxsize=64)
+def _root(d_head: int, dtype) -> np.generic:
     """sqrt(d_head) in the model's dtype: logits are one division after the dot product."""
-    return np.sqrt(np.asarray(d_head, dtype=dtype))
+    return np.sqrt(np.asarray(d_head, dtype=dtype))[()]  # a scalar: immutable, shareable
 
 
 # The sparse paths (`_attention`, `_mlp`) multiply only the non-zero blocks of each

@@ -7,12 +7,15 @@ dozens of small numpy calls, more time than the products themselves for one sequ
 a plan derives them once per set of rectangles and is reused for as long as every weight's
 and every bias's rectangle is the same object. The rectangles are checked on every call
 (`sparse.rectangle`): an edit that puts a non-zero outside one makes a new rectangle, and
-so a new plan. Plans hold indices only, never weight values: the products read the
-weights as they are at each call, so edits inside the rectangles take effect too.
+so a new plan (a block whose arrays are all frozen, `sparse.freeze`, skips even the
+lookups while its arrays are the same objects). Plans hold indices only, never weight
+values: the products read the weights as they are at each call, so edits inside the
+rectangles take effect too.
 """
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Mapping
 
 import numpy as np
@@ -211,9 +214,36 @@ _PLANS: dict[tuple, AttentionPlan | MLPPlan] = {}
 _MAX_PLANS = 1024
 
 
-def _rectangles(linears: list[Linear]) -> tuple[sparse.Rectangle, ...]:
-    """Each linear's weight and bias rectangles, checked (`sparse.rectangle`)."""
-    return tuple(sparse.rectangle(a) for linear in linears for a in (linear["w"], linear["b"]))
+def _arrays(linears: list[Linear]) -> list[np.ndarray]:
+    """Each linear's weight and bias, in order."""
+    return [a for linear in linears for a in (linear["w"], linear["b"])]
+
+
+# Plans of blocks whose weights and biases are all frozen (`sparse.freeze`), by the ids of
+# those arrays: (weak references to the arrays, their shapes, the plan). Frozen arrays
+# cannot change, so while each is the very array the plan was made for, in the same shape,
+# their rectangles are the same and need no lookup (a dozen per layer add up for one
+# sequence through a small model).
+_FROZEN_PLANS: dict[tuple, tuple[list, list, AttentionPlan | MLPPlan]] = {}
+
+
+def _frozen_plan(key: tuple, arrays: list[np.ndarray]):
+    known = _FROZEN_PLANS.get(key)
+    if known is None:
+        return None
+    refs, shapes, plan = known
+    for ref, shape, a in zip(refs, shapes, arrays):
+        if ref() is not a or a.shape != shape:
+            return None
+    return plan
+
+
+def _remember_frozen(key: tuple, arrays: list[np.ndarray], plan) -> None:
+    if not all(map(sparse.is_frozen, arrays)):
+        return
+    if len(_FROZEN_PLANS) >= _MAX_PLANS:
+        _FROZEN_PLANS.clear()
+    _FROZEN_PLANS[key] = ([weakref.ref(a) for a in arrays], [a.shape for a in arrays], plan)
 
 
 def _remember(key: tuple, plan):
@@ -225,13 +255,19 @@ def _remember(key: tuple, plan):
 
 def attention(params: Mapping[str, Linear], prefix: str, d_head: int) -> AttentionPlan:
     """The plan of attention block `prefix` (".../attn") for its weights as they are now."""
-    names = ("query", "key", "value", "linear")
-    rects = _rectangles([params[f"{prefix}/{name}"] for name in names])
+    linears = [params[f"{prefix}/{name}"] for name in ("query", "key", "value", "linear")]
+    arrays = _arrays(linears)
+    frozen_key = ("attn", d_head, *map(id, arrays))
+    plan = _frozen_plan(frozen_key, arrays)
+    if plan is not None:
+        return plan
+    rects = tuple(map(sparse.rectangle, arrays))
     key = ("attn", d_head, *rects)  # rectangles compare by identity
     plan = _PLANS.get(key)
     if plan is None:
-        d_model = params[f"{prefix}/query"]["w"].shape[0]
+        d_model = linears[0]["w"].shape[0]
         plan = _remember(key, AttentionPlan(rects, d_model, d_head))
+    _remember_frozen(frozen_key, arrays, plan)
     return plan
 
 
@@ -239,11 +275,17 @@ def mlp(
     params: Mapping[str, Linear], prefix: str, activation: Callable, width: int | None
 ) -> MLPPlan:
     """The plan of MLP block `prefix` (".../mlp") for its weights as they are now."""
-    rects = _rectangles([params[f"{prefix}/linear_1"], params[f"{prefix}/linear_2"]])
+    arrays = _arrays([params[f"{prefix}/linear_1"], params[f"{prefix}/linear_2"]])
+    frozen_key = ("mlp", activation, width, *map(id, arrays))
+    plan = _frozen_plan(frozen_key, arrays)
+    if plan is not None:
+        return plan
+    rects = tuple(map(sparse.rectangle, arrays))
     key = ("mlp", activation, width, *rects)
     plan = _PLANS.get(key)
     if plan is None:
         zero_at_zero = float(np.asarray(activation(np.zeros(1)))[0]) == 0
-        d_model = params[f"{prefix}/linear_1"]["w"].shape[0]
+        d_model = arrays[0].shape[0]
         plan = _remember(key, MLPPlan(rects, d_model, zero_at_zero, width))
+    _remember_frozen(frozen_key, arrays, plan)
     return plan

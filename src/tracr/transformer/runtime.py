@@ -7,7 +7,7 @@ import ctypes
 import os
 import sys
 
-_BLAS_CONTROLLER: list = []  # empty before the first call, then [controller or None]
+_BLAS_CONTROLLER: list = []  # empty before the first call, then [BLAS libraries or None]
 
 
 def blas_single_thread():
@@ -23,11 +23,39 @@ def blas_single_thread():
         except ImportError:
             _BLAS_CONTROLLER.append(None)
         else:
-            _BLAS_CONTROLLER.append(threadpoolctl.ThreadpoolController())
-    controller = _BLAS_CONTROLLER[0]
-    if controller is None:
+            blas = threadpoolctl.ThreadpoolController().select(user_api="blas")
+            _BLAS_CONTROLLER.append(blas.lib_controllers)
+    libraries = _BLAS_CONTROLLER[0]
+    if not libraries:
         return contextlib.nullcontext()
-    return controller.limit(limits=1, user_api="blas")
+    return _OneThread(libraries)
+
+
+class _OneThread:
+    """Sets each BLAS library that is not on one thread to one, and back on exit.
+
+    threadpoolctl's own `limit` context costs about 8 us a call, as much as a small
+    model's product; this asks each library for its count and sets only what differs."""
+
+    __slots__ = ("libraries", "restore")
+
+    def __init__(self, libraries: list):
+        self.libraries = libraries
+        self.restore: list = []
+
+    def __enter__(self):
+        for library in self.libraries:
+            threads = library.get_num_threads()
+            if threads != 1:
+                library.set_num_threads(1)
+                self.restore.append((library, threads))
+        return self
+
+    def __exit__(self, *exc):
+        for library, threads in self.restore:
+            library.set_num_threads(threads)
+        self.restore = []
+        return False
 
 
 # glibc hands freed blocks above its (dynamic) trim threshold back to the system, so every
