@@ -45,7 +45,7 @@ SIZES = (("small", 5), ("16/16", 16))
 # A sample runs the call this many seconds at least, looping as often as that takes (as
 # timeit's autorange does): one call of 0.2 ms is at the mercy of a single interrupt or
 # context switch, which doubles its time; the mean of a few calls is not.
-MIN_SAMPLE_S = 0.002
+MIN_SAMPLE_S = 0.01
 
 
 def _timings(fn, repeats: int) -> list[float]:
