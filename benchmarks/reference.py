@@ -9,7 +9,7 @@ subprocess of its own venv: this same file, started with `--worker`, imports whi
 names and time the same inputs. Every timing is the median of several runs with its
 min-max; ratios are reference / ours (above 1: we are faster).
 
-  Each sample is the mean time of as many calls as take MIN_SAMPLE_S (2 ms) at least, one
+  Each sample is the mean time of as many calls as take MIN_SAMPLE_S (10 ms) at least, one
   call where that is longer.
   first compile: a program's first compile_rasp_to_model in a process that has imported
     everything and compiled other programs (one sample: caches keyed by content start
