@@ -183,8 +183,11 @@ def cleaner_if_noisy(
     Inputs within CLEAN_ABOVE already (a cleaned lookup's output, say) are left as they
     are: a cleaned table's own rounding (terms of size 2) is of that order, so cleaning
     would gain little and double the block's width (sort_freq's SequenceMap would be
-    twice the reference's). `bounded`: node.error is already its block's bound."""
-    if not bounded:
+    twice the reference's). `bounded`: node.error is already its block's bound (a
+    separable block, separable_choice.py); otherwise node is as lowered (expr_blocks.py)
+    and is bounded here, and a categorical SequenceMap's block is its lookup table."""
+    first = not bounded
+    if first:
         node = dataclasses.replace(node, error=float_bounds.sop_error(node, bounds, errors))
     expr = node.expr
     if max(node.error.worst(0.0), node.error.l1) <= CLEAN_ABOVE:
@@ -206,13 +209,17 @@ def cleaner_if_noisy(
         and rasp.is_categorical(expr.fst)
         and rasp.is_categorical(expr.snd)
     ):
-        table = categorical_mlp.sequence_map_categorical_mlp(
-            spaces[expr.fst.label],
-            spaces[expr.snd.label],
-            node.space,
-            expr_blocks.feasible_only(expr),
-            ctx.one_space,
-            hidden_name=expr_blocks.hidden_name_of(expr),
+        table = (
+            node.block
+            if first
+            else categorical_mlp.sequence_map_categorical_mlp(
+                spaces[expr.fst.label],
+                spaces[expr.snd.label],
+                node.space,
+                expr_blocks.feasible_only(expr),
+                ctx.one_space,
+                hidden_name=expr_blocks.hidden_name_of(expr),
+            )
         )
     else:
         return node
