@@ -208,7 +208,11 @@ class VectorSpaceWithBasis:
 
     @classmethod
     def from_values(cls, name: Name, values: Iterable[Value]) -> VectorSpaceWithBasis:
-        return cls(tuple(BasisDirection(name, v) for v in values))
+        basis = tuple([BasisDirection(name, v) for v in values])
+        space = cls._of_distinct(basis)  # BasisDirections by construction
+        if len(space._index) != len(basis):
+            raise ValueError(f"duplicate basis directions: {_duplicates(basis)}")
+        return space
 
 
 def join_vector_spaces(*spaces: VectorSpaceWithBasis) -> VectorSpaceWithBasis:

@@ -82,15 +82,20 @@ def discretising_mlp(
     x_dir = _common.single_direction(input_space, "input_space")
     floats = np.asarray(points, dtype=np.float64)
     outputs = np.asarray(outputs, dtype=np.float64).reshape(len(floats), output_space.num_dims)
-    if len(np.unique(floats)) != len(floats):
+    order = np.argsort(floats, kind="stable")
+    ordered = floats[order]
+    # equal neighbours once sorted (NaNs sort last and count as equal, as in np.unique)
+    if np.any(ordered[1:] == ordered[:-1]) or (len(ordered) > 1 and np.isnan(ordered[-2])):
         raise ValueError("points must be distinct")
-    rows_out = outputs[np.argsort(floats, kind="stable")]  # [n, out]
-    disc = discretise(floats, rows_out, relative=_common.is_numerical_space(output_space))
+    _discretising.check_finite(floats)
+    rows_out = outputs[order]  # [n, out]
+    disc = _discretising.discretise_sorted(
+        ordered, rows_out, relative=_common.is_numerical_space(output_space)
+    )
     n_gaps = len(disc.points) - 1
 
-    hidden = bases.VectorSpaceWithBasis(
-        [bases.BasisDirection(hidden_name, "const")]
-        + [bases.BasisDirection(hidden_name, (k, u)) for k in range(n_gaps) for u in (0, 1)]
+    hidden = bases.VectorSpaceWithBasis.from_values(
+        hidden_name, ["const", *((k, u) for k in range(n_gaps) for u in (0, 1))]
     )
     in_space = bases.join_vector_spaces(input_space, one_space, bos_space)  # x, one, bos
     # Hidden columns: the constant unit, then a_k, b_k for each gap k (1::2 and 2::2).
