@@ -135,7 +135,7 @@ def _value_set(
         fst, snd = sets[expr.fst.label], sets[expr.snd.label]
         if fst is None or snd is None:
             return None
-        linear = _linear_values(expr, fst, snd)
+        linear = _linear_values(expr, fst, snd, groupings)
         if linear is not None:
             return linear
         pairs = itertools.product(fst, snd)
@@ -151,11 +151,16 @@ def _value_set(
     raise NotImplementedError(f"no value-set rule for {type(expr).__name__} {expr.label!r}")
 
 
-def _linear_values(expr: rasp.SequenceMap, fst: frozenset, snd: frozenset) -> ValueSet:
+def _linear_values(
+    expr: rasp.SequenceMap, fst: frozenset, snd: frozenset, groupings: dict | None = None
+) -> ValueSet:
     """fst_fac * x + snd_fac * y over all pairs, as numpy arrays: the same IEEE
     operations in the same order as the Python expression, so the same floats (an int
     result comes out as the equal float, which only a numerical SOp may hold). None
-    where that does not apply (None values, other SequenceMaps)."""
+    where that does not apply (None values, other SequenceMaps).
+
+    groupings: the result's Grouping is put there, made from the sorted array at hand
+    (the bounds read the values sorted; a big set costs more to sort again)."""
     if not isinstance(expr, rasp.LinearSequenceMap) or expr.fst.label == expr.snd.label:
         return None
     facs = (expr.fst_fac, expr.snd_fac)
@@ -175,7 +180,11 @@ def _linear_values(expr: rasp.SequenceMap, fst: frozenset, snd: frozenset) -> Va
         out = np.unique(np.add.outer(x, y))
     if not np.isfinite(out).all():
         return None
-    return frozenset(out.tolist())
+    listed = out.tolist()
+    values = frozenset(listed)
+    if groupings is not None and values not in groupings:
+        groupings[values] = numeric_points.Grouping.of_sorted(out, listed)
+    return values
 
 
 def counts_every_position(expr: rasp.SOp) -> bool:

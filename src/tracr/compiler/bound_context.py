@@ -89,6 +89,9 @@ class Context:
     numbers: dict = dataclasses.field(default_factory=dict)
     #: Results computed once per compile: sorted value sets and magnitudes by label.
     memo: dict = dataclasses.field(default_factory=dict, compare=False)
+    #: The compile's numerical value sets sorted once (value set ->
+    #: numeric_points.Grouping), whose sorted arrays `points` takes where they are kept.
+    groupings: dict = dataclasses.field(default_factory=dict, compare=False)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,6 +107,28 @@ class WidthNumbers:
     error: np.ndarray
     bos_ideal: np.ndarray
     bos_error: np.ndarray
+
+
+def read_names(ctx: Context, space: bases.VectorSpaceWithBasis) -> list[str]:
+    """The names of the directions of `space` other than BOS and `one`, each once, in
+    basis order; kept for the compile (do not modify the list)."""
+    key = ("names", id(space))
+    known = ctx.memo.get(key)
+    if known is not None and known[0] is space:
+        return known[1]
+    bos, one = ctx.bos, ctx.one
+    aux = {bos.name, one.name}  # only directions of these names can be BOS or `one`
+    names = list(
+        dict.fromkeys(d.name for d in space.basis if d.name not in aux or (d != bos and d != one))
+    )
+    ctx.memo[key] = (space, names)  # the space is kept, so its id is not reused
+    return names
+
+
+def basis_key(space: bases.VectorSpaceWithBasis) -> tuple:
+    """A space's directions as (name, value) pairs, in order: equal exactly where the
+    directions are, and hashed and compared without calling a method per direction."""
+    return tuple([(d.name, d.value) for d in space.basis])
 
 
 def numerical(ctx: Context, label: str) -> bool:
@@ -129,8 +154,12 @@ def points(ctx: Context, label: str) -> np.ndarray | None:
     key = ("points", label)
     if key not in ctx.memo:
         found = ctx.value_sets.get(label)
-        if found is not None:
-            found = found - {None}
+        grouping = None if found is None else ctx.groupings.get(found)
+        if grouping is not None and grouping.array is not None:
+            found = grouping.array  # read-only
+        elif found is not None:
+            if None in found:
+                found = found - {None}
             found = np.sort(np.fromiter(found, np.float64, len(found)))
             found.flags.writeable = False
         ctx.memo[key] = found

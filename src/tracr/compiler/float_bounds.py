@@ -59,22 +59,23 @@ _mlp_error = mlp_bounds.mlp_error
 # -- attention --------------------------------------------------------------------------
 
 
-def _head_inputs(head: transformers.AttentionHead, aux: set) -> tuple[list[str], list[str]]:
-    """(query SOps, key SOps) read by a head's scores, the directions in `aux` (BOS and
-    `one`) left out."""
-    query = sorted({d.name for d in head.w_qk.left_space.basis if d not in aux})
-    keys = sorted({d.name for d in head.w_qk.right_space.basis if d not in aux})
-    return query, keys
+def _noisy(ctx: Context, space: bases.VectorSpaceWithBasis) -> np.ndarray:
+    """[dims] bool: the directions of `space` other than BOS and `one`."""
+    noisy = np.ones(space.num_dims, dtype=bool)
+    for d in (ctx.bos, ctx.one):
+        if d in space:
+            noisy[space.index(d)] = False
+    return noisy
 
 
 def _logit_error(head, ctx, errors, aggregate: bool) -> tuple[float, float, float]:
     """(logit error D, tie error D_tie, coldness c) of a categorical_attn/selector_width
     head."""
-    aux = {ctx.bos, ctx.one}  # hashed: a tuple would compare every direction with both
-    query, keys = _head_inputs(head, aux)
     w = head.w_qk
-    query_noisy = np.array([d not in aux for d in w.left_space.basis])
-    key_noisy = np.array([d not in aux for d in w.right_space.basis])
+    # (query SOps, key SOps) read by the scores
+    query = sorted(bound_context.read_names(ctx, w.left_space))
+    keys = sorted(bound_context.read_names(ctx, w.right_space))
+    query_noisy, key_noisy = _noisy(ctx, w.left_space), _noisy(ctx, w.right_space)
     c = float(w.matrix[w.left_space.index(ctx.bos), w.right_space.index(ctx.bos)])
     # one_q bos_k scores (n - 1/2) c in an Aggregate's head, n c in a width's.
     one_bos = float(w.matrix[w.left_space.index(ctx.one), w.right_space.index(ctx.bos)])
@@ -273,19 +274,22 @@ def _width_key(block, node, ctx, errors) -> tuple[bound_cache.Key | None, int]:
         else:
             spaces = [(f, f.input_space, f.output_space) for f in (sub.fst, sub.snd)]
         for fn, first, second in spaces:
-            parts.append((first.basis, second.basis, fn.matrix))  # keyed below, if kept
+            parts.append((first, second, fn.matrix))  # keyed below, if kept
             names.update(dict.fromkeys(d.name for d in first.basis + second.basis))
             size += fn.matrix.nbytes
     if size > _KEY_BYTES or any(mlp_bounds.ambiguous(ctx, errors, name) for name in names):
         return None, size  # (the key would cost more than the bound)
+    basis_key = bound_context.basis_key
     parts = [
-        (*part[:2], bound_cache.array_key(part[2])) if isinstance(part, tuple) else part
+        (basis_key(part[0]), basis_key(part[1]), bound_cache.array_key(part[2]))
+        if isinstance(part, tuple)
+        else part
         for part in parts
     ]
     # For names that are no SOp (the head's numbers, hidden units), read_key is None:
     # what they hold follows from the weights keyed above.
     reads = tuple((name, mlp_bounds.read_key(ctx, errors, name)) for name in names)
-    context = (node.space.basis, ctx.bos, ctx.one, ctx.max_seq_len)
+    context = (bound_context.basis_key(node.space), ctx.bos, ctx.one, ctx.max_seq_len)
     return bound_cache.Key((*parts, *context, reads)), size
 
 
@@ -309,7 +313,6 @@ def _width_bound(block: transformers.SeriesWithResiduals, node, ctx, errors) -> 
 
 
 def _inputs_of(block, ctx) -> list[str]:
-    aux = {ctx.bos, ctx.one}
     if isinstance(block, transformers.MLP):
         spaces = [block.fst.input_space]
     elif isinstance(block, transformers.AttentionHead):
@@ -318,9 +321,8 @@ def _inputs_of(block, ctx) -> list[str]:
         cleanups, head, _, _ = width_parts(block)
         spaces = [head.w_qk.left_space, head.w_qk.right_space]
         spaces += [m.fst.input_space for m in cleanups]
-    return sorted(
-        {d.name for s in spaces for d in s.basis if d not in aux and d.name in ctx.lowered}
-    )
+    names = (name for s in spaces for name in bound_context.read_names(ctx, s))
+    return sorted({name for name in names if name in ctx.lowered})
 
 
 def sop_error(node, ctx: Context, errors: Mapping[str, SOpError]) -> SOpError:

@@ -239,15 +239,15 @@ def _error_key(mlp, out_space, ctx, errors, kind=("error",)) -> bound_cache.Key 
     output and written directions, BOS and `one`, and what it reads of every SOp read
     (`read_key`)."""
     space = mlp.fst.input_space
-    aux = {ctx.bos, ctx.one}
     reads = []
-    for label in dict.fromkeys(d.name for d in space.basis if d not in aux):
+    for label in bound_context.read_names(ctx, space):
         read = read_key(ctx, errors, label)
         if read is None:
             return None
         reads.append(read)
     weights = bound_cache.array_key(mlp.fst.matrix), bound_cache.array_key(mlp.snd.matrix)
-    directions = space.basis, mlp.snd.output_space.basis, out_space.basis
+    spaces = space, mlp.snd.output_space, out_space
+    directions = tuple(map(bound_context.basis_key, spaces))
     return bound_cache.Key((*kind, *weights, *directions, ctx.bos, ctx.one, tuple(reads)))
 
 
