@@ -37,16 +37,27 @@ class SOpError:
         return float(self.at_many(np.array([value], np.float64))[0])
 
     def at_many(self, values: np.ndarray) -> np.ndarray:
-        """The bound at each of `values` (a numerical SOp's values)."""
+        """The bound at each of `values` (a numerical SOp's values). Where `values` and
+        this error's arrays are read-only, the result is too, and is kept with the error
+        for the same `values` (errors and value arrays kept across compiles are asked
+        again each compile)."""
         values = np.asarray(values, np.float64)
+        if self.values is None or not len(self.values):
+            return self.abs + self.rel * np.abs(values)
+        known = self.__dict__.get("_at_many")
+        if known is not None and known[0] is values:
+            return known[1]
         out = self.abs + self.rel * np.abs(values)
-        if self.values is not None and len(self.values):
-            i = np.clip(np.searchsorted(self.values, values), 1, len(self.values) - 1)
-            i = np.where(
-                np.abs(self.values[i - 1] - values) <= np.abs(self.values[i] - values), i - 1, i
-            )
-            near = np.abs(self.values[i] - values) <= 1e-9 * np.maximum(1.0, np.abs(values))
-            out = np.where(near, self.per_value[i], out)
+        i = np.clip(np.searchsorted(self.values, values), 1, len(self.values) - 1)
+        i = np.where(
+            np.abs(self.values[i - 1] - values) <= np.abs(self.values[i] - values), i - 1, i
+        )
+        near = np.abs(self.values[i] - values) <= 1e-9 * np.maximum(1.0, np.abs(values))
+        out = np.where(near, self.per_value[i], out)
+        arrays = (values, self.values, self.per_value)
+        if not any(a.flags.writeable for a in arrays):  # none can change
+            out.flags.writeable = False
+            object.__setattr__(self, "_at_many", (values, out))  # not a field
         return out
 
     def worst(self, magnitude: float) -> float:
@@ -116,11 +127,8 @@ def read_names(ctx: Context, space: bases.VectorSpaceWithBasis) -> list[str]:
     known = ctx.memo.get(key)
     if known is not None and known[0] is space:
         return known[1]
-    bos, one = ctx.bos, ctx.one
-    aux = {bos.name, one.name}  # only directions of these names can be BOS or `one`
-    names = list(
-        dict.fromkeys(d.name for d in space.basis if d.name not in aux or (d != bos and d != one))
-    )
+    aux = {ctx.bos, ctx.one}
+    names = list(dict.fromkeys(d.name for d in space.basis if d not in aux))
     ctx.memo[key] = (space, names)  # the space is kept, so its id is not reused
     return names
 
