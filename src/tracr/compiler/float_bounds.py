@@ -102,7 +102,7 @@ def _exp(x: float) -> float:
 def _softmax_spread(d: float, keys: int) -> float:
     """eps_w: computed selected weights are within a factor 1 + eps_w of each other's
     ideal share (logit errors +-D, exp rounding, the sum of `keys` terms, the division)."""
-    return _exp(2 * d) * (1 + (2 * _EXP_ULPS + 2) * rounding.U + float(rounding.gamma(keys))) - 1
+    return _exp(2 * d) * (1 + (2 * _EXP_ULPS + 2) * rounding.U + rounding.gamma_of(keys)) - 1
 
 
 def _aggregate_error(head, ctx, errors, value_label: str) -> SOpError:
@@ -119,8 +119,8 @@ def _aggregate_error(head, ctx, errors, value_label: str) -> SOpError:
     n = ctx.max_seq_len
     keys = n + 1
     leak = _exp(2 * d) * (n + 1) * math.exp(-c / 2)
-    mass = float(rounding.gamma(keys + 2 * _EXP_ULPS + 2))
-    mixing = float(rounding.gamma(keys))
+    mass = rounding.gamma_of(keys + 2 * _EXP_ULPS + 2)
+    mixing = rounding.gamma_of(keys)
     value = errors[value_label]
     if rasp.is_categorical(ctx.lowered[value_label].expr):
         v_hat = 1.0 + value.abs
