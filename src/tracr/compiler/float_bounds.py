@@ -398,26 +398,32 @@ def _carried(block, ctx, errors) -> str:
     return f"; its input {label!r} carries an error of up to {err:.3g}"
 
 
+def _hints(block, ctx) -> tuple[str, str]:
+    """(what to change, what float32 rounding can do) for a refused block, as its inputs
+    are numerical or not."""
+    if any(_numerical(ctx, s) for s in _inputs_of(block, ctx)):
+        return (
+            "make the numerical input categorical where it can be (an exact lookup "
+            "table), or shrink the value set",
+            "move its numerical input out of the range where the MLP reads it correctly",
+        )
+    return (
+        "shrink the value sets of its inputs, or max_seq_len",
+        "push a hidden unit of its MLP across its threshold",
+    )
+
+
 def _check(node, errors, ctx, is_output, block) -> str | None:
     err = errors[node.expr.label]
-    numerical_input = any(_numerical(ctx, s) for s in _inputs_of(block, ctx))
-    if numerical_input:
-        hint = (
-            "make the numerical input categorical where it can be (an exact lookup "
-            "table), or shrink the value set"
-        )
-        switch = "move its numerical input out of the range where the MLP reads it correctly"
-    else:
-        hint = "shrink the value sets of its inputs, or max_seq_len"
-        switch = "push a hidden unit of its MLP across its threshold"
     if err.unstable:
+        hint, switch = _hints(block, ctx)
         return f"float32 rounding can {switch}{_carried(block, ctx, errors)}; {hint}"
     if rasp.is_categorical(node.expr):
         worst = max(err.abs, err.l1)
         if worst > CATEGORICAL_BUDGET:
             return (
                 f"float32 error bound {worst:.3g} on its one-hot exceeds the budget "
-                f"{CATEGORICAL_BUDGET:.3g}{_carried(block, ctx, errors)}; {hint}"
+                f"{CATEGORICAL_BUDGET:.3g}{_carried(block, ctx, errors)}; {_hints(block, ctx)[0]}"
             )
         return None
     if not is_output:
@@ -439,6 +445,7 @@ def _check(node, errors, ctx, is_output, block) -> str | None:
         v, bound = float(points[over[0]]), bounds[over[0]]
         return (
             f"float32 error bound {bound:.3g} at output {v!r} exceeds the budget "
-            f"{numerical_budget(v, scale):.3g}{_carried(block, ctx, errors)}; {hint}"
+            f"{numerical_budget(v, scale):.3g}{_carried(block, ctx, errors)}; "
+            f"{_hints(block, ctx)[0]}"
         )
     return None
