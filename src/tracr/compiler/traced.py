@@ -74,11 +74,11 @@ class _Same(tuple):
 
 
 def _held(exprs: tuple[rasp.RASPExpr, ...]) -> _Same:
-    """What the expressions hold: each one's class, annotation names and values, and
-    attribute names and values, all by identity."""
+    """What the expressions hold: each one's class and attribute names and values, all
+    by identity. The annotations are one attribute: setting them makes a new object (in
+    place, an annotation is only ever filled with its default, once)."""
     held: list = []
     for expr in exprs:
-        annotations = expr._annotations._values
-        held += (type(expr), len(annotations), *annotations.keys(), *annotations.values())
-        held += (len(expr.__dict__), *expr.__dict__.keys(), *expr.__dict__.values())
+        fields = expr.__dict__
+        held += (type(expr), len(fields), *fields.keys(), *fields.values())
     return _Same(held)

@@ -82,6 +82,8 @@ def check_aux_spaces(
 
 
 def check_max_seq_len(max_seq_len: int) -> int:
+    if type(max_seq_len) is int and max_seq_len >= 1:  # the usual case: no ABC check
+        return max_seq_len
     if isinstance(max_seq_len, bool) or not isinstance(max_seq_len, numbers.Integral):
         raise TypeError(f"max_seq_len must be an int, got {max_seq_len!r}")
     if max_seq_len < 1:

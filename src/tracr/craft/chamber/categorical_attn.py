@@ -139,10 +139,10 @@ def value_to_output_map(
             f"Aggregate: value directions {missing} have no output direction with the same "
             f"value in output_space {[str(d) for d in output_space.basis]}"
         )
-    cols = [index[d.value] for d in value_space.basis]
-    return vectorspace_fns.Linear.from_index_arrays(
-        value_space, output_space, np.arange(value_space.num_dims), cols, 1.0
-    )
+    matrix = np.zeros((value_space.num_dims, output_space.num_dims))  # one 1 per row
+    cols = np.array([index[d.value] for d in value_space.basis], dtype=np.int64)
+    matrix[np.arange(value_space.num_dims), cols] = 1.0
+    return vectorspace_fns.Linear(value_space, output_space, matrix)
 
 
 def conjunctive_attn(
