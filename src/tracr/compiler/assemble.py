@@ -46,13 +46,13 @@ def _head_widths(head) -> tuple[int, int]:
     )
 
 
-def _write_head(head, residual, attn, start: int, scale: float) -> None:
+def _write_head(head, columns, attn, start: int, scale: float) -> None:
     """Writes one head's W_Q (times `scale`), W_K [D, k], W_V [D, v] and W_O [v, D] into
     the layer's zero arrays, at columns (W_O: rows) start on; the narrower side of each
-    bilinear map becomes the copy (ones)."""
+    bilinear map becomes the copy (ones). `columns(space)`: its residual indices."""
     qk, ov = head.w_qk, head.w_ov
     query, key = attn["query"]["w"], attn["key"]["w"]
-    left, right = residual.indices(qk.left_space.basis), residual.indices(qk.right_space.basis)
+    left, right = columns(qk.left_space), columns(qk.right_space)
     if len(left) <= len(right):
         query[left, start + np.arange(len(left))] = 1.0 * scale
         key[right, start : start + len(left)] = qk.matrix.T
@@ -60,7 +60,7 @@ def _write_head(head, residual, attn, start: int, scale: float) -> None:
         query[left, start : start + len(right)] = qk.matrix * scale
         key[right, start + np.arange(len(right))] = 1.0
     value, linear = attn["value"]["w"], attn["linear"]["w"]
-    src, dst = residual.indices(ov.input_space.basis), residual.indices(ov.output_space.basis)
+    src, dst = columns(ov.input_space), columns(ov.output_space)
     if len(src) <= len(dst):
         value[src, start + np.arange(len(src))] = 1.0
         linear[start : start + len(src)][:, dst] = ov.matrix
@@ -101,6 +101,15 @@ def assemble_craft_model(
     )
     dim = residual.num_dims
     layers = craft_model.layers
+    known_columns: dict[int, tuple] = {}
+
+    def columns(space: bases.VectorSpaceWithBasis) -> np.ndarray:
+        """The residual indices of a space's directions, once per space."""
+        known = known_columns.get(id(space))
+        if known is None or known[0] is not space:
+            known = known_columns[id(space)] = (space, residual.indices(space.basis))
+        return known[1]
+
     num_heads = max([len(layer.heads) for layer in layers] + [1])
     key_size = max([w for layer in layers for h in layer.heads for w in _head_widths(h)] + [1])
     mlp_size = max([sum(m.fst.output_space.num_dims for m in layer.mlps) for layer in layers] + [1])
@@ -127,6 +136,7 @@ def assemble_craft_model(
         "pos_embed": {"embeddings": pos_embed},
     }
 
+    scale = float(np.sqrt(key_size))
     for index, layer in enumerate(layers):
         prefix = f"transformer/layer_{index}"
         attn = {
@@ -137,23 +147,22 @@ def assemble_craft_model(
             # The standard convention: the forward pass divides q.k by sqrt(key_size), so
             # the query carries that factor (scaled in float64, rounded once) and the
             # logits stay the craft model's w_qk scores. The biases are 0.
-            _write_head(head, residual, attn, h * key_size, float(np.sqrt(key_size)))
+            _write_head(head, columns, attn, h * key_size, scale)
         for name, value in attn.items():
             params[f"{prefix}/attn/{name}"] = value
         first, second = _linear(dim, mlp_size, dtype), _linear(mlp_size, dim, dtype)
         start = 0
         for mlp in layer.mlps:
             hidden = mlp.fst.output_space.num_dims
-            first["w"][residual.indices(mlp.fst.input_space.basis), start : start + hidden] = (
-                mlp.fst.matrix
-            )
-            second["w"][start : start + hidden, residual.indices(mlp.snd.output_space.basis)] = (
-                mlp.snd.matrix
-            )
+            first["w"][columns(mlp.fst.input_space), start : start + hidden] = mlp.fst.matrix
+            second["w"][start : start + hidden, columns(mlp.snd.output_space)] = mlp.snd.matrix
             start += hidden
         params[f"{prefix}/mlp/linear_1"] = first
         params[f"{prefix}/mlp/linear_2"] = second
-    params = {k: {n: np.asarray(a, dtype=dtype) for n, a in v.items()} for k, v in params.items()}
+    for arrays in params.values():  # the embeddings (the layers' arrays are dtype already)
+        for name, a in arrays.items():
+            if a.dtype != dtype:
+                arrays[name] = a.astype(dtype)
 
     unembed = np.zeros((dim, output_space.num_dims), dtype=dtype)
     unembed[residual.indices(output_space.basis), np.arange(output_space.num_dims)] = 1.0

@@ -19,6 +19,7 @@ The result maps each SOp's label to a frozenset of values, or None where unknown
 
 from __future__ import annotations
 
+import functools
 import itertools
 from collections.abc import Callable, Iterable, Mapping
 
@@ -99,6 +100,20 @@ def _means(values: frozenset, max_seq_len: int) -> ValueSet:
     """Every mean of 1..max_seq_len values drawn (with repetition) from `values`."""
     if None in values or not all(isinstance(v, (int, float)) for v in values):
         return None
+    if all(type(v) is int or type(v) is bool for v in values):
+        return _integer_means(values, max_seq_len)
+    return _computed_means(values, max_seq_len)
+
+
+@functools.lru_cache(maxsize=128)
+def _integer_means(values: frozenset, max_seq_len: int) -> ValueSet:
+    """`_means` of ints and bools, kept across compiles by content: their sums are exact
+    ints, so sets that are equal (== is exact on ints) have the same means, and the
+    result, a frozenset, can be shared."""
+    return _computed_means(values, max_seq_len)
+
+
+def _computed_means(values: frozenset, max_seq_len: int) -> ValueSet:
     out = {0}
     sums = {0}
     for count in range(1, max_seq_len + 1):
@@ -135,7 +150,7 @@ def _value_set(
         fst, snd = sets[expr.fst.label], sets[expr.snd.label]
         if fst is None or snd is None:
             return None
-        linear = _linear_values(expr, fst, snd)
+        linear = _linear_values(expr, fst, snd, groupings)
         if linear is not None:
             return linear
         pairs = itertools.product(fst, snd)
@@ -151,11 +166,17 @@ def _value_set(
     raise NotImplementedError(f"no value-set rule for {type(expr).__name__} {expr.label!r}")
 
 
-def _linear_values(expr: rasp.SequenceMap, fst: frozenset, snd: frozenset) -> ValueSet:
+def _linear_values(
+    expr: rasp.SequenceMap, fst: frozenset, snd: frozenset, groupings: dict | None = None
+) -> ValueSet:
     """fst_fac * x + snd_fac * y over all pairs, as numpy arrays: the same IEEE
     operations in the same order as the Python expression, so the same floats (an int
     result comes out as the equal float, which only a numerical SOp may hold). None
-    where that does not apply (None values, other SequenceMaps)."""
+    where that does not apply (None values, other SequenceMaps).
+
+    groupings: the result's Grouping is put there, made from the sorted array at hand,
+    where the values are many (the bounds read them sorted; a big set costs more to sort
+    again)."""
     if not isinstance(expr, rasp.LinearSequenceMap) or expr.fst.label == expr.snd.label:
         return None
     facs = (expr.fst_fac, expr.snd_fac)
@@ -169,13 +190,39 @@ def _linear_values(expr: rasp.SequenceMap, fst: frozenset, snd: frozenset) -> Va
         )
         if not floats or not all(type(v) in (int, float) and abs(v) < 2**53 for v in values):
             return None
+    x = np.fromiter(fst, dtype=np.float64, count=len(fst))
+    y = np.fromiter(snd, dtype=np.float64, count=len(snd))
+    facs = tuple(float(f).hex() for f in facs)  # exact, -0.0 included
+    found = _linear_sums(x.tobytes(), y.tobytes(), *facs)
+    if found is None:
+        return None
+    values, out, listed = found
+    if groupings is not None and len(listed) >= _KEEP_SORTED and values not in groupings:
+        groupings[values] = numeric_points.Grouping.of_sorted(out, list(listed))
+    return values
+
+
+#: Linear SequenceMaps with this many values or more keep them sorted (`_linear_values`);
+#: fewer are sorted again at less cost than keeping them.
+_KEEP_SORTED = 256
+
+
+@functools.lru_cache(maxsize=64)
+def _linear_sums(x: bytes, y: bytes, fst_fac: str, snd_fac: str):
+    """(values, the same sorted as a read-only float64 array, and as a tuple) of
+    fst_fac * x + snd_fac * y over every pair of the float64 arrays x and y (given as
+    bytes, the factors as float.hex); None where one is not finite. Kept across compiles
+    by these exact contents (the same bytes in the same order give the same floats):
+    a program compiled again has its linear SequenceMaps' values at once."""
     with np.errstate(all="ignore"):
-        x = np.fromiter(fst, dtype=np.float64, count=len(fst)) * float(expr.fst_fac)
-        y = np.fromiter(snd, dtype=np.float64, count=len(snd)) * float(expr.snd_fac)
-        out = np.unique(np.add.outer(x, y))
+        xs = np.frombuffer(x, np.float64) * float.fromhex(fst_fac)
+        ys = np.frombuffer(y, np.float64) * float.fromhex(snd_fac)
+        out = np.unique(np.add.outer(xs, ys))
     if not np.isfinite(out).all():
         return None
-    return frozenset(out.tolist())
+    out.flags.writeable = False
+    listed = tuple(out.tolist())
+    return frozenset(listed), out, listed
 
 
 def counts_every_position(expr: rasp.SOp) -> bool:

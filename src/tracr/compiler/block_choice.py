@@ -42,7 +42,7 @@ NUMERICAL_WIDTH_TOLERANCE = 5e-6
 def bounded_with(node: expr_blocks.LoweredSOp, block, bounds, errors) -> expr_blocks.LoweredSOp:
     """`node` computed by `block`, with that block's error bound."""
     node = dataclasses.replace(node, block=block)
-    return dataclasses.replace(node, error=float_bounds.sop_error(node, bounds, errors))
+    return node.with_error(float_bounds.sop_error(node, bounds, errors))
 
 
 #: Inputs (about) on which a candidate block is bounded first, to turn it down cheaply.
@@ -106,7 +106,7 @@ def clean_selector_inputs_if_unstable(node, bounds, errors, ctx, spaces) -> expr
         [transformers.MLP.combine_in_parallel(cleanups), *width.blocks]
     )
     cleaned = dataclasses.replace(node, block=block)
-    cleaned = dataclasses.replace(cleaned, error=float_bounds.sop_error(cleaned, bounds, errors))
+    cleaned = cleaned.with_error(float_bounds.sop_error(cleaned, bounds, errors))
     worse = cleaned.error.unstable or cleaned.error.worst(0.0) >= node.error.worst(0.0)
     return node if worse and not node.error.unstable else cleaned
 
@@ -142,7 +142,7 @@ def through_one_hot_if_inexact(
         one_hot, node.space, expr_blocks.quiet(expr.f, expr), expr_blocks.hidden_name_of(expr)
     )
     read = dataclasses.replace(node, block=categorical_mlp.clean_indicators(table, ctx.one_space))
-    read = dataclasses.replace(read, error=float_bounds.sop_error(read, bounds, errors))
+    read = read.with_error(float_bounds.sop_error(read, bounds, errors))
     if read.error.worst(0.0) >= node.error.worst(0.0) and not node.error.unstable:
         del bounds.hidden[name]
         return node
@@ -159,7 +159,7 @@ def _two_stage(
     terms = expr_blocks.width_terms(expr, spaces, tokens_space)
     block = expr_blocks.lower_width(expr, terms, node.space, ctx, via_one_hot=True)
     staged = dataclasses.replace(node, block=block)
-    return dataclasses.replace(staged, error=float_bounds.sop_error(staged, bounds, errors))
+    return staged.with_error(float_bounds.sop_error(staged, bounds, errors))
 
 
 def two_stage_if_inexact(
@@ -183,9 +183,12 @@ def cleaner_if_noisy(
     Inputs within CLEAN_ABOVE already (a cleaned lookup's output, say) are left as they
     are: a cleaned table's own rounding (terms of size 2) is of that order, so cleaning
     would gain little and double the block's width (sort_freq's SequenceMap would be
-    twice the reference's). `bounded`: node.error is already its block's bound."""
-    if not bounded:
-        node = dataclasses.replace(node, error=float_bounds.sop_error(node, bounds, errors))
+    twice the reference's). `bounded`: node.error is already its block's bound (a
+    separable block, separable_choice.py); otherwise node is as lowered (expr_blocks.py)
+    and is bounded here, and a categorical SequenceMap's block is its lookup table."""
+    first = not bounded
+    if first:
+        node = node.with_error(float_bounds.sop_error(node, bounds, errors))
     expr = node.expr
     if max(node.error.worst(0.0), node.error.l1) <= CLEAN_ABOVE:
         return node
@@ -206,20 +209,24 @@ def cleaner_if_noisy(
         and rasp.is_categorical(expr.fst)
         and rasp.is_categorical(expr.snd)
     ):
-        table = categorical_mlp.sequence_map_categorical_mlp(
-            spaces[expr.fst.label],
-            spaces[expr.snd.label],
-            node.space,
-            expr_blocks.feasible_only(expr),
-            ctx.one_space,
-            hidden_name=expr_blocks.hidden_name_of(expr),
+        table = (
+            node.block
+            if first
+            else categorical_mlp.sequence_map_categorical_mlp(
+                spaces[expr.fst.label],
+                spaces[expr.snd.label],
+                node.space,
+                expr_blocks.feasible_only(expr),
+                ctx.one_space,
+                hidden_name=expr_blocks.hidden_name_of(expr),
+            )
         )
     else:
         return node
     cleaned = dataclasses.replace(
         node, block=categorical_mlp.clean_indicators(table, ctx.one_space)
     )
-    cleaned = dataclasses.replace(cleaned, error=float_bounds.sop_error(cleaned, bounds, errors))
+    cleaned = cleaned.with_error(float_bounds.sop_error(cleaned, bounds, errors))
     if max(cleaned.error.abs, cleaned.error.l1) <= max(node.error.abs, node.error.l1) / 2:
         return cleaned
     return node

@@ -37,16 +37,27 @@ class SOpError:
         return float(self.at_many(np.array([value], np.float64))[0])
 
     def at_many(self, values: np.ndarray) -> np.ndarray:
-        """The bound at each of `values` (a numerical SOp's values)."""
+        """The bound at each of `values` (a numerical SOp's values). Where `values` and
+        this error's arrays are read-only, the result is too, and is kept with the error
+        for the same `values` (errors and value arrays kept across compiles are asked
+        again each compile)."""
         values = np.asarray(values, np.float64)
+        if self.values is None or not len(self.values):
+            return self.abs + self.rel * np.abs(values)
+        known = self.__dict__.get("_at_many")
+        if known is not None and known[0] is values:
+            return known[1]
         out = self.abs + self.rel * np.abs(values)
-        if self.values is not None and len(self.values):
-            i = np.clip(np.searchsorted(self.values, values), 1, len(self.values) - 1)
-            i = np.where(
-                np.abs(self.values[i - 1] - values) <= np.abs(self.values[i] - values), i - 1, i
-            )
-            near = np.abs(self.values[i] - values) <= 1e-9 * np.maximum(1.0, np.abs(values))
-            out = np.where(near, self.per_value[i], out)
+        i = np.clip(np.searchsorted(self.values, values), 1, len(self.values) - 1)
+        i = np.where(
+            np.abs(self.values[i - 1] - values) <= np.abs(self.values[i] - values), i - 1, i
+        )
+        near = np.abs(self.values[i] - values) <= 1e-9 * np.maximum(1.0, np.abs(values))
+        out = np.where(near, self.per_value[i], out)
+        arrays = (values, self.values, self.per_value)
+        if not any(a.flags.writeable for a in arrays):  # none can change
+            out.flags.writeable = False
+            object.__setattr__(self, "_at_many", (values, out))  # not a field
         return out
 
     def worst(self, magnitude: float) -> float:
@@ -89,6 +100,9 @@ class Context:
     numbers: dict = dataclasses.field(default_factory=dict)
     #: Results computed once per compile: sorted value sets and magnitudes by label.
     memo: dict = dataclasses.field(default_factory=dict, compare=False)
+    #: The compile's numerical value sets sorted once (value set ->
+    #: numeric_points.Grouping), whose sorted arrays `points` takes where they are kept.
+    groupings: dict = dataclasses.field(default_factory=dict, compare=False)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,6 +118,25 @@ class WidthNumbers:
     error: np.ndarray
     bos_ideal: np.ndarray
     bos_error: np.ndarray
+
+
+def read_names(ctx: Context, space: bases.VectorSpaceWithBasis) -> list[str]:
+    """The names of the directions of `space` other than BOS and `one`, each once, in
+    basis order; kept for the compile (do not modify the list)."""
+    key = ("names", id(space))
+    known = ctx.memo.get(key)
+    if known is not None and known[0] is space:
+        return known[1]
+    aux = {ctx.bos, ctx.one}
+    names = list(dict.fromkeys(d.name for d in space.basis if d not in aux))
+    ctx.memo[key] = (space, names)  # the space is kept, so its id is not reused
+    return names
+
+
+def basis_key(space: bases.VectorSpaceWithBasis) -> tuple:
+    """A space's directions as (name, value) pairs, in order: equal exactly where the
+    directions are, and hashed and compared without calling a method per direction."""
+    return tuple([(d.name, d.value) for d in space.basis])
 
 
 def numerical(ctx: Context, label: str) -> bool:
@@ -129,8 +162,12 @@ def points(ctx: Context, label: str) -> np.ndarray | None:
     key = ("points", label)
     if key not in ctx.memo:
         found = ctx.value_sets.get(label)
-        if found is not None:
-            found = found - {None}
+        grouping = None if found is None else ctx.groupings.get(found)
+        if grouping is not None and grouping.array is not None:
+            found = grouping.array  # read-only
+        elif found is not None:
+            if None in found:
+                found = found - {None}
             found = np.sort(np.fromiter(found, np.float64, len(found)))
             found.flags.writeable = False
         ctx.memo[key] = found

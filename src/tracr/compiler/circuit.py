@@ -243,17 +243,19 @@ def extract_circuit(
         if not isinstance(expr, rasp.SOp):
             continue
         node = lowered.get(label)
+        leaves = [] if node is None or node.block is None else _leaves(node.block)
         if isinstance(expr, rasp.IndicesType):
             blocks[label] = [Block(POS_EMBED)]
         elif node is None or node.block is None:
             blocks[label] = [Block(TOKEN_EMBED)]
         else:
-            blocks[label] = [where[id(leaf)] for leaf in _leaves(node.block)]
-        leaves = [] if node is None or node.block is None else _leaves(node.block)
+            blocks[label] = [where[id(leaf)] for leaf in leaves]
         directions = [d for leaf in leaves for d in _written(leaf)]
         if node is not None and node.block is None:
             directions = list(node.space.basis)
-        writes[label] = sorted({column[str(d)] for d in directions if str(d) in column})
+        cols = {column.get(str(d)) for d in directions}
+        cols.discard(None)
+        writes[label] = sorted(cols)
 
     def heads_using(selector_label: str) -> list[Block]:
         found: list[Block] = []

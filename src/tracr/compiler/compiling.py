@@ -11,7 +11,7 @@ from tracr.compiler import (
     craft_graph_to_model,
     expr_to_craft_graph,
     float_bounds,
-    rasp_to_graph,
+    traced,
     validating,
 )
 from tracr.craft import bases
@@ -73,11 +73,8 @@ def compile_rasp_to_model(
         ) from err
     _check_arguments(program, vocab, max_seq_len, compiler_bos, compiler_pad, mlp_exactness)
 
-    unsupported = validating.static_validate(program)
-    if unsupported:
-        raise validating.UnsupportedProgramError(unsupported)
-
-    extracted = rasp_to_graph.extract_rasp_graph(program)
+    # static_validate, then extract_rasp_graph; kept while the program is unchanged
+    extracted = traced.trace(program)
     if rasp.tokens.label not in extracted.graph:
         raise ValueError(
             "the program does not use rasp.tokens; a compiled model reads its input "
@@ -114,7 +111,10 @@ def compile_rasp_to_model(
     craft_model = craft_graph_to_model.craft_graph_to_model(extracted, lowered)
 
     tokens_space = bases.sorted_space(rasp.tokens.label, vocab | {compiler_bos, compiler_pad})
-    indices_space = bases.sorted_space(rasp.indices.label, range(max_seq_len))
+    indices = lowered.get(rasp.indices.label)  # its space is this one, where the program reads it
+    indices_space = (
+        indices.space if indices else bases.sorted_space(rasp.indices.label, range(max_seq_len))
+    )
     constants = {
         node.space.basis[0]: node.constant for node in lowered.values() if node.constant is not None
     }

@@ -34,6 +34,11 @@ class LoweredSOp:
     # Worst-case float32 deviation of the SOp's coordinates, any summation order.
     error: float_bounds.SOpError = float_bounds.EXACT
 
+    def with_error(self, error: float_bounds.SOpError) -> LoweredSOp:
+        """This SOp with the error bound `error` (`dataclasses.replace`, made directly:
+        lowering bounds every block it builds)."""
+        return LoweredSOp(self.expr, self.space, self.block, self.constant, error)
+
 
 @dataclasses.dataclass(frozen=True)
 class LoweringContext:

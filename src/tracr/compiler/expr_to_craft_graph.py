@@ -72,7 +72,9 @@ def lower_with_bounds(
     spaces: dict[str, bases.VectorSpaceWithBasis] = {}
     lowered: dict[str, LoweredSOp] = {}
     errors: dict[str, float_bounds.SOpError] = {}
-    bounds = float_bounds.Context(lowered, value_sets, bos_dir, ONE, max_seq_len)
+    bounds = float_bounds.Context(
+        lowered, value_sets, bos_dir, ONE, max_seq_len, groupings=ctx.groupings
+    )
     for label in graph.topological_order():
         expr = graph.nodes[label][nodes.EXPR]
         if not isinstance(expr, rasp.SOp):

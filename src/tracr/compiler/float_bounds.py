@@ -59,22 +59,23 @@ _mlp_error = mlp_bounds.mlp_error
 # -- attention --------------------------------------------------------------------------
 
 
-def _head_inputs(head: transformers.AttentionHead, aux: set) -> tuple[list[str], list[str]]:
-    """(query SOps, key SOps) read by a head's scores, the directions in `aux` (BOS and
-    `one`) left out."""
-    query = sorted({d.name for d in head.w_qk.left_space.basis if d not in aux})
-    keys = sorted({d.name for d in head.w_qk.right_space.basis if d not in aux})
-    return query, keys
+def _noisy(ctx: Context, space: bases.VectorSpaceWithBasis) -> np.ndarray:
+    """[dims] bool: the directions of `space` other than BOS and `one`."""
+    noisy = np.ones(space.num_dims, dtype=bool)
+    for d in (ctx.bos, ctx.one):
+        if d in space:
+            noisy[space.index(d)] = False
+    return noisy
 
 
 def _logit_error(head, ctx, errors, aggregate: bool) -> tuple[float, float, float]:
     """(logit error D, tie error D_tie, coldness c) of a categorical_attn/selector_width
     head."""
-    aux = {ctx.bos, ctx.one}  # hashed: a tuple would compare every direction with both
-    query, keys = _head_inputs(head, aux)
     w = head.w_qk
-    query_noisy = np.array([d not in aux for d in w.left_space.basis])
-    key_noisy = np.array([d not in aux for d in w.right_space.basis])
+    # (query SOps, key SOps) read by the scores
+    query = sorted(bound_context.read_names(ctx, w.left_space))
+    keys = sorted(bound_context.read_names(ctx, w.right_space))
+    query_noisy, key_noisy = _noisy(ctx, w.left_space), _noisy(ctx, w.right_space)
     c = float(w.matrix[w.left_space.index(ctx.bos), w.right_space.index(ctx.bos)])
     # one_q bos_k scores (n - 1/2) c in an Aggregate's head, n c in a width's.
     one_bos = float(w.matrix[w.left_space.index(ctx.one), w.right_space.index(ctx.bos)])
@@ -101,7 +102,7 @@ def _exp(x: float) -> float:
 def _softmax_spread(d: float, keys: int) -> float:
     """eps_w: computed selected weights are within a factor 1 + eps_w of each other's
     ideal share (logit errors +-D, exp rounding, the sum of `keys` terms, the division)."""
-    return _exp(2 * d) * (1 + (2 * _EXP_ULPS + 2) * rounding.U + float(rounding.gamma(keys))) - 1
+    return _exp(2 * d) * (1 + (2 * _EXP_ULPS + 2) * rounding.U + rounding.gamma_of(keys)) - 1
 
 
 def _aggregate_error(head, ctx, errors, value_label: str) -> SOpError:
@@ -118,8 +119,8 @@ def _aggregate_error(head, ctx, errors, value_label: str) -> SOpError:
     n = ctx.max_seq_len
     keys = n + 1
     leak = _exp(2 * d) * (n + 1) * math.exp(-c / 2)
-    mass = float(rounding.gamma(keys + 2 * _EXP_ULPS + 2))
-    mixing = float(rounding.gamma(keys))
+    mass = rounding.gamma_of(keys + 2 * _EXP_ULPS + 2)
+    mixing = rounding.gamma_of(keys)
     value = errors[value_label]
     if rasp.is_categorical(ctx.lowered[value_label].expr):
         v_hat = 1.0 + value.abs
@@ -273,19 +274,22 @@ def _width_key(block, node, ctx, errors) -> tuple[bound_cache.Key | None, int]:
         else:
             spaces = [(f, f.input_space, f.output_space) for f in (sub.fst, sub.snd)]
         for fn, first, second in spaces:
-            parts.append((first.basis, second.basis, fn.matrix))  # keyed below, if kept
+            parts.append((first, second, fn.matrix))  # keyed below, if kept
             names.update(dict.fromkeys(d.name for d in first.basis + second.basis))
             size += fn.matrix.nbytes
     if size > _KEY_BYTES or any(mlp_bounds.ambiguous(ctx, errors, name) for name in names):
         return None, size  # (the key would cost more than the bound)
+    basis_key = bound_context.basis_key
     parts = [
-        (*part[:2], bound_cache.array_key(part[2])) if isinstance(part, tuple) else part
+        (basis_key(part[0]), basis_key(part[1]), bound_cache.array_key(part[2]))
+        if isinstance(part, tuple)
+        else part
         for part in parts
     ]
     # For names that are no SOp (the head's numbers, hidden units), read_key is None:
     # what they hold follows from the weights keyed above.
     reads = tuple((name, mlp_bounds.read_key(ctx, errors, name)) for name in names)
-    context = (node.space.basis, ctx.bos, ctx.one, ctx.max_seq_len)
+    context = (bound_context.basis_key(node.space), ctx.bos, ctx.one, ctx.max_seq_len)
     return bound_cache.Key((*parts, *context, reads)), size
 
 
@@ -309,7 +313,6 @@ def _width_bound(block: transformers.SeriesWithResiduals, node, ctx, errors) -> 
 
 
 def _inputs_of(block, ctx) -> list[str]:
-    aux = {ctx.bos, ctx.one}
     if isinstance(block, transformers.MLP):
         spaces = [block.fst.input_space]
     elif isinstance(block, transformers.AttentionHead):
@@ -318,9 +321,8 @@ def _inputs_of(block, ctx) -> list[str]:
         cleanups, head, _, _ = width_parts(block)
         spaces = [head.w_qk.left_space, head.w_qk.right_space]
         spaces += [m.fst.input_space for m in cleanups]
-    return sorted(
-        {d.name for s in spaces for d in s.basis if d not in aux and d.name in ctx.lowered}
-    )
+    names = (name for s in spaces for name in bound_context.read_names(ctx, s))
+    return sorted({name for name in names if name in ctx.lowered})
 
 
 def sop_error(node, ctx: Context, errors: Mapping[str, SOpError]) -> SOpError:
@@ -396,26 +398,32 @@ def _carried(block, ctx, errors) -> str:
     return f"; its input {label!r} carries an error of up to {err:.3g}"
 
 
+def _hints(block, ctx) -> tuple[str, str]:
+    """(what to change, what float32 rounding can do) for a refused block, as its inputs
+    are numerical or not."""
+    if any(_numerical(ctx, s) for s in _inputs_of(block, ctx)):
+        return (
+            "make the numerical input categorical where it can be (an exact lookup "
+            "table), or shrink the value set",
+            "move its numerical input out of the range where the MLP reads it correctly",
+        )
+    return (
+        "shrink the value sets of its inputs, or max_seq_len",
+        "push a hidden unit of its MLP across its threshold",
+    )
+
+
 def _check(node, errors, ctx, is_output, block) -> str | None:
     err = errors[node.expr.label]
-    numerical_input = any(_numerical(ctx, s) for s in _inputs_of(block, ctx))
-    if numerical_input:
-        hint = (
-            "make the numerical input categorical where it can be (an exact lookup "
-            "table), or shrink the value set"
-        )
-        switch = "move its numerical input out of the range where the MLP reads it correctly"
-    else:
-        hint = "shrink the value sets of its inputs, or max_seq_len"
-        switch = "push a hidden unit of its MLP across its threshold"
     if err.unstable:
+        hint, switch = _hints(block, ctx)
         return f"float32 rounding can {switch}{_carried(block, ctx, errors)}; {hint}"
     if rasp.is_categorical(node.expr):
         worst = max(err.abs, err.l1)
         if worst > CATEGORICAL_BUDGET:
             return (
                 f"float32 error bound {worst:.3g} on its one-hot exceeds the budget "
-                f"{CATEGORICAL_BUDGET:.3g}{_carried(block, ctx, errors)}; {hint}"
+                f"{CATEGORICAL_BUDGET:.3g}{_carried(block, ctx, errors)}; {_hints(block, ctx)[0]}"
             )
         return None
     if not is_output:
@@ -437,6 +445,7 @@ def _check(node, errors, ctx, is_output, block) -> str | None:
         v, bound = float(points[over[0]]), bounds[over[0]]
         return (
             f"float32 error bound {bound:.3g} at output {v!r} exceeds the budget "
-            f"{numerical_budget(v, scale):.3g}{_carried(block, ctx, errors)}; {hint}"
+            f"{numerical_budget(v, scale):.3g}{_carried(block, ctx, errors)}; "
+            f"{_hints(block, ctx)[0]}"
         )
     return None

@@ -239,15 +239,15 @@ def _error_key(mlp, out_space, ctx, errors, kind=("error",)) -> bound_cache.Key 
     output and written directions, BOS and `one`, and what it reads of every SOp read
     (`read_key`)."""
     space = mlp.fst.input_space
-    aux = {ctx.bos, ctx.one}
     reads = []
-    for label in dict.fromkeys(d.name for d in space.basis if d not in aux):
+    for label in bound_context.read_names(ctx, space):
         read = read_key(ctx, errors, label)
         if read is None:
             return None
         reads.append(read)
     weights = bound_cache.array_key(mlp.fst.matrix), bound_cache.array_key(mlp.snd.matrix)
-    directions = space.basis, mlp.snd.output_space.basis, out_space.basis
+    spaces = space, mlp.snd.output_space, out_space
+    directions = tuple(map(bound_context.basis_key, spaces))
     return bound_cache.Key((*kind, *weights, *directions, ctx.bos, ctx.one, tuple(reads)))
 
 
@@ -284,18 +284,29 @@ def read_key(ctx, errors, label) -> tuple | None:
             values = bound_context.values(ctx, label)
             values = None if values is None else tuple(values)
         err = bound_context.error(ctx, errors, label)
-        read = (
-            label in errors,
-            label in ctx.hidden,
-            numerical,
-            values,
-            tuple(map(bound_cache.number_key, (err.abs, err.rel, err.l1))),
-            err.unstable,
-            None if err.values is None else array_key(err.values),
-            None if err.per_value is None else array_key(err.per_value),
-        )
+        read = (label in errors, label in ctx.hidden, numerical, values, _error_part(err))
     ctx.memo[("read key", label)] = (source, read)
     return read
+
+
+def _error_part(err: bound_context.SOpError) -> tuple:
+    """An SOpError's exact contents, as `read_key` holds them: its numbers (float.hex),
+    `unstable`, and its arrays' keys. Kept on the error where its arrays are read-only
+    (it cannot change then): the errors kept across compiles are keyed again each time."""
+    known = err.__dict__.get("_key")
+    if known is not None:
+        return known
+    array_key = bound_cache.array_key
+    part = (
+        tuple(map(bound_cache.number_key, (err.abs, err.rel, err.l1))),
+        err.unstable,
+        None if err.values is None else array_key(err.values),
+        None if err.per_value is None else array_key(err.per_value),
+    )
+    arrays = (a for a in (err.values, err.per_value) if a is not None)
+    if all(not a.flags.writeable for a in arrays):
+        object.__setattr__(err, "_key", part)  # not a field: eq and replace ignore it
+    return part
 
 
 def _lookup_error(mlp, out_space) -> bound_context.SOpError:

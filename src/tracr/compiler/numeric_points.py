@@ -21,11 +21,17 @@ def _grouped(values: Iterable[float]) -> tuple[list, list[int]]:
     points = sorted({v for v in values if v is not None})
     if not points:
         return [], [0]
-    as_floats = np.array(points, dtype=np.float64)
+    return points, _group_starts(np.array(points, dtype=np.float64))
+
+
+def _group_starts(as_floats: np.ndarray) -> list[int]:
+    """The start index of each group of sorted distinct floats (plus the end)."""
     scale = max(1.0, float(np.abs(as_floats).max()))
     # a new group starts wherever the gap to the previous value exceeds the tolerance
-    starts = np.flatnonzero(np.diff(as_floats) > RELATIVE_TOLERANCE * scale) + 1
-    return points, [0, *starts.tolist(), len(points)]
+    apart = np.diff(as_floats) > RELATIVE_TOLERANCE * scale
+    if apart.all():  # one value per group, the usual case
+        return list(range(len(as_floats) + 1))
+    return [0, *(np.flatnonzero(apart) + 1).tolist(), len(as_floats)]
 
 
 #: What `Grouping.results` holds where f raised an ArithmeticError.
@@ -44,10 +50,23 @@ class Grouping:
     points: list
     bounds: list[int]
     _results: dict = dataclasses.field(default_factory=dict, compare=False, repr=False)
+    #: The points as a read-only float64 array, where the Grouping was made from one
+    #: (`of_sorted`); None otherwise.
+    array: np.ndarray | None = dataclasses.field(default=None, compare=False, repr=False)
 
     @classmethod
     def of(cls, values: Iterable[float] | Grouping) -> Grouping:
         return values if isinstance(values, Grouping) else cls(*_grouped(values))
+
+    @classmethod
+    def of_sorted(cls, floats: np.ndarray, points: list) -> Grouping:
+        """The Grouping of a sorted float64 array of distinct finite numbers (np.unique's,
+        say) whose values are `points` (its tolist()): what `of` gives for the set of
+        them, without sorting them again; the array is kept (read-only) as `array`."""
+        floats.flags.writeable = False
+        if not points:
+            return cls([], [0], array=floats)
+        return cls(points, _group_starts(floats), array=floats)
 
     @classmethod
     def shared(cls, groupings: dict, values: frozenset) -> Grouping:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import numbers
+import operator
 from collections.abc import Hashable, Iterable, Iterator, Sequence
 from typing import Any
 
@@ -79,9 +80,8 @@ class BasisDirection:
         return (BasisDirection, (self.name, self.value))
 
     def __hash__(self) -> int:
-        if self._hash is None:
-            return hash((self.name, self.value))
-        return self._hash
+        known = self._hash
+        return hash((self.name, self.value)) if known is None else known
 
     def __str__(self) -> str:
         if self.value is None:
@@ -101,6 +101,9 @@ def sort_key(direction: BasisDirection) -> tuple:
         key = (_order_key(direction.name), _order_key(direction.value))
         object.__setattr__(direction, "_key", key)
     return key
+
+
+_known_key = operator.attrgetter("_key")  # sort_key, once it has been computed
 
 
 def _duplicates(directions: Iterable[BasisDirection]) -> list[BasisDirection]:
@@ -208,7 +211,11 @@ class VectorSpaceWithBasis:
 
     @classmethod
     def from_values(cls, name: Name, values: Iterable[Value]) -> VectorSpaceWithBasis:
-        return cls(tuple(BasisDirection(name, v) for v in values))
+        basis = tuple([BasisDirection(name, v) for v in values])
+        space = cls._of_distinct(basis)  # BasisDirections by construction
+        if len(space._index) != len(basis):
+            raise ValueError(f"duplicate basis directions: {_duplicates(basis)}")
+        return space
 
 
 def join_vector_spaces(*spaces: VectorSpaceWithBasis) -> VectorSpaceWithBasis:
@@ -222,7 +229,11 @@ def join_vector_spaces(*spaces: VectorSpaceWithBasis) -> VectorSpaceWithBasis:
     for space in spaces:
         if len(space.basis) == len(union) and space.__dict__.get("_sorted"):
             return space
-    joined = VectorSpaceWithBasis._of_distinct(tuple(sorted(union, key=sort_key)))
+    try:  # most directions have their key already: read it without a Python call
+        ordered = sorted(union, key=_known_key)
+    except AttributeError:
+        ordered = sorted(union, key=sort_key)
+    joined = VectorSpaceWithBasis._of_distinct(tuple(ordered))
     object.__setattr__(joined, "_sorted", True)
     return joined
 

@@ -76,6 +76,13 @@ def gamma(n) -> np.ndarray:
     return n * U / (1.0 - n * U)
 
 
+def gamma_of(n: float) -> float:
+    """`gamma` of one number, as a Python float: the same float64 operations, so the
+    same value, without numpy's per-call cost."""
+    n = float(n)
+    return n * U / (1.0 - n * U)
+
+
 def sum_bound(total, small, n_large, n_terms, inexact=None, extent=None) -> np.ndarray:
     """Bound (*) of the module docstring on |fl(sum) - sum| in any order, FMA or not.
 

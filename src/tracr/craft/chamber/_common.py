@@ -82,6 +82,8 @@ def check_aux_spaces(
 
 
 def check_max_seq_len(max_seq_len: int) -> int:
+    if type(max_seq_len) is int and max_seq_len >= 1:  # the usual case: no ABC check
+        return max_seq_len
     if isinstance(max_seq_len, bool) or not isinstance(max_seq_len, numbers.Integral):
         raise TypeError(f"max_seq_len must be an int, got {max_seq_len!r}")
     if max_seq_len < 1:
@@ -94,7 +96,18 @@ def selected_pairs(
     key_space: bases.VectorSpaceWithBasis,
     attn_fn: Callable[[Hashable, Hashable], bool],
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(query indices, key indices) of the value pairs with attn_fn(query, key) true.
+    """(query indices, key indices) of the value pairs with attn_fn(query, key) true, in
+    row-major order: the nonzeros of `selected_mask`."""
+    q_idx, k_idx = np.nonzero(selected_mask(query_space, key_space, attn_fn))
+    return q_idx.astype(np.int64), k_idx.astype(np.int64)
+
+
+def selected_mask(
+    query_space: bases.VectorSpaceWithBasis,
+    key_space: bases.VectorSpaceWithBasis,
+    attn_fn: Callable[[Hashable, Hashable], bool],
+) -> np.ndarray:
+    """[queries, keys] bool: whether attn_fn(query value, key value) is true.
 
     An attn_fn with a `numpy_op` attribute (a comparison, called as op(key, query)) is
     evaluated on arrays when every value is an int or float below 2^53 (the same answers);
@@ -102,9 +115,9 @@ def selected_pairs(
     exactly the equal values (equal values hash equally; NaN, unequal to itself, is left
     to the loop). An attn_fn with `selects_all` set selects every pair.
     """
+    shape = (query_space.num_dims, key_space.num_dims)
     if getattr(attn_fn, "selects_all", False):
-        q_idx, k_idx = np.indices((query_space.num_dims, key_space.num_dims), np.int64)
-        return q_idx.ravel(), k_idx.ravel()
+        return np.ones(shape, dtype=bool)
     op = getattr(attn_fn, "numpy_op", None)
     if op is not None:
         queries = [d.value for d in query_space.basis]
@@ -112,22 +125,19 @@ def selected_pairs(
         if all(type(v) in (int, float) and abs(v) < 2**53 for v in queries + keys):
             q = np.array(queries, dtype=np.float64)
             k = np.array(keys, dtype=np.float64)
-            q_idx, k_idx = np.nonzero(op(k[None, :], q[:, None]))
-            return q_idx.astype(np.int64), k_idx.astype(np.int64)
+            return np.asarray(op(k[None, :], q[:, None]), dtype=bool).reshape(shape)
         if op is operator.eq and all(
             type(v) in (str, int, float, bool) and v == v for v in queries + keys
         ):
             where = {k: j for j, k in enumerate(keys)}  # keys are distinct: a space's
-            pairs = [(i, where[q]) for i, q in enumerate(queries) if q in where]
-            pairs = np.array(pairs, dtype=np.int64).reshape(-1, 2)
-            return pairs[:, 0], pairs[:, 1]
-    pairs = [
-        (i, j)
-        for i, q in enumerate(query_space.basis)
-        for j, k in enumerate(key_space.basis)
-        if attn_fn(q.value, k.value)
-    ]
-    if not pairs:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    q_idx, k_idx = np.asarray(pairs, dtype=np.int64).T
-    return q_idx, k_idx
+            mask = np.zeros(shape, dtype=bool)
+            for i, q in enumerate(queries):
+                if q in where:
+                    mask[i, where[q]] = True
+            return mask
+    mask = np.zeros(shape, dtype=bool)
+    for i, q in enumerate(query_space.basis):
+        for j, k in enumerate(key_space.basis):
+            if attn_fn(q.value, k.value):
+                mask[i, j] = True
+    return mask

@@ -198,8 +198,24 @@ def discretise(
     points, _ = sorted_points(values)
     if outputs is None:
         outputs = np.zeros((len(points), 0))
+    return discretise_sorted(points, outputs, relative)
+
+
+def discretise_sorted(points: np.ndarray, outputs: np.ndarray, relative: bool) -> Discretisation:
+    """`discretise` of points that are already what `sorted_points` returns: a sorted
+    float64 array [n] of distinct finite numbers (n >= 1)."""
     outputs = np.ascontiguousarray(outputs, dtype=np.float64)
     return _discretised(points.tobytes(), outputs.tobytes(), outputs.shape, bool(relative))
+
+
+def check_finite(points: np.ndarray) -> None:
+    """ValueError, as `sorted_points` raises it, unless the float64 array [n] holds at
+    least one number and only finite ones."""
+    bad = np.flatnonzero(~np.isfinite(points))
+    if bad.size:
+        raise ValueError(f"numerical value sets hold finite numbers, got {points[bad[0]]!r}")
+    if not points.size:
+        raise ValueError("the input value set is empty")
 
 
 @functools.lru_cache(maxsize=512)

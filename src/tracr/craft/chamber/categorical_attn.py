@@ -109,15 +109,14 @@ def conjunction_scores(
     bos, one = bos_space.basis[0], one_space.basis[0]
     left = bases.join_vector_spaces(*(t.query_space for t in terms), one_space, bos_space)
     right = bases.join_vector_spaces(*(t.key_space for t in terms), bos_space)
-    rows, cols = [np.array([left.index(one), left.index(bos)])], [np.full(2, right.index(bos))]
-    for term in terms:
-        q_idx, k_idx = _common.selected_pairs(term.query_space, term.key_space, term.attn_fn)
-        rows.append(left.indices(term.query_space.basis)[q_idx])
-        cols.append(right.indices(term.key_space.basis)[k_idx])
-    rows, cols = np.concatenate(rows), np.concatenate(cols)
-    vals = np.full(len(rows), float(selected))
-    vals[:2] = one_bos, bos_bos
-    return vectorspace_fns.ScalarBilinear.from_index_arrays(left, right, rows, cols, vals)
+    matrix = np.zeros((left.num_dims, right.num_dims))  # [L, R]
+    for term in terms:  # in order: entries of terms sharing spaces add up
+        mask = _common.selected_mask(term.query_space, term.key_space, term.attn_fn)
+        block = np.ix_(left.indices(term.query_space.basis), right.indices(term.key_space.basis))
+        matrix[block] += np.where(mask, float(selected), 0.0)
+    matrix[left.index(one), right.index(bos)] += one_bos  # no term reads one or bos
+    matrix[left.index(bos), right.index(bos)] += bos_bos
+    return vectorspace_fns.ScalarBilinear(left, right, matrix)
 
 
 def check_exact_logits(max_logit: float, num_terms: int) -> None:
@@ -140,10 +139,10 @@ def value_to_output_map(
             f"Aggregate: value directions {missing} have no output direction with the same "
             f"value in output_space {[str(d) for d in output_space.basis]}"
         )
-    cols = [index[d.value] for d in value_space.basis]
-    return vectorspace_fns.Linear.from_index_arrays(
-        value_space, output_space, np.arange(value_space.num_dims), cols, 1.0
-    )
+    matrix = np.zeros((value_space.num_dims, output_space.num_dims))  # one 1 per row
+    cols = np.array([index[d.value] for d in value_space.basis], dtype=np.int64)
+    matrix[np.arange(value_space.num_dims), cols] = 1.0
+    return vectorspace_fns.Linear(value_space, output_space, matrix)
 
 
 def conjunctive_attn(

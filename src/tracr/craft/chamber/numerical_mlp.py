@@ -82,34 +82,53 @@ def discretising_mlp(
     x_dir = _common.single_direction(input_space, "input_space")
     floats = np.asarray(points, dtype=np.float64)
     outputs = np.asarray(outputs, dtype=np.float64).reshape(len(floats), output_space.num_dims)
-    if len(np.unique(floats)) != len(floats):
+    order = np.argsort(floats, kind="stable")
+    ordered = floats[order]
+    # equal neighbours once sorted (NaNs sort last and count as equal, as in np.unique)
+    if np.any(ordered[1:] == ordered[:-1]) or (len(ordered) > 1 and np.isnan(ordered[-2])):
         raise ValueError("points must be distinct")
-    rows_out = outputs[np.argsort(floats, kind="stable")]  # [n, out]
-    disc = discretise(floats, rows_out, relative=_common.is_numerical_space(output_space))
+    _discretising.check_finite(floats)
+    rows_out = outputs[order]  # [n, out]
+    disc = _discretising.discretise_sorted(
+        ordered, rows_out, relative=_common.is_numerical_space(output_space)
+    )
     n_gaps = len(disc.points) - 1
 
-    hidden = bases.VectorSpaceWithBasis(
-        [bases.BasisDirection(hidden_name, "const")]
-        + [bases.BasisDirection(hidden_name, (k, u)) for k in range(n_gaps) for u in (0, 1)]
+    hidden = bases.VectorSpaceWithBasis.from_values(
+        hidden_name, ["const", *((k, u) for k in range(n_gaps) for u in (0, 1))]
     )
     in_space = bases.join_vector_spaces(input_space, one_space, bos_space)  # x, one, bos
+    units, second = _layers(disc, rows_out)
+    fst = np.zeros((in_space.num_dims, hidden.num_dims))
+    fst[[in_space.index(x_dir), in_space.index(one), in_space.index(bos)]] = units
+    return transformers.MLP(
+        vectorspace_fns.Linear(in_space, hidden, fst),
+        vectorspace_fns.Linear(hidden, output_space, second.copy()),
+    )
+
+
+def _layers(disc: Discretisation, rows_out: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(the first layer's rows for x, one and bos [3, H]; the second layer [H, out]) of
+    the steps of `disc` writing the rows `rows_out` [n, out]. Read-only, and worked out
+    once per discretisation: it is kept by its points and these rows
+    (`discretise_sorted`), so they are the same."""
+    known = disc.__dict__.get("_layers")
+    if known is not None:
+        return known
+    hidden = 1 + 2 * (len(disc.points) - 1)
     # Hidden columns: the constant unit, then a_k, b_k for each gap k (1::2 and 2::2).
-    units = np.zeros((3, hidden.num_dims))  # rows: x, one, bos
+    units = np.zeros((3, hidden))  # rows: x, one, bos
     units[1, 0], units[2, 0] = 1.0, -1.0
     units[0, 1::2] = units[0, 2::2] = disc.signs * disc.slopes
     units[1, 1::2], units[1, 2::2] = disc.biases, disc.biases - 1.0
     units[2, 1::2] = units[2, 2::2] = -disc.gates
-    fst = np.zeros((in_space.num_dims, hidden.num_dims))
-    fst[[in_space.index(x_dir), in_space.index(one), in_space.index(bos)]] = units
-
-    snd = np.zeros((hidden.num_dims, output_space.num_dims))
-    snd[0] = disc.constant_row(rows_out)
+    second = np.zeros((hidden, rows_out.shape[1]))
+    second[0] = disc.constant_row(rows_out)
     deltas = (rows_out[1:] - rows_out[:-1]) * disc.signs[:, None]  # [n - 1, out]
-    snd[1::2], snd[2::2] = deltas, -deltas
-    return transformers.MLP(
-        vectorspace_fns.Linear(in_space, hidden, fst),
-        vectorspace_fns.Linear(hidden, output_space, snd),
-    )
+    second[1::2], second[2::2] = deltas, -deltas
+    units.flags.writeable = second.flags.writeable = False
+    object.__setattr__(disc, "_layers", (units, second))  # not a field
+    return units, second
 
 
 def map_numerical_mlp(
