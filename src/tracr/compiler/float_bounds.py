@@ -80,16 +80,18 @@ def _logit_error(head, ctx, errors, aggregate: bool) -> tuple[float, float, floa
     # one_q bos_k scores (n - 1/2) c in an Aggregate's head, n c in a width's.
     one_bos = float(w.matrix[w.left_space.index(ctx.one), w.right_space.index(ctx.bos)])
     terms = max(1, round(one_bos / c + (0.5 if aggregate else 0.0)))
+    query_errors = [_error(ctx, errors, s) for s in query]
+    key_errors = [_error(ctx, errors, s) for s in keys]
     d, tie = rounding.attention_logit_error(
         w.matrix,
         query_noisy,
         key_noisy,
         len(query),
         len(keys),
-        max((_error(ctx, errors, s).abs for s in query), default=0.0),
-        max((_error(ctx, errors, s).abs for s in keys), default=0.0),
-        sum(max(_error(ctx, errors, s).l1, _error(ctx, errors, s).abs) for s in query),
-        sum(max(_error(ctx, errors, s).l1, _error(ctx, errors, s).abs) for s in keys),
+        max((e.abs for e in query_errors), default=0.0),
+        max((e.abs for e in key_errors), default=0.0),
+        sum(max(e.l1, e.abs) for e in query_errors),
+        sum(max(e.l1, e.abs) for e in key_errors),
         terms,
     )
     return d, tie, c

@@ -148,6 +148,13 @@ class VectorSpaceWithBasis:
         space.__dict__.update(basis=basis, _index=dict(zip(basis, range(len(basis)))))
         return space
 
+    def __getstate__(self) -> dict:
+        # Joins kept with the space (`join_vector_spaces`) are keyed by the ids of this
+        # process's spaces: a copy or a pickle leaves them out.
+        state = dict(self.__dict__)
+        state.pop("_joins", None)
+        return state
+
     @property
     def num_dims(self) -> int:
         return len(self.basis)
@@ -222,7 +229,28 @@ def join_vector_spaces(*spaces: VectorSpaceWithBasis) -> VectorSpaceWithBasis:
     """The union of the spaces' directions, sorted by `sort_key` (deterministic layout).
 
     Where one of the spaces is itself a join holding every direction, it is the result
-    (spaces are immutable)."""
+    (spaces are immutable). A join is kept with the first space, by the other spaces it
+    was made of (held, so their ids stay theirs): lowering joins the same spaces again
+    (the heads reading one SOp, say)."""
+    if not spaces:
+        return _join(spaces)
+    first, others = spaces[0], spaces[1:]
+    key = tuple(map(id, others))
+    joins = first.__dict__.setdefault("_joins", {})
+    found = joins.get(key)
+    if found is not None:
+        return found[1]
+    joined = _join(spaces)
+    if len(joins) < _JOINS_KEPT and joined is not first:
+        joins[key] = (others, joined)
+    return joined
+
+
+#: Joins kept per first space (`join_vector_spaces`).
+_JOINS_KEPT = 16
+
+
+def _join(spaces: tuple[VectorSpaceWithBasis, ...]) -> VectorSpaceWithBasis:
     union: dict[BasisDirection, int] = {}
     for space in spaces:
         union.update(space._index)
