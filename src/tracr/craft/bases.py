@@ -17,6 +17,7 @@ import dataclasses
 import functools
 import numbers
 import operator
+import weakref
 from collections.abc import Hashable, Iterable, Iterator, Sequence
 from typing import Any
 
@@ -153,6 +154,7 @@ class VectorSpaceWithBasis:
         # process's spaces: a copy or a pickle leaves them out.
         state = dict(self.__dict__)
         state.pop("_joins", None)
+        state.pop("_kept", None)  # a copy is in no cache
         return state
 
     @property
@@ -229,25 +231,43 @@ def join_vector_spaces(*spaces: VectorSpaceWithBasis) -> VectorSpaceWithBasis:
     """The union of the spaces' directions, sorted by `sort_key` (deterministic layout).
 
     Where one of the spaces is itself a join holding every direction, it is the result
-    (spaces are immutable). A join is kept with the first space, by the other spaces it
-    was made of (held, so their ids stay theirs): lowering joins the same spaces again
-    (the heads reading one SOp, say)."""
-    if not spaces:
+    (spaces are immutable). A new join is kept with the first space, by the other
+    spaces (lowering joins the same spaces again: the heads reading one SOp, say), but
+    not with a space `keep` marked unless every other one is marked too (then so is the
+    join): what is kept across compiles holds no space of one compile."""
+    if len(spaces) < 2:
         return _join(spaces)
     first, others = spaces[0], spaces[1:]
     key = tuple(map(id, others))
-    joins = first.__dict__.setdefault("_joins", {})
-    found = joins.get(key)
-    if found is not None:
+    fields = first.__dict__
+    joins = fields.get("_joins")
+    found = None if joins is None else joins.get(key)
+    # The others are held weakly (no cycles); alive, they are the spaces of those ids.
+    if found is not None and all(ref() is not None for ref in found[0]):
         return found[1]
     joined = _join(spaces)
-    if len(joins) < _JOINS_KEPT and joined is not first:
-        joins[key] = (others, joined)
+    if any(joined is space for space in spaces):
+        return joined
+    if fields.get("_kept"):
+        if not all(space.__dict__.get("_kept") for space in others):
+            return joined
+        keep(joined)
+    if joins is None:
+        joins = fields["_joins"] = {}
+    elif len(joins) >= _JOINS_KEPT:  # the oldest goes
+        joins.pop(next(iter(joins)))
+    joins[key] = (tuple(map(weakref.ref, others)), joined)
     return joined
 
 
+def keep(space: VectorSpaceWithBasis) -> None:
+    """Marks a space as kept across compiles (by a cache of spaces by their contents):
+    joins of it with spaces not so marked are not kept with it (`join_vector_spaces`)."""
+    space.__dict__["_kept"] = True
+
+
 #: Joins kept per first space (`join_vector_spaces`).
-_JOINS_KEPT = 16
+_JOINS_KEPT = 32
 
 
 def _join(spaces: tuple[VectorSpaceWithBasis, ...]) -> VectorSpaceWithBasis:
