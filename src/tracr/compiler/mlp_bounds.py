@@ -246,9 +246,8 @@ def _error_key(mlp, out_space, ctx, errors, kind=("error",)) -> bound_cache.Key 
             return None
         reads.append(read)
     weights = bound_cache.array_key(mlp.fst.matrix), bound_cache.array_key(mlp.snd.matrix)
-    written = bound_context.basis_key(mlp.snd.output_space)
-    out = written if out_space is mlp.snd.output_space else bound_context.basis_key(out_space)
-    directions = bound_context.basis_key(space), written, out
+    spaces = space, mlp.snd.output_space, out_space
+    directions = tuple(map(bound_context.basis_key, spaces))
     return bound_cache.Key((*kind, *weights, *directions, ctx.bos, ctx.one, tuple(reads)))
 
 

@@ -161,6 +161,15 @@ class VectorSpaceWithBasis:
     def num_dims(self) -> int:
         return len(self.basis)
 
+    def pairs(self) -> tuple[tuple[Name, Value | None], ...]:
+        """The directions as (name, value) pairs, in order: equal exactly where the
+        directions are, and hashed and compared without a method call per direction
+        (worked out once per space)."""
+        known = self.__dict__.get("_pairs")
+        if known is None:
+            known = self.__dict__["_pairs"] = tuple([(d.name, d.value) for d in self.basis])
+        return known
+
     def index(self, direction: BasisDirection) -> int:
         """Position of `direction` in the basis; ValueError if it is not there."""
         try:

@@ -232,12 +232,13 @@ def linear_sequence_map_numerical_mlp(
     hidden = bases.VectorSpaceWithBasis(
         [bases.BasisDirection(hidden_name, (i, s)) for i in range(len(inputs)) for s in (1, -1)]
     )
-    rows = np.repeat(np.arange(len(inputs)), 2)
-    signs = np.tile([1.0, -1.0], len(inputs))
-    units = np.arange(hidden.num_dims)
-    fst = vectorspace_fns.Linear.from_index_arrays(in_space, hidden, rows, units, signs)
+    rows = [i for i in range(len(inputs)) for _ in (1, -1)]  # unit pairs (i, +1), (i, -1)
+    units = list(range(hidden.num_dims))
+    fst = vectorspace_fns.Linear.from_index_arrays(
+        in_space, hidden, rows, units, [1.0, -1.0] * len(inputs)
+    )
     snd = vectorspace_fns.Linear.from_index_arrays(
-        hidden, out_space, units, np.zeros_like(units), signs * np.repeat(factors, 2)
+        hidden, out_space, units, [0] * len(units), [s * f for f in factors for s in (1.0, -1.0)]
     )
     return transformers.MLP(fst, snd)
 
