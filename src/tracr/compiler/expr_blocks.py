@@ -13,7 +13,7 @@ first block's float32 bound does not fit are in block_choice.py and separable_ch
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 
 from tracr.compiler import (
     basis_inference,
@@ -76,7 +76,7 @@ def sop_space(expr: rasp.SOp, values: frozenset | None) -> bases.VectorSpaceWith
     return labelled_space(expr.label, values)
 
 
-def labelled_space(name: str, values: Iterable | None) -> bases.VectorSpaceWithBasis:
+def labelled_space(name: str, values: Collection | None) -> bases.VectorSpaceWithBasis:
     """The space of the directions (name, v), v in `values` other than None, in sort
     order (`bases.sorted_space`); the single direction `name` where `values` is None.
 
@@ -84,19 +84,16 @@ def labelled_space(name: str, values: Iterable | None) -> bases.VectorSpaceWithB
     plain numbers and strings: spaces are immutable, and a program compiled again lays
     out the same ones, so its blocks join the same spaces (which keep their joins)."""
     exact = () if values is None else _exact(values)
-    if exact is None or type(name) is not str:
-        if values is None:
-            return bases.VectorSpaceWithBasis([bases.BasisDirection(name)])
-        return bases.sorted_space(name, (v for v in values if v is not None))
-    key = (name, exact)
-    space = _SPACES.get(key)
+    key = None if exact is None or type(name) is not str else (name, exact)
+    space = None if key is None else _SPACES.get(key)
     if space is None:
         if values is None:
             space = bases.VectorSpaceWithBasis([bases.BasisDirection(name)])
         else:
             space = bases.sorted_space(name, (v for v in values if v is not None))
-        bases.keep(space)
-        _SPACES.put(key, space, 64 * (1 + space.num_dims))
+        if key is not None:
+            bases.keep(space)
+            _SPACES.put(key, space, _BYTES_PER_DIRECTION * (1 + space.num_dims))
     return space
 
 
@@ -122,8 +119,10 @@ def _exact(values: Iterable) -> frozenset | None:
     return frozenset(typed)
 
 
-#: Spaces kept by `labelled_space` (least recently used dropped beyond this size).
-_SPACES = bound_cache.Known(max_bytes=1 << 22)
+#: Spaces kept by `labelled_space` (least recently used dropped beyond this size), and
+#: about what one of their directions holds (the direction, its index entry, its key).
+_SPACES = bound_cache.Known(max_bytes=16 << 20)
+_BYTES_PER_DIRECTION = 512
 
 
 def quiet(f: Callable, expr: rasp.SOp) -> Callable:
