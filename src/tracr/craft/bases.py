@@ -85,9 +85,11 @@ class BasisDirection:
         return hash((self.name, self.value)) if known is None else known
 
     def __str__(self) -> str:
-        if self.value is None:
-            return str(self.name)
-        return f"{self.name}:{self.value}"
+        label = self.__dict__.get("_str")  # residual labels are asked for again and again
+        if label is None:
+            label = str(self.name) if self.value is None else f"{self.name}:{self.value}"
+            self.__dict__["_str"] = label
+        return label
 
     def __lt__(self, other: BasisDirection) -> bool:
         if not isinstance(other, BasisDirection):
