@@ -265,8 +265,8 @@ def join_vector_spaces(*spaces: VectorSpaceWithBasis) -> VectorSpaceWithBasis:
         keep(joined)
     if joins is None:
         joins = fields["_joins"] = {}
-    elif len(joins) >= _JOINS_KEPT:  # the oldest goes
-        joins.pop(next(iter(joins)))
+    elif len(joins) >= _JOINS_KEPT:  # start afresh (one step: safe with threads)
+        joins.clear()
     joins[key] = (tuple(map(weakref.ref, others)), joined)
     return joined
 
