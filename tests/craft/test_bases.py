@@ -109,6 +109,30 @@ def test_join_with_a_part_of_a_join_is_that_join_and_unsorted_spaces_are_sorted(
     assert bases.join_vector_spaces(part, unsorted).basis == (D("a"), D("b"), D("c"))
 
 
+def test_joining_the_same_spaces_again_gives_the_same_join():
+    a, b = bases.VectorSpaceWithBasis([D("b")]), bases.VectorSpaceWithBasis([D("a"), D("c")])
+    joined = bases.join_vector_spaces(a, b)
+    assert bases.join_vector_spaces(a, b) is joined
+    # other spaces with the same directions are joined afresh, to an equal space
+    again = bases.join_vector_spaces(a, bases.VectorSpaceWithBasis([D("a"), D("c")]))
+    assert again is not joined and again.basis == joined.basis == (D("a"), D("b"), D("c"))
+    assert bases.join_vector_spaces(b, a).basis == joined.basis
+
+
+def test_a_copied_or_pickled_space_keeps_no_joins():
+    """Kept joins are keyed by the ids of the joined spaces, which mean nothing in a copy
+    or in another process."""
+    import copy
+    import pickle
+
+    a, b = bases.VectorSpaceWithBasis([D("b")]), bases.VectorSpaceWithBasis([D("a")])
+    bases.join_vector_spaces(a, b)
+    for twin in (pickle.loads(pickle.dumps(a)), copy.deepcopy(a), copy.copy(a)):
+        assert "_joins" not in twin.__dict__
+        assert twin == a and twin.index(D("b")) == 0
+        assert bases.join_vector_spaces(twin, b).basis == (D("a"), D("b"))
+
+
 def test_direct_sum_concatenates_and_names_overlap():
     summed = bases.direct_sum(
         bases.VectorSpaceWithBasis([D("b")]), bases.VectorSpaceWithBasis([D("a")])

@@ -136,7 +136,7 @@ def read_names(ctx: Context, space: bases.VectorSpaceWithBasis) -> list[str]:
 def basis_key(space: bases.VectorSpaceWithBasis) -> tuple:
     """A space's directions as (name, value) pairs, in order: equal exactly where the
     directions are, and hashed and compared without calling a method per direction."""
-    return tuple([(d.name, d.value) for d in space.basis])
+    return space.pairs()
 
 
 def numerical(ctx: Context, label: str) -> bool:

@@ -228,12 +228,17 @@ def extract_circuit(
     where = _block_positions(craft_model)
     order = graph.topological_order()
     exprs = {label: graph.nodes[label][nodes.EXPR] for label in order}
+    read: dict[str, list[str]] = {}  # sops_read of each label, worked out once
 
     def sops_read(label: str) -> list[str]:
-        found: list[str] = []
+        found = read.get(label)
+        if found is not None:
+            return found
+        found = []
         for child in graph.predecessors(label):
             more = [child] if isinstance(exprs[child], rasp.SOp) else sops_read(child)
             found += [m for m in more if m not in found]
+        read[label] = found
         return found
 
     blocks: dict[str, list[Block]] = {}
@@ -250,10 +255,11 @@ def extract_circuit(
             blocks[label] = [Block(TOKEN_EMBED)]
         else:
             blocks[label] = [where[id(leaf)] for leaf in leaves]
-        directions = [d for leaf in leaves for d in _written(leaf)]
         if node is not None and node.block is None:
-            directions = list(node.space.basis)
-        cols = {column.get(str(d)) for d in directions}
+            directions = node.space.basis
+        else:
+            directions = [d for leaf in leaves for d in _written(leaf)]
+        cols = set(map(column.get, map(str, directions)))
         cols.discard(None)
         writes[label] = sorted(cols)
 
@@ -274,16 +280,16 @@ def extract_circuit(
         cols = writes.get(label, [])
         out.append(
             Node(
-                label=label,
-                kind=SOP if is_sop else SELECTOR,
-                expr=type(expr).__name__,
-                encoding=rasp.get_encoding(expr).value if is_sop else None,
-                blocks=tuple(blocks[label] if is_sop else heads_using(label)),
-                writes=tuple(cols),
-                write_labels=tuple(residual_labels[c] for c in cols),
-                reads=tuple(sops_read(label)),
-                selectors=tuple(
-                    c for c in graph.predecessors(label) if isinstance(exprs[c], rasp.Selector)
+                label,
+                SOP if is_sop else SELECTOR,
+                type(expr).__name__,
+                rasp.get_encoding(expr).value if is_sop else None,
+                tuple(blocks[label] if is_sop else heads_using(label)),
+                tuple(cols),
+                tuple([residual_labels[c] for c in cols]),
+                tuple(sops_read(label)),
+                tuple(
+                    [c for c in graph.predecessors(label) if isinstance(exprs[c], rasp.Selector)]
                 ),
             )
         )

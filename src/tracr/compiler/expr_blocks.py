@@ -13,14 +13,23 @@ first block's float32 bound does not fit are in block_choice.py and separable_ch
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 
-from tracr.compiler import basis_inference, float_bounds, numeric_points, selector_logic
+from tracr.compiler import (
+    basis_inference,
+    bound_cache,
+    float_bounds,
+    numeric_points,
+    selector_logic,
+)
 from tracr.craft import bases
 from tracr.craft.chamber import categorical_attn, categorical_mlp, numerical_mlp, selector_width
 from tracr.rasp import rasp
 
 ONE = bases.BasisDirection("one")
+#: The space of ONE, shared by every compile (spaces are immutable).
+ONE_SPACE = bases.VectorSpaceWithBasis([ONE])
+bases.keep(ONE_SPACE)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,10 +70,59 @@ class LoweringContext:
 
 
 def sop_space(expr: rasp.SOp, values: frozenset | None) -> bases.VectorSpaceWithBasis:
-    """The residual subspace of one SOp."""
+    """The residual subspace of one SOp (`labelled_space`)."""
     if rasp.is_numerical(expr):
-        return bases.VectorSpaceWithBasis([bases.BasisDirection(expr.label)])
-    return bases.sorted_space(expr.label, (v for v in values if v is not None))
+        return labelled_space(expr.label, None)
+    return labelled_space(expr.label, values)
+
+
+def labelled_space(name: str, values: Collection | None) -> bases.VectorSpaceWithBasis:
+    """The space of the directions (name, v), v in `values` other than None, in sort
+    order (`bases.sorted_space`); the single direction `name` where `values` is None.
+
+    Kept across compiles by the name and the exact values (`_exact`), where these are
+    plain numbers and strings: spaces are immutable, and a program compiled again lays
+    out the same ones, so its blocks join the same spaces (which keep their joins)."""
+    exact = () if values is None else _exact(values)
+    key = None if exact is None or type(name) is not str else (name, exact)
+    space = None if key is None else _SPACES.get(key)
+    if space is None:
+        if values is None:
+            space = bases.VectorSpaceWithBasis([bases.BasisDirection(name)])
+        else:
+            space = bases.sorted_space(name, (v for v in values if v is not None))
+        if key is not None:
+            bases.keep(space)
+            _SPACES.put(key, space, _BYTES_PER_DIRECTION * (1 + space.num_dims))
+    return space
+
+
+def direction_space(direction: bases.BasisDirection) -> bases.VectorSpaceWithBasis:
+    """The space of one direction with a value (BOS), kept as `labelled_space` keeps it."""
+    if direction.value is None:
+        return bases.VectorSpaceWithBasis([direction])
+    return labelled_space(direction.name, [direction.value])
+
+
+def _exact(values: Iterable) -> frozenset | None:
+    """The values other than None, told apart exactly (type, and a float's bits): equal
+    keys give the same space. None where a value is not a str, int, bool or float."""
+    typed = []
+    for v in values:
+        kind = type(v)
+        if kind is str or kind is int or kind is bool:
+            typed.append((kind, v))
+        elif kind is float:
+            typed.append((kind, v.hex()))
+        elif v is not None:
+            return None
+    return frozenset(typed)
+
+
+#: Spaces kept by `labelled_space` (least recently used dropped beyond this size), and
+#: about what one of their directions holds (the direction, its index entry, its key).
+_SPACES = bound_cache.Known(max_bytes=16 << 20)
+_BYTES_PER_DIRECTION = 512
 
 
 def quiet(f: Callable, expr: rasp.SOp) -> Callable:

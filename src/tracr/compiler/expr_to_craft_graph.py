@@ -61,8 +61,8 @@ def lower_with_bounds(
     groupings: the numerical value sets validation grouped (`validate_value_sets`)."""
     ctx = LoweringContext(
         value_sets=value_sets,
-        bos_space=bases.VectorSpaceWithBasis([bos_dir]),
-        one_space=bases.VectorSpaceWithBasis([ONE]),
+        bos_space=expr_blocks.direction_space(bos_dir),
+        one_space=expr_blocks.ONE_SPACE,
         max_seq_len=max_seq_len,
         causal=causal,
         groupings={} if groupings is None else groupings,

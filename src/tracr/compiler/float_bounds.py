@@ -60,11 +60,18 @@ _mlp_error = mlp_bounds.mlp_error
 
 
 def _noisy(ctx: Context, space: bases.VectorSpaceWithBasis) -> np.ndarray:
-    """[dims] bool: the directions of `space` other than BOS and `one`."""
+    """[dims] bool, read-only: the directions of `space` other than BOS and `one`; kept
+    for the compile (heads reading the same SOps share their spaces)."""
+    key = ("noisy", id(space))
+    known = ctx.memo.get(key)
+    if known is not None and known[0] is space:
+        return known[1]
     noisy = np.ones(space.num_dims, dtype=bool)
     for d in (ctx.bos, ctx.one):
         if d in space:
             noisy[space.index(d)] = False
+    noisy.flags.writeable = False
+    ctx.memo[key] = (space, noisy)  # the space is kept, so its id is not reused
     return noisy
 
 
@@ -80,16 +87,18 @@ def _logit_error(head, ctx, errors, aggregate: bool) -> tuple[float, float, floa
     # one_q bos_k scores (n - 1/2) c in an Aggregate's head, n c in a width's.
     one_bos = float(w.matrix[w.left_space.index(ctx.one), w.right_space.index(ctx.bos)])
     terms = max(1, round(one_bos / c + (0.5 if aggregate else 0.0)))
+    query_errors = [_error(ctx, errors, s) for s in query]
+    key_errors = [_error(ctx, errors, s) for s in keys]
     d, tie = rounding.attention_logit_error(
         w.matrix,
         query_noisy,
         key_noisy,
         len(query),
         len(keys),
-        max((_error(ctx, errors, s).abs for s in query), default=0.0),
-        max((_error(ctx, errors, s).abs for s in keys), default=0.0),
-        sum(max(_error(ctx, errors, s).l1, _error(ctx, errors, s).abs) for s in query),
-        sum(max(_error(ctx, errors, s).l1, _error(ctx, errors, s).abs) for s in keys),
+        max((e.abs for e in query_errors), default=0.0),
+        max((e.abs for e in key_errors), default=0.0),
+        sum(max(e.l1, e.abs) for e in query_errors),
+        sum(max(e.l1, e.abs) for e in key_errors),
         terms,
     )
     return d, tie, c

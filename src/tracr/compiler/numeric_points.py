@@ -151,6 +151,10 @@ def _float_points(values: Iterable | Grouping) -> list[float]:
     return representatives(float(v) for v in values if v is not None)
 
 
+#: Up to this many points, `run_endpoints` compares outputs in a Python loop.
+_FEW = 32
+
+
 def run_endpoints(points: list[float], outputs: list) -> list[int]:
     """Indices of the points an MLP must separate: the ends of each run of equal outputs.
 
@@ -159,6 +163,13 @@ def run_endpoints(points: list[float], outputs: list) -> list[int]:
     """
     if not points:
         return []
+    if len(points) <= _FEW:  # a Python loop is quicker than numpy on a few outputs
+        last = len(points) - 1
+        return [
+            i
+            for i in range(len(points))
+            if i in (0, last) or outputs[i - 1] != outputs[i] or outputs[i] != outputs[i + 1]
+        ]
     kinds = set(map(type, outputs))
     if kinds == {bool} or kinds == {float}:  # compared as Python compares them
         values = np.array(outputs)

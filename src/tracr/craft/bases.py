@@ -17,6 +17,7 @@ import dataclasses
 import functools
 import numbers
 import operator
+import weakref
 from collections.abc import Hashable, Iterable, Iterator, Sequence
 from typing import Any
 
@@ -84,9 +85,11 @@ class BasisDirection:
         return hash((self.name, self.value)) if known is None else known
 
     def __str__(self) -> str:
-        if self.value is None:
-            return str(self.name)
-        return f"{self.name}:{self.value}"
+        label = self.__dict__.get("_str")  # residual labels are asked for again and again
+        if label is None:
+            label = str(self.name) if self.value is None else f"{self.name}:{self.value}"
+            self.__dict__["_str"] = label
+        return label
 
     def __lt__(self, other: BasisDirection) -> bool:
         if not isinstance(other, BasisDirection):
@@ -148,9 +151,26 @@ class VectorSpaceWithBasis:
         space.__dict__.update(basis=basis, _index=dict(zip(basis, range(len(basis)))))
         return space
 
+    def __getstate__(self) -> dict:
+        # Joins kept with the space (`join_vector_spaces`) are keyed by the ids of this
+        # process's spaces: a copy or a pickle leaves them out.
+        state = dict(self.__dict__)
+        state.pop("_joins", None)
+        state.pop("_kept", None)  # a copy is in no cache
+        return state
+
     @property
     def num_dims(self) -> int:
         return len(self.basis)
+
+    def pairs(self) -> tuple[tuple[Name, Value | None], ...]:
+        """The directions as (name, value) pairs, in order: equal exactly where the
+        directions are, and hashed and compared without a method call per direction
+        (worked out once per space)."""
+        known = self.__dict__.get("_pairs")
+        if known is None:
+            known = self.__dict__["_pairs"] = tuple([(d.name, d.value) for d in self.basis])
+        return known
 
     def index(self, direction: BasisDirection) -> int:
         """Position of `direction` in the basis; ValueError if it is not there."""
@@ -222,7 +242,46 @@ def join_vector_spaces(*spaces: VectorSpaceWithBasis) -> VectorSpaceWithBasis:
     """The union of the spaces' directions, sorted by `sort_key` (deterministic layout).
 
     Where one of the spaces is itself a join holding every direction, it is the result
-    (spaces are immutable)."""
+    (spaces are immutable). A new join is kept with the first space, by the other
+    spaces (lowering joins the same spaces again: the heads reading one SOp, say), but
+    not with a space `keep` marked unless every other one is marked too (then so is the
+    join): what is kept across compiles holds no space of one compile."""
+    if len(spaces) < 2:
+        return _join(spaces)
+    first, others = spaces[0], spaces[1:]
+    key = tuple(map(id, others))
+    fields = first.__dict__
+    joins = fields.get("_joins")
+    found = None if joins is None else joins.get(key)
+    # The others are held weakly (no cycles); alive, they are the spaces of those ids.
+    if found is not None and all(ref() is not None for ref in found[0]):
+        return found[1]
+    joined = _join(spaces)
+    if any(joined is space for space in spaces):
+        return joined
+    if fields.get("_kept"):
+        if not all(space.__dict__.get("_kept") for space in others):
+            return joined
+        keep(joined)
+    if joins is None:
+        joins = fields["_joins"] = {}
+    elif len(joins) >= _JOINS_KEPT:  # start afresh (one step: safe with threads)
+        joins.clear()
+    joins[key] = (tuple(map(weakref.ref, others)), joined)
+    return joined
+
+
+def keep(space: VectorSpaceWithBasis) -> None:
+    """Marks a space as kept across compiles (by a cache of spaces by their contents):
+    joins of it with spaces not so marked are not kept with it (`join_vector_spaces`)."""
+    space.__dict__["_kept"] = True
+
+
+#: Joins kept per first space (`join_vector_spaces`).
+_JOINS_KEPT = 32
+
+
+def _join(spaces: tuple[VectorSpaceWithBasis, ...]) -> VectorSpaceWithBasis:
     union: dict[BasisDirection, int] = {}
     for space in spaces:
         union.update(space._index)

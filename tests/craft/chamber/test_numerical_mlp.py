@@ -293,3 +293,22 @@ def test_discretisations_of_equal_value_sets_are_equal_and_read_only():
         assert np.array_equal(getattr(first, name), getattr(again, name))
     with pytest.raises(ValueError):
         first.biases[0] = 0.0
+
+
+def test_discretising_mlp_sorts_its_points_and_refuses_repeats_and_non_finite_ones():
+    def build(points, rows):
+        return numerical_mlp.discretising_mlp(
+            X_SPACE, Y_SPACE, points, np.array(rows), blocks.ONE_SPACE, blocks.BOS_SPACE, "h"
+        )
+
+    in_order = build([1.0, 2.0, 4.0], [[1.0], [5.0], [2.0]])
+    shuffled = build([4.0, 1.0, 2.0], [[2.0], [1.0], [5.0]])
+    assert np.array_equal(in_order.fst.matrix, shuffled.fst.matrix)
+    assert np.array_equal(in_order.snd.matrix, shuffled.snd.matrix)
+    assert in_order.fst.output_space == shuffled.fst.output_space
+    for points in ([1.0, 1.0], [2.0, 1.0, 2.0], [math.nan, math.nan]):
+        with pytest.raises(ValueError, match="distinct"):
+            build(points, [[0.0]] * len(points))
+    for points in ([1.0, math.inf], [math.nan, 1.0]):
+        with pytest.raises(ValueError, match="finite"):
+            build(points, [[0.0]] * len(points))

@@ -112,8 +112,8 @@ def conjunction_scores(
     matrix = np.zeros((left.num_dims, right.num_dims))  # [L, R]
     for term in terms:  # in order: entries of terms sharing spaces add up
         mask = _common.selected_mask(term.query_space, term.key_space, term.attn_fn)
-        block = np.ix_(left.indices(term.query_space.basis), right.indices(term.key_space.basis))
-        matrix[block] += np.where(mask, float(selected), 0.0)
+        rows = left.indices(term.query_space.basis)[:, None]
+        matrix[rows, right.indices(term.key_space.basis)] += mask * float(selected)
     matrix[left.index(one), right.index(bos)] += one_bos  # no term reads one or bos
     matrix[left.index(bos), right.index(bos)] += bos_bos
     return vectorspace_fns.ScalarBilinear(left, right, matrix)

@@ -52,6 +52,7 @@ term is an exact zero.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
@@ -82,21 +83,20 @@ def discretising_mlp(
     x_dir = _common.single_direction(input_space, "input_space")
     floats = np.asarray(points, dtype=np.float64)
     outputs = np.asarray(outputs, dtype=np.float64).reshape(len(floats), output_space.num_dims)
-    order = np.argsort(floats, kind="stable")
-    ordered = floats[order]
-    # equal neighbours once sorted (NaNs sort last and count as equal, as in np.unique)
-    if np.any(ordered[1:] == ordered[:-1]) or (len(ordered) > 1 and np.isnan(ordered[-2])):
-        raise ValueError("points must be distinct")
+    if np.all(floats[1:] > floats[:-1]):  # sorted and distinct already (the usual case)
+        ordered, rows_out = floats, outputs
+    else:
+        order = np.argsort(floats, kind="stable")
+        ordered = floats[order]
+        # equal neighbours once sorted (NaNs sort last and count as equal, as in np.unique)
+        if np.any(ordered[1:] == ordered[:-1]) or (len(ordered) > 1 and np.isnan(ordered[-2])):
+            raise ValueError("points must be distinct")
+        rows_out = outputs[order]  # [n, out]
     _discretising.check_finite(floats)
-    rows_out = outputs[order]  # [n, out]
     disc = _discretising.discretise_sorted(
         ordered, rows_out, relative=_common.is_numerical_space(output_space)
     )
-    n_gaps = len(disc.points) - 1
-
-    hidden = bases.VectorSpaceWithBasis.from_values(
-        hidden_name, ["const", *((k, u) for k in range(n_gaps) for u in (0, 1))]
-    )
+    hidden = _steps_space(hidden_name, len(disc.points) - 1)
     in_space = bases.join_vector_spaces(input_space, one_space, bos_space)  # x, one, bos
     units, second = _layers(disc, rows_out)
     fst = np.zeros((in_space.num_dims, hidden.num_dims))
@@ -105,6 +105,27 @@ def discretising_mlp(
         vectorspace_fns.Linear(in_space, hidden, fst),
         vectorspace_fns.Linear(hidden, output_space, second.copy()),
     )
+
+
+def _steps_space(hidden_name: bases.Name, n_gaps: int) -> bases.VectorSpaceWithBasis:
+    """The hidden space of a discretising MLP: (hidden_name, "const"), then the two
+    units (hidden_name, (k, 0)), (hidden_name, (k, 1)) of each gap k."""
+    if type(hidden_name) is str:
+        return _kept_steps_space(hidden_name, n_gaps)
+    return _new_steps_space(hidden_name, n_gaps)
+
+
+def _new_steps_space(hidden_name: bases.Name, n_gaps: int) -> bases.VectorSpaceWithBasis:
+    units = ((k, u) for k in range(n_gaps) for u in (0, 1))
+    return bases.VectorSpaceWithBasis.from_values(hidden_name, ["const", *units])
+
+
+@functools.lru_cache(maxsize=1024)
+def _kept_steps_space(hidden_name: str, n_gaps: int) -> bases.VectorSpaceWithBasis:
+    """`_steps_space` of a str name, kept across compiles (spaces are immutable)."""
+    space = _new_steps_space(hidden_name, n_gaps)
+    bases.keep(space)
+    return space
 
 
 def _layers(disc: Discretisation, rows_out: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -211,12 +232,13 @@ def linear_sequence_map_numerical_mlp(
     hidden = bases.VectorSpaceWithBasis(
         [bases.BasisDirection(hidden_name, (i, s)) for i in range(len(inputs)) for s in (1, -1)]
     )
-    rows = np.repeat(np.arange(len(inputs)), 2)
-    signs = np.tile([1.0, -1.0], len(inputs))
-    units = np.arange(hidden.num_dims)
-    fst = vectorspace_fns.Linear.from_index_arrays(in_space, hidden, rows, units, signs)
+    rows = [i for i in range(len(inputs)) for _ in (1, -1)]  # unit pairs (i, +1), (i, -1)
+    units = list(range(hidden.num_dims))
+    fst = vectorspace_fns.Linear.from_index_arrays(
+        in_space, hidden, rows, units, [1.0, -1.0] * len(inputs)
+    )
     snd = vectorspace_fns.Linear.from_index_arrays(
-        hidden, out_space, units, np.zeros_like(units), signs * np.repeat(factors, 2)
+        hidden, out_space, units, [0] * len(units), [s * f for f in factors for s in (1.0, -1.0)]
     )
     return transformers.MLP(fst, snd)
 
