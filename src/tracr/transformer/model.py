@@ -34,10 +34,14 @@ FLUSH_BELOW = 1e-30
 
 
 def _flush(x: np.ndarray) -> np.ndarray:
-    tiny = np.abs(x) < FLUSH_BELOW
-    tiny &= x != 0  # most entries are exactly 0: scatter only where there is work
-    if np.count_nonzero(tiny):  # (ndarray.any goes through Python-level wrappers)
-        x[tiny] = 0
+    return _zero_small(x, np.abs(x) < FLUSH_BELOW)
+
+
+def _zero_small(x: np.ndarray, small: np.ndarray) -> np.ndarray:
+    """x with its non-zero entries where `small` holds set to 0, in place."""
+    small &= x != 0  # most entries are exactly 0: scatter only where there is work
+    if np.count_nonzero(small):  # (ndarray.any goes through Python-level wrappers)
+        x[small] = 0
     return x
 
 
@@ -79,11 +83,7 @@ def _activate(activation: Callable[[np.ndarray], np.ndarray], hidden: np.ndarray
     if activation is not relu:
         return _flush(activation(hidden))
     np.maximum(hidden, 0, out=hidden)
-    tiny = hidden < FLUSH_BELOW
-    tiny &= hidden != 0
-    if np.count_nonzero(tiny):
-        hidden[tiny] = 0
-    return hidden
+    return _zero_small(hidden, hidden < FLUSH_BELOW)
 
 
 @dataclasses.dataclass
