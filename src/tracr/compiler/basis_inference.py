@@ -197,8 +197,10 @@ def _linear_values(
     if found is None:
         return None
     values, out, listed = found
-    if groupings is not None and len(listed) >= _KEEP_SORTED and values not in groupings:
-        groupings[values] = numeric_points.Grouping.of_sorted(out, list(listed))
+    grouping = numeric_points.Grouping
+    if groupings is not None and len(listed) >= _KEEP_SORTED:
+        if grouping.kept(groupings, values) is None:
+            grouping.keep(groupings, values, grouping.of_sorted(out, list(listed)))
     return values
 
 

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from tracr.compiler import numeric_points
 from tracr.craft import bases
 from tracr.rasp import rasp
 
@@ -162,7 +163,7 @@ def points(ctx: Context, label: str) -> np.ndarray | None:
     key = ("points", label)
     if key not in ctx.memo:
         found = ctx.value_sets.get(label)
-        grouping = None if found is None else ctx.groupings.get(found)
+        grouping = None if found is None else numeric_points.Grouping.kept(ctx.groupings, found)
         if grouping is not None and grouping.array is not None:
             found = grouping.array  # read-only
         elif found is not None:

@@ -105,18 +105,15 @@ def direction_space(direction: bases.BasisDirection) -> bases.VectorSpaceWithBas
 
 
 def _exact(values: Iterable) -> frozenset | None:
-    """The values other than None, told apart exactly (type, and a float's bits): equal
+    """The values other than None, told apart exactly (`numeric_points.typed`): equal
     keys give the same space. None where a value is not a str, int, bool or float."""
-    typed = []
-    for v in values:
-        kind = type(v)
-        if kind is str or kind is int or kind is bool:
-            typed.append((kind, v))
-        elif kind is float:
-            typed.append((kind, v.hex()))
-        elif v is not None:
-            return None
-    return frozenset(typed)
+    kept = [v for v in values if v is not None]
+    if not all(type(v) in _PLAIN for v in kept):
+        return None
+    return numeric_points.typed(kept)
+
+
+_PLAIN = (str, int, bool, float)
 
 
 #: Spaces kept by `labelled_space` (least recently used dropped beyond this size), and

@@ -13,6 +13,8 @@ from collections.abc import Callable, Iterable
 
 import numpy as np
 
+from tracr.compiler import bound_cache
+
 RELATIVE_TOLERANCE = 1e-9
 
 
@@ -36,6 +38,38 @@ def _group_starts(as_floats: np.ndarray) -> list[int]:
 
 #: What `Grouping.results` holds where f raised an ArithmeticError.
 RAISED = object()
+
+
+class _ExactSet:
+    """A value set as a key of `groupings`, equal to another only where both hold the
+    same values of the same types. Frozensets compare 1, 1.0 and True equal, and 0.0 and
+    -0.0, but a Map's function may tell them apart, so a Grouping (whose points are the
+    set's own elements, which functions are evaluated at) must not be shared between
+    them. The same object, the usual case, is equal at once; other equal sets are
+    compared element by element."""
+
+    __slots__ = ("values", "_hash")
+
+    def __init__(self, values: frozenset):
+        self.values = values
+        self._hash = hash(values)
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, _ExactSet):
+            return NotImplemented
+        a, b = self.values, other.values
+        return a is b or (a == b and typed(a) == typed(b))
+
+
+def typed(values: Iterable) -> frozenset:
+    """Each value with its type, floats by their exact bits (`bound_cache.number_key`:
+    -0.0 is not 0.0): equal exactly where the values are the same values."""
+    return frozenset(
+        (type(v), bound_cache.number_key(v) if isinstance(v, float) else v) for v in values
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,11 +105,22 @@ class Grouping:
     @classmethod
     def shared(cls, groupings: dict, values: frozenset) -> Grouping:
         """The Grouping of `values`, made once per compile in `groupings` (value set ->
-        Grouping), which the passes share. One dict lookup: equal big sets compare
-        element by element. Raises what `of` raises (TypeError: values that do not sort)."""
-        grouping = groupings.get(values)
+        Grouping), which the passes share. Raises what `of` raises (TypeError: values
+        that do not sort)."""
+        grouping = cls.kept(groupings, values)
         if grouping is None:
-            grouping = groupings[values] = cls.of(values)
+            grouping = cls.keep(groupings, values, cls.of(values))
+        return grouping
+
+    @staticmethod
+    def kept(groupings: dict, values: frozenset) -> Grouping | None:
+        """The Grouping `groupings` holds for exactly these values, if any."""
+        return groupings.get(_ExactSet(values))
+
+    @staticmethod
+    def keep(groupings: dict, values: frozenset, grouping: Grouping) -> Grouping:
+        """Puts `grouping` in `groupings` as that of exactly these values; returns it."""
+        groupings[_ExactSet(values)] = grouping
         return grouping
 
     def results(self, f: Callable) -> list:
