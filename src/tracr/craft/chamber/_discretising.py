@@ -29,15 +29,23 @@ def sorted_points(values: Iterable[float]) -> tuple[np.ndarray, list]:
         kind = type(v)
         plain = kind is float or kind is int  # the usual values: no ABC check
         if not (plain or isinstance(v, numbers.Real)) or not math.isfinite(v):
-            raise ValueError(f"numerical value sets hold finite numbers, got {v!r}")
+            raise _not_finite(v)
         key = float(v)
         if key in originals and originals[key] != v:
             raise ValueError(f"values {originals[key]!r} and {v!r} are the same float")
         originals.setdefault(key, v)
     if not originals:
-        raise ValueError("the input value set is empty")
+        raise _empty()
     points = np.array(sorted(originals), dtype=np.float64)
     return points, [originals[p] for p in points.tolist()]
+
+
+def _not_finite(value) -> ValueError:
+    return ValueError(f"numerical value sets hold finite numbers, got {value!r}")
+
+
+def _empty() -> ValueError:
+    return ValueError("the input value set is empty")
 
 
 def _float32_slopes(slopes: np.ndarray) -> np.ndarray:
@@ -213,9 +221,9 @@ def check_finite(points: np.ndarray) -> None:
     least one number and only finite ones."""
     bad = np.flatnonzero(~np.isfinite(points))
     if bad.size:
-        raise ValueError(f"numerical value sets hold finite numbers, got {points[bad[0]]!r}")
+        raise _not_finite(points[bad[0]])
     if not points.size:
-        raise ValueError("the input value set is empty")
+        raise _empty()
 
 
 @functools.lru_cache(maxsize=512)
