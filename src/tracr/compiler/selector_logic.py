@@ -128,5 +128,5 @@ def attn_fn(flat: FlatSelector) -> Callable:
         except Exception:  # noqa: BLE001 - as FlatSelector.selects
             return False
 
-    compare.numpy_op = op  # see _common.selected_pairs
+    compare.numpy_op = op  # see _common.selected_mask
     return compare

@@ -91,17 +91,6 @@ def check_max_seq_len(max_seq_len: int) -> int:
     return int(max_seq_len)
 
 
-def selected_pairs(
-    query_space: bases.VectorSpaceWithBasis,
-    key_space: bases.VectorSpaceWithBasis,
-    attn_fn: Callable[[Hashable, Hashable], bool],
-) -> tuple[np.ndarray, np.ndarray]:
-    """(query indices, key indices) of the value pairs with attn_fn(query, key) true, in
-    row-major order: the nonzeros of `selected_mask`."""
-    q_idx, k_idx = np.nonzero(selected_mask(query_space, key_space, attn_fn))
-    return q_idx.astype(np.int64), k_idx.astype(np.int64)
-
-
 def selected_mask(
     query_space: bases.VectorSpaceWithBasis,
     key_space: bases.VectorSpaceWithBasis,
