@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable, Mapping
 
 import numpy as np
 
-from tracr.compiler import nodes, numeric_points, rasp_to_graph
+from tracr.compiler import bound_cache, nodes, numeric_points, rasp_to_graph
 from tracr.rasp import rasp
 
 MAX_MEANS = 50_000
@@ -193,14 +193,19 @@ def _linear_values(
     x = np.fromiter(fst, dtype=np.float64, count=len(fst))
     y = np.fromiter(snd, dtype=np.float64, count=len(snd))
     facs = tuple(float(f).hex() for f in facs)  # exact, -0.0 included
-    found = _linear_sums(x.tobytes(), y.tobytes(), *facs)
+    key = (x.tobytes(), y.tobytes(), *facs)
+    found = _SUMS.get(key)
     if found is None:
+        found = _linear_sums(x, y, *facs)
+        # the key's bytes; per value, the array's 8 and about 60 for the frozenset's float
+        _SUMS.put(key, found, len(key[0]) + len(key[1]) + 68 * len(found[0] or ()))
+    values, out = found
+    if values is None:
         return None
-    values, out, listed = found
     grouping = numeric_points.Grouping
-    if groupings is not None and len(listed) >= _KEEP_SORTED:
+    if groupings is not None and out.size >= _KEEP_SORTED:
         if grouping.kept(groupings, values) is None:
-            grouping.keep(groupings, values, grouping.of_sorted(out, list(listed)))
+            grouping.keep(groupings, values, grouping.of_sorted(out, out.tolist()))
     return values
 
 
@@ -209,22 +214,22 @@ def _linear_values(
 _KEEP_SORTED = 256
 
 
-@functools.lru_cache(maxsize=64)
-def _linear_sums(x: bytes, y: bytes, fst_fac: str, snd_fac: str):
-    """(values, the same sorted as a read-only float64 array, and as a tuple) of
-    fst_fac * x + snd_fac * y over every pair of the float64 arrays x and y (given as
-    bytes, the factors as float.hex); None where one is not finite. Kept across compiles
-    by these exact contents (the same bytes in the same order give the same floats):
-    a program compiled again has its linear SequenceMaps' values at once."""
+#: Linear SequenceMaps' values kept across compiles by the exact contents they are made
+#: of (the same bytes in the same order give the same floats): a program compiled again
+#: has them at once.
+_SUMS = bound_cache.Known(max_bytes=16 << 20)
+
+
+def _linear_sums(x: np.ndarray, y: np.ndarray, fst_fac: str, snd_fac: str):
+    """(values, the same sorted as a read-only float64 array) of fst_fac * x + snd_fac * y
+    over every pair of the float64 arrays x and y (the factors as float.hex); (None, None)
+    where one is not finite."""
     with np.errstate(all="ignore"):
-        xs = np.frombuffer(x, np.float64) * float.fromhex(fst_fac)
-        ys = np.frombuffer(y, np.float64) * float.fromhex(snd_fac)
-        out = np.unique(np.add.outer(xs, ys))
+        out = np.unique(np.add.outer(x * float.fromhex(fst_fac), y * float.fromhex(snd_fac)))
     if not np.isfinite(out).all():
-        return None
+        return None, None
     out.flags.writeable = False
-    listed = tuple(out.tolist())
-    return frozenset(listed), out, listed
+    return frozenset(out.tolist()), out
 
 
 def counts_every_position(expr: rasp.SOp) -> bool:
