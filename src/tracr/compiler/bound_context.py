@@ -134,12 +134,6 @@ def read_names(ctx: Context, space: bases.VectorSpaceWithBasis) -> list[str]:
     return names
 
 
-def basis_key(space: bases.VectorSpaceWithBasis) -> tuple:
-    """A space's directions as (name, value) pairs, in order: equal exactly where the
-    directions are, and hashed and compared without calling a method per direction."""
-    return space.pairs()
-
-
 def numerical(ctx: Context, label: str) -> bool:
     return label not in ctx.hidden and rasp.is_numerical(ctx.lowered[label].expr)
 

@@ -288,9 +288,8 @@ def _width_key(block, node, ctx, errors) -> tuple[bound_cache.Key | None, int]:
             size += fn.matrix.nbytes
     if size > _KEY_BYTES or any(mlp_bounds.ambiguous(ctx, errors, name) for name in names):
         return None, size  # (the key would cost more than the bound)
-    basis_key = bound_context.basis_key
     parts = [
-        (basis_key(part[0]), basis_key(part[1]), bound_cache.array_key(part[2]))
+        (part[0].pairs(), part[1].pairs(), bound_cache.array_key(part[2]))
         if isinstance(part, tuple)
         else part
         for part in parts
@@ -298,7 +297,7 @@ def _width_key(block, node, ctx, errors) -> tuple[bound_cache.Key | None, int]:
     # For names that are no SOp (the head's numbers, hidden units), read_key is None:
     # what they hold follows from the weights keyed above.
     reads = tuple((name, mlp_bounds.read_key(ctx, errors, name)) for name in names)
-    context = (bound_context.basis_key(node.space), ctx.bos, ctx.one, ctx.max_seq_len)
+    context = (node.space.pairs(), ctx.bos, ctx.one, ctx.max_seq_len)
     return bound_cache.Key((*parts, *context, reads)), size
 
 

@@ -247,7 +247,7 @@ def _error_key(mlp, out_space, ctx, errors, kind=("error",)) -> bound_cache.Key 
         reads.append(read)
     weights = bound_cache.array_key(mlp.fst.matrix), bound_cache.array_key(mlp.snd.matrix)
     spaces = space, mlp.snd.output_space, out_space
-    directions = tuple(map(bound_context.basis_key, spaces))
+    directions = tuple(space.pairs() for space in spaces)
     return bound_cache.Key((*kind, *weights, *directions, ctx.bos, ctx.one, tuple(reads)))
 
 
