@@ -156,8 +156,6 @@ def _rounding_problem(expr: rasp.Map, values: Iterable) -> str | None:
         return None  # one value per group (the usual case), so one result per group
     ends = np.asarray(values.bounds)
     several = np.flatnonzero(np.diff(ends) >= 2)  # one value has one result
-    if not several.size:
-        return None
     everywhere = values.results(expr.f)
     kinds = set(map(type, everywhere))
     if kinds == {bool} or kinds == {float}:  # groups whose results span one value pass
