@@ -259,3 +259,76 @@ def test_relu_in_place_then_flush_is_relu_then_flush_bit_for_bit():
 def test_other_activations_are_applied_then_flushed():
     x = np.array([[-2.0, 1e-31, 3.0]], dtype=np.float32)
     np.testing.assert_array_equal(model._activate(np.abs, x.copy()), [[2.0, 0.0, 3.0]])
+
+
+def _sort_unique_model():
+    return compiling.compile_rasp_to_model(
+        lib.make_sort_unique(rasp.tokens, rasp.tokens), vocab={1, 2, 3, 4}, max_seq_len=4
+    )
+
+
+# 2 sequences: fewer than the vocab's rows, embedded directly; 30: from the batch's table.
+@pytest.mark.parametrize("count", [2, 30])
+def test_each_residual_is_the_one_before_plus_its_blocks_output(count):
+    """The stage arrays are built when first read; residual k is still residual k - 1 plus
+    block k's output, starting from the embeddings, and the last is the output."""
+    compiled = _sort_unique_model()
+    rng = np.random.default_rng(2)
+    batch = [["compiler_bos", *rng.permutation([1, 2, 3, 4])[:3]] for _ in range(count)]
+    out = compiled.apply_batch(batch)
+    layers = compiled.model_config.num_layers
+    assert len(out.layer_outputs) == len(out.residuals) == 2 * layers
+    before = out.input_embeddings
+    for block_output, residual in zip(out.layer_outputs, out.residuals):
+        np.testing.assert_array_equal(residual, before + block_output)
+        before = residual
+    assert out.residuals[-1] is out.transformer_output
+    assert out.layer_outputs[0] is out.layer_outputs[0]  # built once, then kept
+
+
+@pytest.mark.parametrize("count", [2, 30])
+def test_stages_read_after_an_edit_are_those_of_the_call(count):
+    """Weights edited after a forward pass do not change the arrays it returns, even
+    those built later, when first read."""
+    compiled = _sort_unique_model()
+    batch = [["compiler_bos", 4, 1, 3]] * count
+    seen = compiled.apply_batch(batch)
+    expected = {name: [a.copy() for a in seen[name]] for name in ("layer_outputs", "residuals")}
+    expected["input_embeddings"] = seen.input_embeddings.copy()
+    out = compiled.apply_batch(batch)
+    compiled.params["token_embed"]["embeddings"] += 1.0
+    compiled.params["pos_embed"]["embeddings"] += 1.0
+    for linear in compiled.params.values():
+        for array in linear.values():
+            array *= 2.0
+    np.testing.assert_array_equal(out.input_embeddings, expected["input_embeddings"])
+    for name in ("layer_outputs", "residuals"):
+        for a, b in zip(out[name], expected[name]):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_outputs_with_stages_not_yet_built_copy_pickle_and_replace():
+    import copy
+    import dataclasses
+    import pickle
+
+    compiled = _sort_unique_model()
+    batch = [["compiler_bos", 2, 4]] * 3
+    reference = compiled.apply_batch(batch)
+    fields = ("layer_outputs", "residuals", "input_embeddings")
+    twins = [
+        pickle.loads(pickle.dumps(compiled.apply_batch(batch))),
+        copy.deepcopy(compiled.apply_batch(batch)),
+        copy.copy(compiled.apply_batch(batch)),
+        compiled.apply_batch(batch).replace(decoded=None),
+        dataclasses.replace(compiled.apply_batch(batch)),
+    ]
+    forward = compiled.forward(compiled.params, np.array([[0, 1, 2]] * 3))
+    raw = pickle.loads(pickle.dumps(forward.transformer_output))
+    assert len(raw.residuals) == 2 * compiled.model_config.num_layers
+    for twin in twins:
+        assert sorted(dict(twin)) == sorted(reference.keys())
+        for name in fields:
+            np.testing.assert_array_equal(np.stack(twin[name]), np.stack(reference[name]))
+    with pytest.raises(AttributeError, match="no attribute 'residual'"):
+        reference.residual  # noqa: B018

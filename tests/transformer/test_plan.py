@@ -199,6 +199,29 @@ def test_heads_with_few_distinct_queries_give_the_per_sequence_numbers(monkeypat
     assert _bits_equal(table.transformer_output, plain.transformer_output)
 
 
+def test_a_head_with_as_many_distinct_queries_as_positions_reads_its_logits_off_the_table(
+    monkeypatch,
+):
+    """make_hist's query is the token: 4 distinct queries (3 tokens and BOS) at 4 positions.
+    Its logits come from the table's scores, gathered; the softmax runs per position
+    (not `narrow`); every output is bit for bit that of one product per sequence."""
+    compiled = compiling.compile_rasp_to_model(
+        lib.make_hist(), vocab={"a", "b", "c"}, max_seq_len=3, compiler_bos="BOS"
+    )
+    rng = np.random.default_rng(7)
+    batch = [["BOS", *rng.choice(["a", "b", "c"], size=3).tolist()] for _ in range(50)]
+    made = []
+    monkeypatch.setattr(query_table, "TableHead", _recording(query_table.TableHead, made))
+    table = compiled.apply_batch(batch)
+    assert made and not any(head.narrow for head in made)  # the case under test
+    monkeypatch.setattr(query_table, "heads", lambda *args: {})
+    plain = compiled.apply_batch(batch)
+    assert table.decoded == plain.decoded
+    for name in ("attn_logits", "layer_outputs", "residuals"):
+        assert all(_bits_equal(a, b) for a, b in zip(table[name], plain[name])), name
+    assert _bits_equal(table.transformer_output, plain.transformer_output)
+
+
 def _recording(cls, made):
     def make(*args):
         made.append(cls(*args))

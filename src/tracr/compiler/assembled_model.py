@@ -60,8 +60,12 @@ class _MappableDataclass(Mapping):
 
 
 @dataclasses.dataclass(eq=False)
-class AssembledTransformerModelOutput(_MappableDataclass):
-    """What a forward pass returns; the reference's fields, numpy arrays, batch first."""
+class AssembledTransformerModelOutput(model.Deferred, _MappableDataclass):
+    """What a forward pass returns; the reference's fields, numpy arrays, batch first.
+    The embeddings, layer outputs and residuals are built when first read (see
+    `model.TransformerOutput`)."""
+
+    _DEFERRED = ("layer_outputs", "residuals", "input_embeddings")
 
     decoded: list[Any]  # [T], or one list per sequence from apply_batch
     unembedded: np.ndarray  # [B, T]
@@ -383,15 +387,14 @@ class AssembledTransformerModel:
             lengths,
         )
         result = out.transformer_output
-        return AssembledTransformerModelOutput(
-            decoded=decoded_rows if batched else decoded_rows[0],
-            unembedded=out.unembedded_output,
-            layer_outputs=result.layer_outputs,
-            residuals=result.residuals,
-            attn_logits=result.attn_logits,
-            transformer_output=result.output,
-            input_embeddings=result.input_embeddings,
-        )
+        output = AssembledTransformerModelOutput.__new__(AssembledTransformerModelOutput)
+        output.decoded = decoded_rows if batched else decoded_rows[0]
+        output.unembedded = out.unembedded_output
+        output.attn_logits = result.attn_logits
+        output.transformer_output = result.output
+        names = AssembledTransformerModelOutput._DEFERRED
+        output._defer(lambda: {name: getattr(result, name) for name in names})
+        return output
 
 
 def build_model(

@@ -117,13 +117,58 @@ class TransformerConfig:
         return self.mlp_hidden_size
 
 
+class Deferred:
+    """Lets a dataclass leave some fields unset until first read: `_defer(fill)` stores
+    `fill`, a function returning those fields by name, called on the first read of any
+    of `_DEFERRED` (and before copying or pickling). Reading a field then is a plain
+    attribute read, the same arrays every time."""
+
+    _DEFERRED: tuple[str, ...] = ()
+
+    def _defer(self, fill: Callable[[], dict]) -> None:
+        self.__dict__["_fill"] = fill
+
+    def __getattr__(self, name: str):  # only called for attributes not set
+        fill = self.__dict__.get("_fill")
+        if fill is None or name not in type(self)._DEFERRED:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        self._materialise()
+        return self.__dict__[name]
+
+    def _materialise(self) -> None:
+        fill = self.__dict__.pop("_fill", None)
+        if fill is not None:
+            self.__dict__.update(fill())
+
+    def __getstate__(self):
+        self._materialise()
+        return self.__dict__
+
+
 @dataclasses.dataclass
-class TransformerOutput:
+class TransformerOutput(Deferred):
+    """Everything a forward pass computes. `forward` fills `output` and `attn_logits`;
+    the embeddings, each block's output and the residual after each block, are built
+    from the blocks' (mostly narrow) outputs when one of them is first read: a batch
+    through a small model spends a third of its time writing those arrays out."""
+
+    _DEFERRED = ("layer_outputs", "residuals", "input_embeddings")
+
     layer_outputs: list[np.ndarray]  # 2 per layer (attn, mlp), each [B, T, D]
     residuals: list[np.ndarray]  # residual after each block, [B, T, D]
     attn_logits: list[np.ndarray]  # per layer [B, H, T, T]
     output: np.ndarray  # [B, T, D]
     input_embeddings: np.ndarray  # [B, T, D]
+
+    @classmethod
+    def deferred(
+        cls, attn_logits: list[np.ndarray], output: np.ndarray, fill: Callable[[], dict]
+    ) -> TransformerOutput:
+        """An output whose other fields `fill()` returns when first read."""
+        out = cls.__new__(cls)
+        out.attn_logits, out.output = attn_logits, output
+        out._defer(fill)
+        return out
 
 
 def attention_mask(config: TransformerConfig, key_mask: np.ndarray) -> np.ndarray:
@@ -164,12 +209,42 @@ def _root(d_head: int, dtype) -> np.generic:
     return np.sqrt(np.asarray(d_head, dtype=dtype))[()]  # a scalar: immutable, shareable
 
 
+class Write:
+    """What a block adds to the residual stream [N, D]: `values` [N, C] in the columns
+    `index` (a slice or ascending indices) and zero elsewhere; index None: `values` is
+    the whole [N, D]; values None: nothing."""
+
+    __slots__ = ("index", "values")
+
+    def __init__(self, index, values: np.ndarray | None):
+        self.index, self.values = index, values
+
+    def add_to(self, residual: np.ndarray) -> None:
+        """residual [N, D] += this, in place (the columns it writes only)."""
+        if self.values is None:
+            return
+        if self.index is None:
+            residual += self.values
+        else:
+            residual[:, self.index] += self.values
+
+    def full(self, shape: tuple[int, int], dtype) -> np.ndarray:
+        """This as a whole [N, D] array."""
+        if self.index is None and self.values is not None:
+            return self.values
+        out = np.zeros(shape, dtype=dtype)
+        if self.values is not None:
+            out[:, self.index] = self.values
+        return out
+
+
 # The sparse paths (`_attention`, `_mlp`) multiply only the non-zero blocks of each
 # weight matrix (as `plan` lays them out); the dense ones (`_dense_*`) the whole matrices.
+# Each returns a `Write`.
 
 
 def _attention(params, prefix, config, x, mask, distinct=None):
-    """One multi-head attention block on x [N, D] (N = B * T): (output [N, D], logits).
+    """One multi-head attention block on x [N, D] (N = B * T): (its Write, logits).
 
     distinct: (table [P, D], rows [N]) where x = table[rows] (layer 0, whose input is
     the embedding): the projections are computed on the table's rows and gathered; heads
@@ -206,38 +281,36 @@ def _attention(params, prefix, config, x, mask, distinct=None):
     if not mask.all():  # a batch of full-length sequences, say, masks nothing
         logits = np.where(mask, logits, np.asarray(MASKED_LOGIT, dtype=x.dtype))
 
-    out = np.zeros(x.shape, dtype=x.dtype)
-    if planned.writes:
-        v = projected["value"]  # [N, value columns]
-        mixed = np.empty((batch, seq_len, v.shape[1]), dtype=x.dtype)
-        for head, cols in planned.v_heads:
-            v_h = v[:, cols].reshape(batch, seq_len, -1)
-            if head in table_heads:  # the softmax of the distinct queries, [T, B, Q]
-                by_table = table_heads[head]
-                weights = _softmax_keys_first(by_table.keys_first(mask[:, 0, 0], MASKED_LOGIT))
-                mixed[..., cols] = by_table.spread(weights.transpose(1, 2, 0) @ v_h)
-            else:
-                np.matmul(_softmax(logits[:, head]), v_h, out=mixed[..., cols])
-        mixed = mixed.reshape(x.shape[0], v.shape[1])
-        linear = planned.linear(mixed, params[f"{prefix}/linear"], compact=True)
-        out[:, planned.out_index] = _flush(linear)
-    return out, logits
+    if not planned.writes:
+        return Write(None, None), logits
+    v = projected["value"]  # [N, value columns]
+    mixed = np.empty((batch, seq_len, v.shape[1]), dtype=x.dtype)
+    for head, cols in planned.v_heads:
+        v_h = v[:, cols].reshape(batch, seq_len, -1)
+        by_table = table_heads.get(head)
+        if by_table is not None and by_table.narrow:  # the distinct queries' softmax, [T, B, Q]
+            weights = _softmax_keys_first(by_table.keys_first(mask[:, 0, 0], MASKED_LOGIT))
+            mixed[..., cols] = by_table.spread(weights.transpose(1, 2, 0) @ v_h)
+        else:
+            np.matmul(_softmax(logits[:, head]), v_h, out=mixed[..., cols])
+    mixed = mixed.reshape(x.shape[0], v.shape[1])
+    linear = planned.linear(mixed, params[f"{prefix}/linear"], compact=True)
+    return Write(planned.out_index, _flush(linear)), logits
 
 
 def _mlp(params, prefix, config, x, width=None):
-    """One MLP block on x [N, D] -> [N, D]."""
+    """One MLP block on x [N, D]: its Write."""
     planned = plan.mlp(params, prefix, config.activation_function, width)
-    out = np.zeros(x.shape, dtype=x.dtype)
-    if planned.writes:
-        hidden = planned.first(x, params[f"{prefix}/linear_1"])
-        if planned.expand is not None:  # units without weights or bias: activation(0)
-            full = np.zeros((x.shape[0], planned.n_used), dtype=x.dtype)
-            full[:, planned.expand] = hidden
-            hidden = full
-        hidden = _activate(config.activation_function, hidden)
-        second = planned.second(hidden, params[f"{prefix}/linear_2"], compact=True)
-        out[:, planned.out_index] = _flush(second)
-    return out
+    if not planned.writes:
+        return Write(None, None)
+    hidden = planned.first(x, params[f"{prefix}/linear_1"])
+    if planned.expand is not None:  # units without weights or bias: activation(0)
+        full = np.zeros((x.shape[0], planned.n_used), dtype=x.dtype)
+        full[:, planned.expand] = hidden
+        hidden = full
+    hidden = _activate(config.activation_function, hidden)
+    second = planned.second(hidden, params[f"{prefix}/linear_2"], compact=True)
+    return Write(planned.out_index, _flush(second))
 
 
 # Below this much work per layer the dense products are cheaper than finding the
@@ -271,7 +344,7 @@ def _dense_attention(params, prefix, config, x, mask):
     mixed = (weights @ v).transpose(0, 2, 1, 3).reshape(batch * seq_len, heads * d_head)
     linear = params[f"{prefix}/linear"]
     out = _add_bias(mixed @ linear["w"].astype(x.dtype, copy=False), linear["b"])
-    return _flush(out), logits
+    return Write(None, _flush(out)), logits
 
 
 def _dense_mlp(params, prefix, config, x, width=None):
@@ -282,7 +355,7 @@ def _dense_mlp(params, prefix, config, x, width=None):
         w1, b1, w2 = w1[:, :width], b1[:width], w2[:width]
     hidden = _add_bias(x @ w1.astype(x.dtype, copy=False), b1)
     hidden = _activate(config.activation_function, hidden)
-    return _flush(_add_bias(hidden @ w2.astype(x.dtype, copy=False), second["b"]))
+    return Write(None, _flush(_add_bias(hidden @ w2.astype(x.dtype, copy=False), second["b"])))
 
 
 def _add_bias(out: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -314,13 +387,22 @@ def attention_block(params, prefix: str, config: TransformerConfig, x, mask, dis
     """Layer `prefix`'s attention on x [N, D] (N = B T; mask [B, 1, T, T]):
     (output [N, D], logits [B, H, T, T]). Sparse or dense, whichever pays.
     `distinct`: see `_attention` (the sparse path's)."""
+    write, logits = _attention_write(params, prefix, config, x, mask, distinct)
+    return write.full(x.shape, x.dtype), logits
+
+
+def mlp_block(params, prefix: str, config: TransformerConfig, x, width: int | None = None):
+    """Layer `prefix`'s MLP on x [N, D] -> [N, D]. Sparse or dense, whichever pays."""
+    return _mlp_write(params, prefix, config, x, width).full(x.shape, x.dtype)
+
+
+def _attention_write(params, prefix, config, x, mask, distinct=None):
     if _sparse_pays(params, prefix, x):
         return _attention(params, f"{prefix}/attn", config, x, mask, distinct)
     return _dense_attention(params, f"{prefix}/attn", config, x, mask)
 
 
-def mlp_block(params, prefix: str, config: TransformerConfig, x, width: int | None = None):
-    """Layer `prefix`'s MLP on x [N, D] -> [N, D]. Sparse or dense, whichever pays."""
+def _mlp_write(params, prefix, config, x, width=None):
     mlp = _mlp if _sparse_pays(params, prefix, x) else _dense_mlp
     return mlp(params, f"{prefix}/mlp", config, x, width)
 
@@ -346,37 +428,54 @@ def forward(
     runtime.keep_freed_memory()
     mask = attention_mask(config, key_mask)
     distinct = _distinct_rows(params, token_ids)
-    if distinct is None:
-        embedded = embed(params, token_ids)
-    else:
-        table, rows = distinct
-        if dtype is not None:
-            table = table.astype(dtype, copy=False)
-        distinct = table, rows
-        embedded = np.take(table, rows, axis=0).reshape(batch, seq_len, -1)
-    if dtype is not None:
-        embedded = embedded.astype(dtype, copy=False)
-    residual = embedded.reshape(batch * seq_len, -1)  # [N, D]: every product is 2-D
-    shape = embedded.shape
-    layer_outputs, residuals, attn_logits = [], [], []
+    if distinct is not None and dtype is not None:
+        distinct = distinct[0].astype(dtype, copy=False), distinct[1]
+
+    if distinct is None:  # few sequences: keep the embeddings as they are now
+        start = embed(params, token_ids).reshape(batch * seq_len, -1)
+        start = start if dtype is None else start.astype(dtype, copy=False)
+
+        def embedded() -> np.ndarray:
+            return start
+
+        residual = start.copy()  # the residual stream [N, D]: every product is 2-D
+    else:  # gathered from the batch's own table, again when the stages are read
+
+        def embedded() -> np.ndarray:
+            return np.take(distinct[0], distinct[1], axis=0)
+
+        residual = embedded()
+    # Each block adds its Write to the residual in place.
+    writes, attn_logits = [], []
     with runtime.blas_single_thread():
         for layer in range(config.num_layers):
             prefix = f"transformer/layer_{layer}"
-            attn_out, logits = attention_block(
+            write, logits = _attention_write(
                 params, prefix, config, residual, mask, distinct if layer == 0 else None
             )
-            residual = residual + attn_out
+            write.add_to(residual)
             width = None if mlp_widths is None else mlp_widths[layer]
-            mlp_out = mlp_block(params, prefix, config, residual, width)
-            layer_outputs += [attn_out.reshape(shape), mlp_out.reshape(shape)]
-            residuals.append(residual.reshape(shape))
-            residual = residual + mlp_out
-            residuals.append(residual.reshape(shape))
+            mlp_write = _mlp_write(params, prefix, config, residual, width)
+            mlp_write.add_to(residual)
+            writes += [write, mlp_write]
             attn_logits.append(logits)
-    return TransformerOutput(
-        layer_outputs=layer_outputs,
-        residuals=residuals,
-        attn_logits=attn_logits,
-        output=residual.reshape(shape),
-        input_embeddings=embedded,
-    )
+    shape = (batch, seq_len, residual.shape[1])
+    output = residual.reshape(shape)
+
+    def stages() -> dict:
+        """The embeddings, each block's output and the residual after each block, as
+        `forward` computed them (the same operations in the same order)."""
+        first = embedded()
+        stream = first.copy()
+        residuals = []
+        for write in writes[:-1]:
+            write.add_to(stream)
+            residuals.append(stream.reshape(shape))
+            stream = stream.copy()
+        return {
+            "input_embeddings": first.reshape(shape),
+            "layer_outputs": [w.full(stream.shape, stream.dtype).reshape(shape) for w in writes],
+            "residuals": [*residuals, output] if writes else [],
+        }
+
+    return TransformerOutput.deferred(attn_logits, output, stages)

@@ -9,7 +9,9 @@ sequence; each score has the terms the per-sequence product sums (BLAS may add t
 another order, which the compiler's bounds allow: they hold in every order). A softmax row
 depends only on its query's logits, so where the mask does not depend on the query (not
 causal) and Q < T, the softmax runs on each sequence's Q distinct query rows, [T, B, Q]
-instead of [T, B, T], and each position's mixed values are gathered from its query's.
+instead of [T, B, T], and each position's mixed values are gathered from its query's
+(`TableHead.narrow`). With more distinct queries, the table still gives the logits where
+its scores take fewer multiply-adds than the batch's products (Q P < B T T).
 `model._attention` runs the softmax and the products; this module holds the indices.
 """
 
@@ -19,7 +21,7 @@ import numpy as np
 
 
 class TableHead:
-    """One head of layer 0 whose queries take Q distinct values, Q < T."""
+    """One head of layer 0 whose queries take Q distinct values."""
 
     def __init__(self, queries, k_t, ids, rows: np.ndarray, root: np.ndarray):
         """queries: the distinct rows of q_t [Q, K]; k_t: the table's keys [P, K]; ids:
@@ -29,6 +31,8 @@ class TableHead:
         self.n_queries = queries.shape[0]
         self.rows = rows
         self.query_ids = ids[rows]  # [B, T]
+        # Whether the softmax runs on the distinct queries (`keys_first`, `spread`).
+        self.narrow = self.n_queries < rows.shape[1]
 
     def logits(self) -> np.ndarray:
         """[B, T, T]: scores[query id of i, row of j]."""
@@ -54,12 +58,14 @@ class TableHead:
 def heads(qk_heads, on_table, rows: np.ndarray, root: np.ndarray, key: tuple) -> dict:
     """{head: TableHead} for the heads (of `qk_heads`: (head, its columns)) whose table
     queries on_table["query"] [P, ...] take fewer distinct values than there are
-    positions (rows: each position's table row [B, T]); `key` names the block."""
+    positions, or few enough that their scores cost less than the batch's products
+    (rows: each position's table row [B, T]); `key` names the block."""
     found = {}
+    batch, seq_len = rows.shape
     for head, cols in qk_heads:
         q_t, k_t = on_table["query"][:, cols], on_table["key"][:, cols]
         first, ids = distinct_queries(q_t, (*key, head))
-        if first.size < rows.shape[1]:
+        if first.size < seq_len or first.size * q_t.shape[0] <= batch * seq_len * seq_len:
             found[head] = TableHead(q_t[first], k_t, ids, rows, root)
     return found
 
