@@ -118,6 +118,26 @@ def test_batched_apply_equals_single_apply_and_pads():
         assert model.apply(seq).decoded == row[: len(seq)]
 
 
+@pytest.mark.parametrize("vocab_size", [3, 254, 255, 300])
+def test_batches_are_encoded_right_on_either_side_of_256_ids(vocab_size):
+    """A batch of 256 tokens or more reads ids below 256 as bytes, others as integers: with
+    BOS and PAD, vocabs of 254 and 300 tokens have their last ids at 255 and 301."""
+    vocab = set(range(vocab_size))
+    model = compiling.compile_rasp_to_model(
+        rasp.numerical(rasp.Map(lambda x: x % 7, rasp.tokens)),
+        vocab=vocab,
+        max_seq_len=3,
+        compiler_bos="BOS",
+    )
+    ids = model.input_encoder.encoding_map
+    top = max(vocab, key=ids.__getitem__)  # the token with the largest id
+    batch = [["BOS", top, 0, 1], ["BOS", 2, top], ["BOS", top]]
+    pad = model.input_encoder.pad_token
+    expected = [["BOS", top % 7, 0, 1], ["BOS", 2, top % 7, pad], ["BOS", top % 7, pad, pad]]
+    for copies in (1, 30):  # 9 tokens, and 270
+        assert model.apply_batch(batch * copies).decoded == expected * copies
+
+
 def test_trailing_padding_in_apply_is_masked():
     model = compiling.compile_rasp_to_model(
         lib.make_length(), vocab={"a"}, max_seq_len=4, compiler_bos="BOS"

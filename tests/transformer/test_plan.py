@@ -262,3 +262,90 @@ def test_an_edit_inside_a_snapshotted_rectangle_takes_effect():
     w[3, 0] = 1.0
     moved = sparse.rectangle(w)
     assert moved is not found and list(moved.rows) == [1, 3]
+
+
+def _gathers(monkeypatch, every: bool) -> list:
+    """Every product whose weight has one non-zero per column a gather (or none), with
+    no plan made before; returns a list that records each gather done."""
+    monkeypatch.setattr(plan, "GATHER_FROM", 1 if every else 10**9)
+    monkeypatch.setattr(plan, "_PLANS", {})
+    monkeypatch.setattr(plan, "_FROZEN_PLANS", {})
+    done = []
+    gathered = plan.Product._gathered
+
+    def recording(self, w, compact):
+        found = gathered(self, w, compact)
+        if found is not None:
+            done.append(self)
+        return found
+
+    monkeypatch.setattr(plan.Product, "_gathered", recording)
+    return done
+
+
+@pytest.mark.parametrize("frozen", [False, True])
+@pytest.mark.parametrize("count", [1, 40])
+def test_gathers_compute_what_the_products_do_bit_for_bit(monkeypatch, frozen, count):
+    """A weight with one non-zero per column (make_sort_unique's keys, values, output
+    matrices) multiplies as a gather and a scaling: each sum has a single non-zero term,
+    so every output is bit for bit the product's. 40 sequences take the fused path."""
+    monkeypatch.setattr(plan, "FUSE_ROWS", 64)
+    compiled = _compiled_sort()
+    if frozen:
+        compiled.freeze()
+    batch = _batch(np.random.default_rng(11), count)
+    runs = {}
+    for every in (True, False):
+        done = _gathers(monkeypatch, every)
+        runs[every] = compiled.apply_batch(batch)
+        runs[every] = compiled.apply_batch(batch)  # a second call reuses the plans
+        assert bool(done) == every  # the case under test
+    assert runs[True].decoded == runs[False].decoded
+    for name in ("attn_logits", "layer_outputs", "residuals"):
+        assert all(_bits_equal(a, b) for a, b in zip(runs[True][name], runs[False][name])), name
+
+
+def _one_per_column(compiled) -> tuple[str, np.ndarray, sparse.Rectangle]:
+    """A weight of the model with one non-zero per column, in at least 3 columns."""
+    for name, linear in compiled.params.items():
+        w = linear.get("w")
+        if w is not None and w.ndim == 2:
+            rect = sparse.rectangle(w)
+            if rect.one_per_column and rect.cols.size >= 3 and rect.rows.size >= 3:
+                return name, w, rect
+    raise AssertionError("no such weight")
+
+
+def _dense_run(monkeypatch, compiled, batch):
+    monkeypatch.setattr(model, "DENSE_WORK", 10**18)
+    out = compiled.apply_batch(batch, strict=False)
+    monkeypatch.setattr(model, "DENSE_WORK", 0)
+    return out
+
+
+@pytest.mark.parametrize("edit", ["moved", "two in a column"])
+def test_a_gather_sees_its_weights_move_inside_the_rectangle(monkeypatch, edit):
+    """An edit that keeps the count of non-zeros and the rectangle (a non-zero moved to
+    another row of its column; or one added to a column while another column loses its
+    own) must be seen on the next call: a stale gather would read the old rows."""
+    compiled = _compiled_sort()
+    batch = _batch(np.random.default_rng(12), 30)
+    done = _gathers(monkeypatch, every=True)
+    name, w, rect = _one_per_column(compiled)
+    before = compiled.apply_batch(batch)
+    assert any(p.rect is rect for p in done)  # this weight's product was a gather
+    col, other = rect.cols[0], rect.cols[1]
+    src = int(np.flatnonzero(w[:, col])[0])
+    free = int(next(r for r in rect.rows if w[r, col] == 0))
+    w[free, col] = 2.5
+    if edit == "moved":
+        w[src, col] = 0.0
+    else:
+        w[int(np.flatnonzero(w[:, other])[0]), other] = 0.0
+    assert sparse.rectangle(w) is rect  # same count, all inside: the rectangle stands
+    after = compiled.apply_batch(batch, strict=False)
+    dense = _dense_run(monkeypatch, compiled, batch)
+    changed = [not np.array_equal(a, b) for a, b in zip(before.residuals, after.residuals)]
+    assert any(changed)
+    for a, b in zip(after.residuals, dense.residuals):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)

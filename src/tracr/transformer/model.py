@@ -255,7 +255,7 @@ def _attention(params, prefix, config, x, mask, distinct=None):
     root = _root(config.key_size, x.dtype)
     table_heads = {}  # head -> its query_table.TableHead
     if planned.fused is not None and distinct is not None:
-        found = planned.fused.split(planned.fused(distinct[0], linears))
+        found = planned.fused(distinct[0], linears)
         on_table = dict(zip(planned.projections, found))  # "query": [P, qk columns], ...
         if not config.causal:
             rows = distinct[1].reshape(batch, seq_len)
@@ -266,7 +266,7 @@ def _attention(params, prefix, config, x, mask, distinct=None):
         projected = {name: np.take(p, distinct[1], axis=0) for name, p in on_table.items()}
     else:
         if planned.fused is not None and x.shape[0] >= plan.FUSE_ROWS:
-            found = planned.fused.split(planned.fused(x, linears))
+            found = planned.fused(x, linears)
         else:
             found = [p(x, linear) for p, linear in zip(planned.projections.values(), linears)]
         projected = dict(zip(planned.projections, found))  # "query": [N, qk columns], ...

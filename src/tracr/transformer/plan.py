@@ -32,6 +32,11 @@ Linear = Mapping[str, np.ndarray]  # {"w": [I, O], "b": [O]}
 # multiply-adds.
 COPY_COST = 16
 
+# A product whose weight has one non-zero per column (a key or value reading one SOp's
+# one-hot, a cleanup after a lookup table) is a gather and a scaling instead, from this
+# many multiply-adds per row of x (below, the product's call costs less than the gather's).
+GATHER_FROM = 64
+
 
 class Product:
     """x @ w[rows][:, cols] + b[cols]: one projection restricted to the non-zero part of
@@ -40,10 +45,27 @@ class Product:
     __slots__ = (
         *("rows", "cols", "row_index", "col_index", "reads_all", "bias"),
         *("row_box", "col_box", "box_cols", "box_extra", "x_copies", "w_copies"),
+        *("rect", "pick", "gather"),
     )
 
-    def __init__(self, rows: np.ndarray, cols: np.ndarray, in_dim: int, bias_mask: np.ndarray):
+    def __init__(
+        self,
+        rows: np.ndarray,
+        cols: np.ndarray,
+        in_dim: int,
+        bias_mask: np.ndarray,
+        rect: sparse.Rectangle | None = None,
+    ):
+        """rect: the weight's rectangle, where the product may be a gather (its matrix
+        having one non-zero per column, `sparse.Rectangle.sources`)."""
         self.rows, self.cols = rows, cols
+        # The gather: cols' positions among rect.cols; the last sources seen and what
+        # x's columns and w's entries they make (`_gathered`).
+        self.rect = self.pick = self.gather = None
+        if rect is not None and rect.one_per_column and rows.size * cols.size >= GATHER_FROM:
+            pick = np.searchsorted(rect.cols, cols)
+            if np.array_equal(rect.cols[np.minimum(pick, rect.cols.size - 1)], cols):
+                self.rect, self.pick = rect, pick
         self.row_index, self.col_index = sparse.span(rows), sparse.span(cols)
         self.reads_all = rows.size == in_dim  # every input column, in order
         self.bias = bool(bias_mask[cols].any())  # whether b[cols] has a non-zero entry
@@ -71,11 +93,35 @@ class Product:
         copies = self.w_copies + (0 if compact or self.reads_all else n_rows * self.x_copies)
         return extra < COPY_COST * copies
 
+    def _gathered(self, w: np.ndarray, compact: bool):
+        """(x's columns, w's entries) whose products are the outputs, or None."""
+        sources = self.rect.sources(w)
+        if sources is None:
+            return None
+        known = self.gather
+        if known is None or known[0] is not sources or known[1] != compact:
+            used = sources[self.pick]  # the row of each output column's one weight
+            if compact:  # x holds the columns `rows`: each source's place among them
+                where = np.minimum(np.searchsorted(self.rows, used), self.rows.size - 1)
+                if not np.array_equal(self.rows[where], used):
+                    return None
+                read = where
+            else:
+                read = used
+            if read.size and np.array_equal(read, np.arange(read[0], read[0] + read.size)):
+                read = slice(int(read[0]), int(read[0]) + read.size)  # a run: a view of x
+            known = self.gather = sources, compact, read, used
+        return known[2], w[known[3], self.cols]
+
     def __call__(self, x: np.ndarray, linear: Linear, compact: bool = False) -> np.ndarray:
         """x [N, I] (or [N, len(rows)] when compact: x holds just those columns) ->
         [N, len(cols)], in x's dtype."""
         dtype = x.dtype
-        if self._boxed(x.shape[0], compact):
+        gathered = None if self.rect is None else self._gathered(linear["w"], compact)
+        if gathered is not None:
+            read, weights = gathered
+            out = np.multiply(sparse.columns(x, read), weights.astype(dtype, copy=False))
+        elif self._boxed(x.shape[0], compact):
             if compact:  # rows exactly, columns through their box
                 w = linear["w"][:, self.col_box][self.row_index]
             else:
@@ -87,7 +133,7 @@ class Product:
         else:
             w = sparse.block(linear["w"], self.rows, self.cols, self.row_index, self.col_index)
             if not (compact or self.reads_all):
-                x = x[:, self.row_index]
+                x = sparse.columns(x, self.row_index)
             out = x @ w.astype(dtype, copy=False)
         if self.bias:
             out += linear["b"][self.col_index].astype(dtype, copy=False)
@@ -104,12 +150,17 @@ class Fused:
     """Products that read the same x, as one: x[:, rows] @ [w_1 | w_2 | ...], each w_i
     restricted to its product's columns, `rows` the union of the products' rows (all of
     the rows of their bounding box where that costs less than gathering x's columns).
-    Each w_i's rows outside its own product's are zero, so every sum is the product's."""
+    Each w_i's rows outside its own product's are zero, so every sum is the product's.
+    Products that may be gathers (`Product.rect`) are left out and called on their own."""
 
     def __init__(self, products: list[Product], in_dim: int):
         self.products = products
-        rows = np.unique(np.concatenate([p.rows for p in products]))
-        width = sum(p.cols.size for p in products)
+        self.joint = [i for i, p in enumerate(products) if p.rect is None]
+        joint = [products[i] for i in self.joint]
+        if not joint:
+            return
+        rows = np.unique(np.concatenate([p.rows for p in joint]))
+        width = sum(p.cols.size for p in joint)
         box = sparse.enclosing(rows)
         extra = (box.stop - box.start - rows.size) * width  # multiply-adds per row of x
         self.read = sparse.span(rows)
@@ -117,24 +168,25 @@ class Fused:
             self.read = slice(None)  # every row, in order
         elif not isinstance(self.read, slice) and extra < COPY_COST * rows.size:
             self.read = box
-        ends = np.cumsum([p.cols.size for p in products])
+        ends = np.cumsum([p.cols.size for p in joint])
         self.parts = [slice(int(a), int(b)) for a, b in zip([0, *ends[:-1]], ends)]
 
-    def __call__(self, x: np.ndarray, linears: list[Linear]) -> np.ndarray:
-        """x [N, I] -> the products' outputs side by side [N, sum of len(cols)]."""
+    def __call__(self, x: np.ndarray, linears: list[Linear]) -> list[np.ndarray]:
+        """x [N, I] -> each product's output [N, len(cols)], in order."""
         dtype = x.dtype
-        blocks = [
-            linear["w"][self.read][:, p.col_index] for p, linear in zip(self.products, linears)
-        ]
-        out = x[:, self.read] @ np.concatenate(blocks, axis=1).astype(dtype, copy=False)
-        for p, linear, result in zip(self.products, linears, self.split(out)):
-            if p.bias:
-                result += linear["b"][p.col_index].astype(dtype, copy=False)
-        return out
-
-    def split(self, out: np.ndarray) -> list[np.ndarray]:
-        """Each product's output [N, len(cols)], views of `out`."""
-        return [out[:, part] for part in self.parts]
+        outs: list = [None] * len(self.products)
+        if self.joint:
+            blocks = [linears[i]["w"][self.read][:, self.products[i].col_index] for i in self.joint]
+            out = x[:, self.read] @ np.concatenate(blocks, axis=1).astype(dtype, copy=False)
+            for i, part in zip(self.joint, self.parts):
+                outs[i] = result = out[:, part]
+                p = self.products[i]
+                if p.bias:
+                    result += linears[i]["b"][p.col_index].astype(dtype, copy=False)
+        for i, p in enumerate(self.products):
+            if outs[i] is None:
+                outs[i] = p(x, linears[i])
+        return outs
 
 
 def _head_runs(cols: np.ndarray, d_head: int) -> list[tuple[int, slice]]:
@@ -161,14 +213,14 @@ class AttentionPlan:
     def __init__(self, rects: tuple[sparse.Rectangle, ...], d_model: int, d_head: int):
         q, q_b, k, k_b, v, v_b, o, o_b = rects
         qk_cols = np.flatnonzero(_out_mask(q, q_b) & _out_mask(k, k_b))
-        self.query = Product(q.rows, qk_cols, d_model, q_b.col_mask)
-        self.key = Product(k.rows, qk_cols, d_model, k_b.col_mask)
+        self.query = Product(q.rows, qk_cols, d_model, q_b.col_mask, q)
+        self.key = Product(k.rows, qk_cols, d_model, k_b.col_mask, k)
         self.qk_heads = _head_runs(qk_cols, d_head)  # empty: every logit is 0
         v_cols = np.flatnonzero(_out_mask(v, v_b) & o.row_mask)  # values that reach the output
-        self.value = Product(v.rows, v_cols, d_model, v_b.col_mask)
+        self.value = Product(v.rows, v_cols, d_model, v_b.col_mask, v)
         self.v_heads = _head_runs(v_cols, d_head)
         out_cols = np.flatnonzero(_out_mask(o, o_b))
-        self.linear = Product(v_cols, out_cols, o.row_mask.size, o_b.col_mask)
+        self.linear = Product(v_cols, out_cols, o.row_mask.size, o_b.col_mask, o)
         self.out_index = sparse.span(out_cols)
         self.writes = out_cols.size > 0
         # The projections of x the block needs, by parameter name; for many rows, `fused`.
@@ -198,13 +250,13 @@ class MLPPlan:
             used[width:] = False
         first_cols = np.flatnonzero(computed & used)
         used_units = np.flatnonzero(used)
-        self.first = Product(first.rows, first_cols, d_model, first_b.col_mask)
+        self.first = Product(first.rows, first_cols, d_model, first_b.col_mask, first)
         self.n_used = used_units.size
         self.expand = None  # every used unit is computed
         if first_cols.size < used_units.size:  # units without weights or bias: activation(0)
             self.expand = np.searchsorted(used_units, first_cols)
         out_cols = np.flatnonzero(_out_mask(second, second_b))
-        self.second = Product(used_units, out_cols, used.size, second_b.col_mask)
+        self.second = Product(used_units, out_cols, used.size, second_b.col_mask, second)
         self.out_index = sparse.span(out_cols)
         self.writes = out_cols.size > 0
 
