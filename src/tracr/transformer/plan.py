@@ -60,7 +60,8 @@ class Product:
         having one non-zero per column, `sparse.Rectangle.sources`)."""
         self.rows, self.cols = rows, cols
         # The gather: cols' positions among rect.cols; the last sources seen and what
-        # x's columns and w's entries they make (`_gathered`).
+        # x's columns and w's rows they make, with w's entries for a frozen w
+        # (`_gathered`).
         self.rect = self.pick = self.gather = None
         if rect is not None and rect.one_per_column and rows.size * cols.size >= GATHER_FROM:
             pick = np.searchsorted(rect.cols, cols)
@@ -110,8 +111,13 @@ class Product:
                 read = used
             if read.size and np.array_equal(read, np.arange(read[0], read[0] + read.size)):
                 read = slice(int(read[0]), int(read[0]) + read.size)  # a run: a view of x
-            known = self.gather = sources, compact, read, used
-        return known[2], w[known[3], self.cols]
+            known = self.gather = [sources, compact, read, used, None]
+        weights = known[4]
+        if weights is None:
+            weights = w[known[3], self.cols]
+            if self.rect.found[1]:  # a frozen array's entries cannot change
+                known[4] = weights
+        return known[2], weights
 
     def __call__(self, x: np.ndarray, linear: Linear, compact: bool = False) -> np.ndarray:
         """x [N, I] (or [N, len(rows)] when compact: x holds just those columns) ->
