@@ -349,3 +349,36 @@ def test_a_gather_sees_its_weights_move_inside_the_rectangle(monkeypatch, edit):
     assert any(changed)
     for a, b in zip(after.residuals, dense.residuals):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("argmax", [True, False])
+def test_an_unembedding_with_one_direction_per_value_reads_them_bit_for_bit(monkeypatch, argmax):
+    """Each value reading one residual direction (in any order, scaled): its scores are
+    gathered, the same numbers as the product's, and an edit moving a value's direction
+    is seen on the next call."""
+    rng = np.random.default_rng(13)
+    output = rng.standard_normal((4, 5, 6)).astype(np.float32)
+    unembed = np.zeros((6, 3 if argmax else 1), dtype=np.float32)
+    if argmax:
+        unembed[[4, 1, 2], [0, 1, 2]] = [1.0, 2.0, 0.5]
+    else:
+        unembed[3, 0] = 1.5
+
+    def both():
+        gathered = assemble.unembed(output, unembed, argmax)
+        with monkeypatch.context() as m:
+            m.setattr(sparse.Rectangle, "one_per_column", property(lambda self: False))
+            product = assemble.unembed(output, unembed, argmax)
+        return gathered, product
+
+    for _ in range(2):
+        (ids, present), (ids_p, present_p) = both()
+        assert _bits_equal(ids, ids_p) and _bits_equal(present, present_p)
+        expected = (output @ unembed).reshape(-1, unembed.shape[1])
+        if argmax:
+            np.testing.assert_array_equal(ids.reshape(-1), expected.argmax(axis=1))
+        else:
+            np.testing.assert_array_equal(ids.reshape(-1), expected[:, 0])
+        column = 0
+        row = int(np.flatnonzero(unembed[:, column])[0])
+        unembed[(row + 1) % 6, column], unembed[row, column] = unembed[row, column], 0.0

@@ -23,7 +23,8 @@ def unembed(
     """Residual [B, T, D] -> (output ids or numbers [B, T], present [B, T] bool)."""
     # Only the residual directions the unembedding reads (usually a few).
     unembed_matrix = np.asarray(unembed_matrix)
-    rows = sparse.rectangle(unembed_matrix).rows  # checked on every call
+    rect = sparse.rectangle(unembed_matrix)  # checked on every call
+    rows = rect.rows
     shape = output.shape[:2]
     final = output.reshape(-1, output.shape[-1])
     # [V, N]: one row per output value (see `read_scores`), written by a product of the
@@ -31,8 +32,19 @@ def unembed(
     scores = np.empty(
         unembed_matrix.shape[1:] + final.shape[:1], np.result_type(final, unembed_matrix)
     )
+    sources = rect.sources(unembed_matrix) if rect.one_per_column else None
+    if sources is not None and rect.cols.size == scores.shape[0]:
+        # Each value reads one residual direction (the usual unembedding): a gather and
+        # a scaling, each score the product's single non-zero term.
+        weights = unembed_matrix[sources, rect.cols].astype(scores.dtype)[:, None]
+        np.multiply(sparse.columns(final, sparse.run(sources)).T, weights, out=scores)
+        return _read(scores, shape, use_argmax)
     with runtime.blas_single_thread():
         np.matmul(final[:, sparse.span(rows)], unembed_matrix[rows], out=scores.T)
+    return _read(scores, shape, use_argmax)
+
+
+def _read(scores: np.ndarray, shape, use_argmax: bool) -> tuple[np.ndarray, np.ndarray]:
     if not use_argmax:
         return scores[0].reshape(shape), np.ones(shape, dtype=bool)
     return read_scores(scores, shape)

@@ -109,9 +109,7 @@ class Product:
                 read = where
             else:
                 read = used
-            if read.size and np.array_equal(read, np.arange(read[0], read[0] + read.size)):
-                read = slice(int(read[0]), int(read[0]) + read.size)  # a run: a view of x
-            known = self.gather = [sources, compact, read, used, None]
+            known = self.gather = [sources, compact, sparse.run(read), used, None]
         weights = known[4]
         if weights is None:
             weights = w[known[3], self.cols]

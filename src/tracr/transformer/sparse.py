@@ -224,6 +224,14 @@ def block(w: np.ndarray, rows: np.ndarray, cols: np.ndarray, row_span=None, col_
     return w[rows][:, cols]  # two 1-D gathers: several times faster than one 2-D gather
 
 
+def run(indices: np.ndarray):
+    """A slice for indices a, a + 1, ..., in that order (any order: `span` needs them
+    ascending), else the indices."""
+    if indices.size and np.array_equal(indices, np.arange(indices[0], indices[0] + indices.size)):
+        return slice(int(indices[0]), int(indices[0]) + indices.size)
+    return indices
+
+
 def span(indices: np.ndarray):
     """A slice for ascending indices without gaps (cheaper to gather and scatter)."""
     if indices.size and indices[-1] - indices[0] + 1 == indices.size:
