@@ -1,0 +1,201 @@
+"""Blocks kept across compiles, by what they are built from and what their functions answer.
+
+A program compiled again lowers its SOps to the same blocks: the builders
+(tracr.craft.chamber) get the same spaces and numbers and call the same functions (a
+Map's f, a selector's predicate) on the same values. A builder is deterministic: its
+block follows from its arguments and from what its functions answer. `built` keeps a
+block under a key made of every argument but the functions, exactly (`_exact`: spaces
+and kept blocks by identity, names and numbers with their types, floats by their bits),
+with the log of the builder's calls of its functions: which function, the arguments and
+the answer, in order. Asked again under that key, it calls the functions again as the log
+says; where every answer is exactly the one logged, the builder would make the very
+same calls and build the same block, which is the kept one.
+
+The functions are called exactly as a fresh build calls them: once per logged call, in
+the logged order. At the first answer that differs the builder runs, served the answers
+already had, and calls on from there, so a function with state sees no extra call.
+
+A kept block is shared by the compiles that find it, so its arrays are made read-only;
+the assembled model's arrays are fresh (assemble.py writes the blocks into new arrays),
+and `expr_to_craft_graph.add_craft_components_to_rasp_graph` hands out copies.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from tracr.compiler import bound_cache
+from tracr.craft import bases, transformers, vectorspace_fns
+
+#: Blocks kept (least recently used dropped first beyond this many bytes, as `_size`
+#: counts them).
+_BLOCKS = bound_cache.Known(max_bytes=32 << 20)
+_BYTES_PER_DIRECTION = 256
+
+
+class Same:
+    """A key part equal only to a part holding the very same object (which it keeps
+    alive, so its id is not reused): spaces and blocks are immutable, and a space kept
+    by its contents (`bases.keep`) is the one object of those contents."""
+
+    __slots__ = ("obj",)
+
+    def __init__(self, obj: object):
+        self.obj = obj
+
+    def __hash__(self) -> int:
+        return id(self.obj)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Same) and other.obj is self.obj
+
+
+class _Unkeyed(Exception):
+    """A part that no key can stand for exactly (the block is built afresh)."""
+
+
+def _exact(part):
+    """A key part equal to another exactly where the parts are the same: str, int, bool
+    and None with their type, floats by their bits (-0.0 is not 0.0), tuples part by
+    part, kept spaces and kept blocks (`Same`), and the chamber's own functions (module
+    level, never changed) by identity. Raises _Unkeyed for anything else."""
+    kind = type(part)
+    if kind is float:
+        return (float, part.hex())
+    if kind in _PLAIN:
+        return (kind, part)
+    if kind is tuple:
+        return tuple(map(_exact, part))
+    if kind is frozenset:  # a value set: its members exactly, in no order
+        return (frozenset, frozenset(map(_exact, part)))
+    if isinstance(part, bases.VectorSpaceWithBasis):
+        if not part.__dict__.get("_kept"):
+            raise _Unkeyed  # made anew by each compile: no later compile would find it
+        return Same(part)
+    if isinstance(part, transformers.Block):
+        if not part.__dict__.get("_kept_block"):
+            raise _Unkeyed
+        return Same(part)
+    if isinstance(part, Same):
+        return part
+    raise _Unkeyed
+
+
+_PLAIN = (str, int, bool, type(None))
+
+
+def built(parts: tuple, build: Callable, functions: Sequence[Callable]):
+    """build(*functions), kept under `parts` (every other input of the build, see
+    `_exact`; the chamber builder called is one of them) and the answers of `functions`
+    (module docstring). The functions may be called on anything; a call whose arguments
+    or answer no key stands for leaves the block unkept."""
+    try:
+        key = bound_cache.Key(_exact(parts))
+    except _Unkeyed:
+        return build(*functions)
+    kept = _BLOCKS.get(key)
+    answers: list = []
+    if kept is not None:
+        block, log = kept
+        for index, args, answer in log:
+            now = functions[index](*args)
+            answers.append(now)
+            if not _same(now, answer):
+                break
+        else:
+            return block
+    log = _Log(functions, answers)
+    block = build(*log.recorders())
+    if log.keyed:
+        kept_block(block)
+        _BLOCKS.put(key, (block, tuple(log.entries)), _size(block, len(log.entries)))
+    return block
+
+
+def _same(now, answer_part) -> bool:
+    try:
+        return _exact(now) == answer_part
+    except _Unkeyed:
+        return False
+
+
+class _Log:
+    """The calls a build makes of its functions: (function index, arguments, answer
+    key), in order. The first answers are `served` (had already, for these calls)."""
+
+    def __init__(self, functions: Sequence[Callable], served: list):
+        self.functions, self.served = functions, served
+        self.entries: list[tuple] = []
+        self.keyed = True
+
+    def recorders(self) -> list[Callable]:
+        return [self._recorder(i) for i in range(len(self.functions))]
+
+    def _recorder(self, index: int) -> Callable:
+        f = self.functions[index]
+
+        def logged(*args):
+            at = len(self.entries)
+            if at < len(self.served):
+                # the build's calls before the one that differed are the logged ones
+                answer = self.served[at]
+            else:
+                answer = f(*args)
+            try:
+                self.entries.append((index, args, _exact(answer)))
+                _exact(args)  # arguments a later compile's build gets exactly again
+            except _Unkeyed:
+                self.keyed = False
+                self.entries.append((index, args, None))
+            return answer
+
+        return logged
+
+
+def kept_block(block: transformers.Block) -> None:
+    """Makes a block's arrays read-only and marks it as kept (shared by compiles)."""
+    for fn in _functions(block):
+        fn.matrix.flags.writeable = False
+    block.__dict__["_kept_block"] = True
+
+
+def _functions(block) -> list:
+    """The linear and bilinear maps of a block."""
+    if isinstance(block, transformers.MLP):
+        return [block.fst, block.snd]
+    if isinstance(block, transformers.AttentionHead):
+        return [block.w_qk, block.w_ov]
+    if isinstance(block, transformers.SeriesWithResiduals):
+        return [fn for sub in block.blocks for fn in _functions(sub)]
+    raise TypeError(f"no kept form for a block of type {type(block).__name__}")
+
+
+def _size(block, calls: int) -> int:
+    fns = _functions(block)
+    directions = sum(s.num_dims for fn in fns for s in _spaces(fn))
+    return sum(fn.matrix.nbytes for fn in fns) + _BYTES_PER_DIRECTION * (directions + calls)
+
+
+def _spaces(fn) -> tuple:
+    if isinstance(fn, vectorspace_fns.Linear):
+        return fn.input_space, fn.output_space
+    return fn.left_space, fn.right_space
+
+
+def copied(block: transformers.Block) -> transformers.Block:
+    """A copy of a block with fresh, writable arrays (for callers outside the compile)."""
+    if isinstance(block, transformers.MLP):
+        return transformers.MLP(_copy(block.fst), _copy(block.snd), block.residual_space)
+    if isinstance(block, transformers.AttentionHead):
+        return transformers.AttentionHead(
+            _copy(block.w_qk), _copy(block.w_ov), block.residual_space, block.causal
+        )
+    if isinstance(block, transformers.SeriesWithResiduals):
+        return transformers.SeriesWithResiduals([copied(b) for b in block.blocks])
+    raise TypeError(f"no copy for a block of type {type(block).__name__}")
+
+
+def _copy(fn):
+    if isinstance(fn, vectorspace_fns.Linear):
+        return vectorspace_fns.Linear(fn.input_space, fn.output_space, fn.matrix.copy())
+    return vectorspace_fns.ScalarBilinear(fn.left_space, fn.right_space, fn.matrix.copy())
