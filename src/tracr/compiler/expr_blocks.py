@@ -82,8 +82,9 @@ def labelled_space(name: str, values: Collection | None) -> bases.VectorSpaceWit
     order (`bases.sorted_space`); the single direction `name` where `values` is None.
 
     Kept across compiles by the name and the exact values (`_exact`), where these are
-    plain numbers and strings: spaces are immutable, and a program compiled again lays
-    out the same ones, so its blocks join the same spaces (which keep their joins)."""
+    plain numbers and strings, or tuples of them: spaces are immutable, and a program
+    compiled again lays out the same ones, so its blocks join the same spaces (which keep
+    their joins) and are found among the kept blocks (kept_blocks.py)."""
     exact = () if values is None else _exact(values)
     key = None if exact is None or type(name) is not str else (name, exact)
     space = None if key is None else _SPACES.get(key)
@@ -106,15 +107,10 @@ def direction_space(direction: bases.BasisDirection) -> bases.VectorSpaceWithBas
 
 
 def _exact(values: Iterable) -> frozenset | None:
-    """The values other than None, told apart exactly (`numeric_points.typed`): equal
-    keys give the same space. None where a value is not a str, int, bool or float."""
-    kept = [v for v in values if v is not None]
-    if not all(type(v) in _PLAIN for v in kept):
-        return None
-    return numeric_points.typed(kept)
-
-
-_PLAIN = (str, int, bool, float)
+    """The values other than None, told apart exactly (`kept_blocks.exact_values`: with
+    their types, floats by their bits, tuples item by item): equal keys give the same
+    space. None where a value is not a str, int, bool, float or a tuple of such."""
+    return kept_blocks.exact_values(v for v in values if v is not None)
 
 
 #: Spaces kept by `labelled_space` (least recently used dropped beyond this size), and

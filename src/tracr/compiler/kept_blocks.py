@@ -22,7 +22,7 @@ and `expr_to_craft_graph.add_craft_components_to_rasp_graph` hands out copies.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from tracr.compiler import bound_cache
 from tracr.craft import bases, transformers, vectorspace_fns
@@ -65,7 +65,7 @@ def _exact(part):
     if kind in _PLAIN:
         return (kind, part)
     if kind is tuple:
-        return tuple(map(_exact, part))
+        return (tuple, tuple(map(_exact, part)))
     if kind is frozenset:  # a value set: its members exactly, in no order
         return (frozenset, frozenset(map(_exact, part)))
     if isinstance(part, bases.VectorSpaceWithBasis):
@@ -82,6 +82,26 @@ def _exact(part):
 
 
 _PLAIN = (str, int, bool, type(None))
+
+
+def exact_values(values: Iterable) -> frozenset | None:
+    """The values told apart exactly: str, int, bool, None with their types, floats by
+    their bits, tuples item by item; None where one is of another kind."""
+    try:
+        return frozenset(map(_exact_value, values))
+    except _Unkeyed:
+        return None
+
+
+def _exact_value(value):
+    kind = type(value)
+    if kind is float:
+        return (float, value.hex())
+    if kind in _PLAIN:
+        return (kind, value)
+    if kind is tuple:
+        return (tuple, tuple(map(_exact_value, value)))
+    raise _Unkeyed
 
 
 def built(parts: tuple, build: Callable, functions: Sequence[Callable]):
