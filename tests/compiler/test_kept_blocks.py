@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from tracr.compiler import (
+    assemble,
     basis_inference,
     compiling,
     expr_to_craft_graph,
@@ -181,3 +182,29 @@ def test_lowered_blocks_handed_out_are_copies():
         copy.fst.matrix, block.fst.matrix
     )
     assert np.array_equal(copy.snd.matrix, block.snd.matrix)
+
+
+def test_assembled_arrays_are_kept_by_every_input(monkeypatch):
+    monkeypatch.setattr(assemble, "_ASSEMBLED", kept_blocks.bound_cache.Known(1 << 30))
+    program = _tokens_map({"a": 1, "b": 2})
+    models = [
+        compiling.compile_rasp_to_model(
+            program, vocab={"a", "b"}, max_seq_len=3, compiler_bos="BOS", compiler_pad=pad
+        )
+        for pad in ("P", "Q", "P")
+    ]
+    # the pad token is read by assembly only: a kept entry of another pad would show it
+    assert "tokens:Q" in models[1].residual_labels and "tokens:P" not in models[1].residual_labels
+    assert models[0].residual_labels == models[2].residual_labels
+    assert models[1].input_encoder.pad_token == "Q"
+    assert len(assemble._ASSEMBLED._entries) == 2
+
+
+def test_a_changed_constant_is_assembled_afresh():
+    fill = rasp.numerical(rasp.Full(2))
+    one = rasp.numerical(rasp.Map(lambda t: 1, rasp.tokens))
+    program = rasp.numerical(rasp.LinearSequenceMap(one, fill, 1, 1))
+    first = _compile(program, {"a"}).apply(["BOS", "a"]).decoded[1:]
+    fill.fill = 3  # traced afresh: the token embedding writes the new constant
+    second = _compile(program, {"a"}).apply(["BOS", "a"]).decoded[1:]
+    assert (first, second) == ([3], [4])

@@ -58,7 +58,8 @@ def _exact(part):
     """A key part equal to another exactly where the parts are the same: str, int, bool
     and None with their type, floats by their bits (-0.0 is not 0.0), tuples part by
     part, kept spaces and kept blocks (`Same`), and the chamber's own functions (module
-    level, never changed) by identity. Raises _Unkeyed for anything else."""
+    level, never changed) by identity; spaces as `Contents` says. Raises _Unkeyed for
+    anything else."""
     kind = type(part)
     if kind is float:
         return (float, part.hex())
@@ -78,6 +79,8 @@ def _exact(part):
         return Same(part)
     if isinstance(part, Same):
         return part
+    if isinstance(part, Contents):
+        return part.exact()
     raise _Unkeyed
 
 
@@ -109,11 +112,10 @@ def built(parts: tuple, build: Callable, functions: Sequence[Callable]):
     `_exact`; the chamber builder called is one of them) and the answers of `functions`
     (module docstring). The functions may be called on anything; a call whose arguments
     or answer no key stands for leaves the block unkept."""
-    try:
-        key = bound_cache.Key(_exact(parts))
-    except _Unkeyed:
+    found = key(parts)
+    if found is None:
         return build(*functions)
-    kept = _BLOCKS.get(key)
+    kept = _BLOCKS.get(found)
     answers: list = []
     if kept is not None:
         block, log = kept
@@ -128,7 +130,7 @@ def built(parts: tuple, build: Callable, functions: Sequence[Callable]):
     block = build(*log.recorders())
     if log.keyed:
         kept_block(block)
-        _BLOCKS.put(key, (block, tuple(log.entries)), _size(block, len(log.entries)))
+        _BLOCKS.put(found, (block, tuple(log.entries)), _size(block, len(log.entries)))
     return block
 
 
@@ -173,10 +175,38 @@ class _Log:
 
 
 def kept_block(block: transformers.Block) -> None:
-    """Makes a block's arrays read-only and marks it as kept (shared by compiles)."""
+    """Makes a block's arrays read-only and marks it, and each block in it, as kept
+    (shared by compiles: a key part, `_exact`)."""
     for fn in _functions(block):
         fn.matrix.flags.writeable = False
+    if isinstance(block, transformers.SeriesWithResiduals):
+        for sub in block.blocks:
+            kept_block(sub)
     block.__dict__["_kept_block"] = True
+
+
+class Contents:
+    """A key part standing for a space by its contents: the space itself where it is
+    kept by its contents (`bases.keep`), otherwise its directions in order, exactly
+    (names and values as `exact_values` tells them apart)."""
+
+    __slots__ = ("space",)
+
+    def __init__(self, space: bases.VectorSpaceWithBasis):
+        self.space = space
+
+    def exact(self):
+        if self.space.__dict__.get("_kept"):
+            return Same(self.space)
+        return tuple((_exact_value(d.name), _exact_value(d.value)) for d in self.space.basis)
+
+
+def key(parts: tuple) -> bound_cache.Key | None:
+    """The key of `parts` (as `built` keys them), or None where no key stands for one."""
+    try:
+        return bound_cache.Key(_exact(parts))
+    except _Unkeyed:
+        return None
 
 
 def _functions(block) -> list:
