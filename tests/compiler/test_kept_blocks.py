@@ -10,6 +10,7 @@ import pytest
 from tracr.compiler import (
     assemble,
     basis_inference,
+    circuit,
     compiling,
     expr_to_craft_graph,
     kept_blocks,
@@ -208,3 +209,22 @@ def test_a_changed_constant_is_assembled_afresh():
     fill.fill = 3  # traced afresh: the token embedding writes the new constant
     second = _compile(program, {"a"}).apply(["BOS", "a"]).decoded[1:]
     assert (first, second) == ([3], [4])
+
+
+def test_circuits_are_kept_by_every_input(monkeypatch):
+    monkeypatch.setattr(circuit, "_CIRCUITS", kept_blocks.bound_cache.Known(1 << 30))
+    program = _tokens_map({"a": 1, "b": 2})
+    models = [
+        compiling.compile_rasp_to_model(
+            program, vocab={"a", "b"}, max_seq_len=3, compiler_bos="BOS", compiler_pad=pad
+        )
+        for pad in ("0", "z", "0")  # the pad sorts before or after the vocab
+    ]
+    for model in models:
+        writes = model.circuit["tokens"].writes
+        assert [model.residual_labels[c] for c in writes] == ["tokens:a", "tokens:b"]
+    assert models[0].circuit.nodes != models[1].circuit.nodes
+    assert models[2].circuit is models[0].circuit  # immutable: shared
+    program.annotations = {**program.annotations, "encoding": rasp.Encoding.NUMERICAL}
+    again = _compile(program, {"a", "b"}).circuit  # traced afresh: a numerical Map now
+    assert again[program.label].encoding == "numerical"
