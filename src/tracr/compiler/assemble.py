@@ -106,11 +106,14 @@ def assemble_craft_model(
         dtype=dtype,
     )
     key = _key(craft_model, inputs)
-    arrays = None if key is None else _ASSEMBLED.get(key)
-    if arrays is None:
+    kept = None if key is None else _ASSEMBLED.get(key)
+    if isinstance(kept, _Arrays):
+        arrays = kept.copy()
+    else:  # this model's own arrays; kept (a copy) from the second time they are made
         arrays = _arrays(craft_model, **inputs)
         if key is not None:
-            _ASSEMBLED.put(key, arrays, arrays.nbytes())
+            copy = kept_blocks.SEEN if kept is None else arrays.copy(read_only=True)
+            _ASSEMBLED.put(key, copy, 1024 if kept is None else arrays.nbytes())
     input_encoder = encoder.CategoricalEncoder(
         basis=tokens_space.basis,
         enforce_bos=True,
@@ -122,15 +125,15 @@ def assemble_craft_model(
         output_encoder: encoder.Encoder = encoder.CategoricalEncoder(basis=output_space.basis)
     else:
         output_encoder = encoder.NumericalEncoder()
-    return assembled_model.build_model(  # every array a fresh copy: a model of its own
-        params={m: {name: a.copy() for name, a in p.items()} for m, p in arrays.params.items()},
-        config=dataclasses.replace(arrays.config),
-        unembed=arrays.unembed.copy(),
+    return assembled_model.build_model(
+        params=arrays.params,
+        config=arrays.config,
+        unembed=arrays.unembed,
         categorical_output=categorical_output,
         input_encoder=input_encoder,
         output_encoder=output_encoder,
         residual_labels=list(arrays.residual_labels),
-        categorical_sops={label: a.copy() for label, a in arrays.categorical_sops.items()},
+        categorical_sops=arrays.categorical_sops,
         mixture_tolerances=mixture_tolerances,
     )
 
@@ -145,9 +148,26 @@ class _Arrays:
     residual_labels: tuple[str, ...]
     categorical_sops: dict[str, np.ndarray]
 
+    def copy(self, read_only: bool = False) -> _Arrays:
+        """A copy with arrays of its own (read-only ones to keep, writable ones for a
+        model)."""
+        arrays = _Arrays(
+            {m: {name: a.copy() for name, a in p.items()} for m, p in self.params.items()},
+            dataclasses.replace(self.config),
+            self.unembed.copy(),
+            self.residual_labels,
+            {label: a.copy() for label, a in self.categorical_sops.items()},
+        )
+        for a in arrays.arrays():
+            a.flags.writeable = not read_only
+        return arrays
+
+    def arrays(self) -> list[np.ndarray]:
+        found = [a for p in self.params.values() for a in p.values()]
+        return found + [self.unembed, *self.categorical_sops.values()]
+
     def nbytes(self) -> int:
-        arrays = [a for p in self.params.values() for a in p.values()]
-        arrays += [self.unembed, *self.categorical_sops.values()]
+        arrays = self.arrays()
         return sum(a.nbytes for a in arrays) + 64 * (len(arrays) + len(self.residual_labels))
 
 
@@ -158,13 +178,14 @@ _ASSEMBLED = bound_cache.Known(max_bytes=64 << 20)
 def _key(craft_model, inputs: dict) -> bound_cache.Key | None:
     """Everything `_arrays` reads, exactly: the layers' blocks, each kept across compiles
     (kept_blocks.py: immutable, so the same object is the same block), the residual space
-    they make (a join of their spaces), and the other inputs by their exact contents; None
-    where a block is not kept or an input has no exact key."""
+    (the same object: a compile again joins the same spaces, and spaces keep their
+    joins), and the other inputs by their exact contents; None where a block is not kept
+    or an input has no exact key."""
     layers = tuple((layer.heads, layer.mlps) for layer in craft_model.layers)
     contents = kept_blocks.Contents
     parts = (
         layers,
-        contents(craft_model.residual_space),
+        kept_blocks.Same(craft_model.residual_space),  # immutable
         *(contents(inputs[name]) for name in ("tokens_space", "indices_space", "output_space")),
         inputs["causal"],
         tuple(((d.name, d.value), v) for d, v in inputs["token_constants"].items()),
@@ -190,7 +211,7 @@ def _arrays(
     dtype,
 ) -> _Arrays:
     """The parameter arrays with the reference's names, the unembedding, the residual
-    labels and each categorical SOp's residual columns; all read-only."""
+    labels and each categorical SOp's residual columns."""
     one = bases.BasisDirection("one")
     uses_one = one in craft_model.residual_space
     residual = bases.join_vector_spaces(
@@ -272,10 +293,4 @@ def _arrays(
         for label, space in categorical_spaces.items()
         if space.num_dims
     }
-    for a in [
-        unembed,
-        *categorical_sops.values(),
-        *(a for p in params.values() for a in p.values()),
-    ]:
-        a.flags.writeable = False
     return _Arrays(params, config, unembed, tuple(str(d) for d in residual.basis), categorical_sops)

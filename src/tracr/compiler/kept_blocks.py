@@ -7,11 +7,14 @@ block follows from its arguments and from what its functions answer. `built` kee
 block under a key made of every argument but the functions, exactly (`_exact`: spaces
 and kept blocks by identity, names and numbers with their types, floats by their bits),
 with the log of the builder's calls of its functions: which function, the arguments and
-the answer, in order. Asked again under that key, it calls the functions again as the log
-says; where every answer is exactly the one logged, the builder would make the very
+the answer, in order (plain values only: str, int, bool, float, None and tuples of them).
+Asked again under that key, it calls the functions again as the log says; where every
+answer is exactly the one logged (`_same`), the builder would make the very
 same calls and build the same block, which is the kept one.
 
-The functions are called exactly as a fresh build calls them: once per logged call, in
+A block is kept from its second build on (the first build of a key only notes it:
+logging every call costs a compile that is not repeated). The functions are called
+exactly as a fresh build calls them: once per logged call, in
 the logged order. At the first answer that differs the builder runs, served the answers
 already had, and calls on from there, so a function with state sees no extra call.
 
@@ -48,6 +51,10 @@ class Same:
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Same) and other.obj is self.obj
+
+
+#: What a cache holds under a key seen once: the result is kept when it is made again.
+SEEN = object()
 
 
 class _Unkeyed(Exception):
@@ -116,8 +123,11 @@ def built(parts: tuple, build: Callable, functions: Sequence[Callable]):
     if found is None:
         return build(*functions)
     kept = _BLOCKS.get(found)
+    if kept is None:  # kept from its second build on: a block built once costs no log
+        _BLOCKS.put(found, SEEN, _BYTES_PER_DIRECTION)
+        return build(*functions)
     answers: list = []
-    if kept is not None:
+    if kept is not SEEN:
         block, log = kept
         for index, args, answer in log:
             now = functions[index](*args)
@@ -134,16 +144,33 @@ def built(parts: tuple, build: Callable, functions: Sequence[Callable]):
     return block
 
 
-def _same(now, answer_part) -> bool:
-    try:
-        return _exact(now) == answer_part
-    except _Unkeyed:
+def _same(a, b) -> bool:
+    """Whether two plain answers (`_plain`) are the same: of one type, and equal (floats
+    by their bits, tuples item by item)."""
+    kind = type(a)
+    if kind is not type(b):
         return False
+    if kind is float:
+        return a.hex() == b.hex()
+    if kind is tuple:
+        return len(a) == len(b) and all(map(_same, a, b))
+    return a == b  # str, int, bool, None: == is exact within one type
+
+
+def _plain(x) -> bool:
+    """Whether x is a str, int, bool, float, None or a tuple of such (which `_same`
+    compares exactly, and which no one can change)."""
+    kind = type(x)
+    return kind in _SIMPLE or (kind is tuple and all(map(_plain, x)))
+
+
+_SIMPLE = frozenset({str, int, bool, float, type(None)})
 
 
 class _Log:
-    """The calls a build makes of its functions: (function index, arguments, answer
-    key), in order. The first answers are `served` (had already, for these calls)."""
+    """The calls a build makes of its functions: (function index, arguments, answer),
+    in order. The first answers are `served` (had already, for these calls). `keyed`:
+    every argument and answer is plain (`_plain`), so a later compile can compare them."""
 
     def __init__(self, functions: Sequence[Callable], served: list):
         self.functions, self.served = functions, served
@@ -154,21 +181,15 @@ class _Log:
         return [self._recorder(i) for i in range(len(self.functions))]
 
     def _recorder(self, index: int) -> Callable:
-        f = self.functions[index]
+        f, entries, served = self.functions[index], self.entries, self.served
 
         def logged(*args):
-            at = len(self.entries)
-            if at < len(self.served):
-                # the build's calls before the one that differed are the logged ones
-                answer = self.served[at]
-            else:
-                answer = f(*args)
-            try:
-                self.entries.append((index, args, _exact(answer)))
-                _exact(args)  # arguments a later compile's build gets exactly again
-            except _Unkeyed:
+            at = len(entries)
+            # the build's calls before the one that differed are the logged ones
+            answer = served[at] if at < len(served) else f(*args)
+            entries.append((index, args, answer))
+            if self.keyed and not (_plain(answer) and _plain(args)):
                 self.keyed = False
-                self.entries.append((index, args, None))
             return answer
 
         return logged
