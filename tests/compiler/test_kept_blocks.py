@@ -242,3 +242,19 @@ def test_circuits_are_kept_by_every_input(monkeypatch):
     program.annotations = {**program.annotations, "encoding": rasp.Encoding.NUMERICAL}
     again = _compile(program, {"a", "b"}).circuit  # traced afresh: a numerical Map now
     assert again[program.label].encoding == "numerical"
+
+
+def test_a_builder_that_declines_is_kept_declining_while_the_answers_are_the_same():
+    space = _kept_space("x", [1, 2])
+    builds, answers = [], {1: 1, 2: 2}
+
+    def decline(f):  # a separable builder that does not apply, say
+        builds.append([f(d.value) for d in space.basis])
+        return None
+
+    for _ in range(3):
+        assert kept_blocks.built(("d", space), decline, [lambda v: answers[v]]) is None
+    assert len(builds) == 2  # noted, kept, found
+    answers[2] = 3
+    assert kept_blocks.built(("d", space), decline, [lambda v: answers[v]]) is None
+    assert builds[-1] == [1, 3]

@@ -177,15 +177,15 @@ _ASSEMBLED = bound_cache.Known(max_bytes=64 << 20)
 
 def _key(craft_model, inputs: dict) -> bound_cache.Key | None:
     """Everything `_arrays` reads, exactly: the layers' blocks, each kept across compiles
-    (kept_blocks.py: immutable, so the same object is the same block), the residual space
-    (the same object: a compile again joins the same spaces, and spaces keep their
-    joins), and the other inputs by their exact contents; None where a block is not kept
-    or an input has no exact key."""
+    (kept_blocks.py: immutable, so the same object is the same block), and the other
+    inputs by their exact contents; None where a block is not kept or an input has no
+    exact key (the blocks come first: a first compile's are not kept yet, and its key
+    stops there)."""
     layers = tuple((layer.heads, layer.mlps) for layer in craft_model.layers)
     contents = kept_blocks.Contents
     parts = (
         layers,
-        kept_blocks.Same(craft_model.residual_space),  # immutable
+        contents(craft_model.residual_space),
         *(contents(inputs[name]) for name in ("tokens_space", "indices_space", "output_space")),
         inputs["causal"],
         tuple(((d.name, d.value), v) for d, v in inputs["token_constants"].items()),

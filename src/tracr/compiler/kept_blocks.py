@@ -139,8 +139,11 @@ def built(parts: tuple, build: Callable, functions: Sequence[Callable]):
     log = _Log(functions, answers)
     block = build(*log.recorders())
     if log.keyed:
-        kept_block(block)
-        _BLOCKS.put(found, (block, tuple(log.entries)), _size(block, len(log.entries)))
+        size = _BYTES_PER_DIRECTION * (1 + len(log.entries))
+        if block is not None:  # (a builder's None says its block does not apply)
+            kept_block(block)
+            size += _size(block)
+        _BLOCKS.put(found, (block, tuple(log.entries)), size)
     return block
 
 
@@ -241,10 +244,10 @@ def _functions(block) -> list:
     raise TypeError(f"no kept form for a block of type {type(block).__name__}")
 
 
-def _size(block, calls: int) -> int:
+def _size(block) -> int:
     fns = _functions(block)
     directions = sum(s.num_dims for fn in fns for s in _spaces(fn))
-    return sum(fn.matrix.nbytes for fn in fns) + _BYTES_PER_DIRECTION * (directions + calls)
+    return sum(fn.matrix.nbytes for fn in fns) + _BYTES_PER_DIRECTION * directions
 
 
 def _spaces(fn) -> tuple:
