@@ -24,10 +24,37 @@ def test_a_labelled_space_is_kept_by_its_exact_values():
     assert expr_blocks.labelled_space("x_2", frozenset({1, 2})) is not space
 
 
-def test_a_labelled_space_of_other_values_is_made_afresh():
+def test_a_labelled_space_of_tuples_is_kept_by_their_exact_items():
     values = frozenset({(1, 2), (0, 1)})
     space = expr_blocks.labelled_space("pairs_1", values)
     assert space.basis == (D("pairs_1", (0, 1)), D("pairs_1", (1, 2)))
+    assert expr_blocks.labelled_space("pairs_1", frozenset({(0, 1), (1, 2)})) is space
+    floats = expr_blocks.labelled_space("pairs_1", frozenset({(1.0, 2), (0, 1)}))
+    assert floats is not space and "pairs_1:(1.0, 2)" in map(str, floats.basis)
+    nested = expr_blocks.labelled_space("pairs_1", frozenset({((1, 2),), (0, 1)}))
+    assert nested is not space
+
+
+class _Value:
+    """A value of a user's class: it may define == as it likes, so no key stands for it."""
+
+    def __init__(self, n):
+        self.n = n
+
+    def __eq__(self, other):
+        return isinstance(other, _Value) and other.n == self.n
+
+    def __hash__(self):
+        return hash(self.n)
+
+    def __lt__(self, other):
+        return self.n < other.n
+
+
+def test_a_labelled_space_of_other_values_is_made_afresh():
+    values = frozenset({(1, _Value(2)), (0, 1)})
+    space = expr_blocks.labelled_space("pairs_1", values)
+    assert space.basis[0] == D("pairs_1", (0, 1))
     assert expr_blocks.labelled_space("pairs_1", values) is not space
 
 

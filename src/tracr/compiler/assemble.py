@@ -8,12 +8,13 @@ parameter arrays with the reference's names, the encoders. The model it returns 
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
-from tracr.compiler import assembled_model, craft_graph_to_model
+from tracr.compiler import assembled_model, bound_cache, craft_graph_to_model, kept_blocks
 from tracr.craft import bases
 from tracr.transformer import encoder, model
 
@@ -89,7 +90,128 @@ def assemble_craft_model(
 
     token_constants: directions every non-BOS token writes (the `one` direction writes 1
     for BOS too), with their values: constant SOps live in the token embedding.
+
+    The arrays are kept across compiles by everything they are made from (`_key`), for
+    layers of blocks kept across compiles (kept_blocks.py); each model gets copies.
     """
+    inputs = dict(
+        tokens_space=tokens_space,
+        indices_space=indices_space,
+        output_space=output_space,
+        causal=causal,
+        token_constants=token_constants,
+        categorical_spaces=categorical_spaces,
+        bos_token=bos_token,
+        max_seq_len=max_seq_len,
+        dtype=dtype,
+    )
+    key = _key(craft_model, inputs)
+    kept = None if key is None else _ASSEMBLED.get(key)
+    if isinstance(kept, _Arrays):
+        arrays = kept.copy()
+    else:  # this model's own arrays; kept (a copy) from the second time they are made
+        arrays = _arrays(craft_model, **inputs)
+        if key is not None:
+            copy = kept_blocks.SEEN if kept is None else arrays.copy(read_only=True)
+            _ASSEMBLED.put(key, copy, 1024 if kept is None else arrays.nbytes())
+    input_encoder = encoder.CategoricalEncoder(
+        basis=tokens_space.basis,
+        enforce_bos=True,
+        bos_token=bos_token,
+        pad_token=pad_token,
+        max_seq_len=max_seq_len + 1,
+    )
+    if categorical_output:
+        output_encoder: encoder.Encoder = encoder.CategoricalEncoder(basis=output_space.basis)
+    else:
+        output_encoder = encoder.NumericalEncoder()
+    return assembled_model.build_model(
+        params=arrays.params,
+        config=arrays.config,
+        unembed=arrays.unembed,
+        categorical_output=categorical_output,
+        input_encoder=input_encoder,
+        output_encoder=output_encoder,
+        residual_labels=list(arrays.residual_labels),
+        categorical_sops=arrays.categorical_sops,
+        mixture_tolerances=mixture_tolerances,
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class _Arrays:
+    """What `assemble_craft_model` builds from the blocks (read-only, kept by `_key`)."""
+
+    params: Params
+    config: model.TransformerConfig
+    unembed: np.ndarray
+    residual_labels: tuple[str, ...]
+    categorical_sops: dict[str, np.ndarray]
+
+    def copy(self, read_only: bool = False) -> _Arrays:
+        """A copy with arrays of its own (read-only ones to keep, writable ones for a
+        model)."""
+        arrays = _Arrays(
+            {m: {name: a.copy() for name, a in p.items()} for m, p in self.params.items()},
+            dataclasses.replace(self.config),
+            self.unembed.copy(),
+            self.residual_labels,
+            {label: a.copy() for label, a in self.categorical_sops.items()},
+        )
+        for a in arrays.arrays():
+            a.flags.writeable = not read_only
+        return arrays
+
+    def arrays(self) -> list[np.ndarray]:
+        found = [a for p in self.params.values() for a in p.values()]
+        return found + [self.unembed, *self.categorical_sops.values()]
+
+    def nbytes(self) -> int:
+        arrays = self.arrays()
+        return sum(a.nbytes for a in arrays) + 64 * (len(arrays) + len(self.residual_labels))
+
+
+#: Arrays kept across compiles (least recently used dropped beyond this many bytes).
+_ASSEMBLED = bound_cache.Known(max_bytes=64 << 20)
+
+
+def _key(craft_model, inputs: dict) -> bound_cache.Key | None:
+    """Everything `_arrays` reads, exactly: the layers' blocks, each kept across compiles
+    (kept_blocks.py: immutable, so the same object is the same block), and the other
+    inputs by their exact contents; None where a block is not kept or an input has no
+    exact key (the blocks come first: a first compile's are not kept yet, and its key
+    stops there)."""
+    layers = tuple((layer.heads, layer.mlps) for layer in craft_model.layers)
+    contents = kept_blocks.Contents
+    parts = (
+        layers,
+        contents(craft_model.residual_space),
+        *(contents(inputs[name]) for name in ("tokens_space", "indices_space", "output_space")),
+        inputs["causal"],
+        tuple(((d.name, d.value), v) for d, v in inputs["token_constants"].items()),
+        tuple((label, contents(space)) for label, space in inputs["categorical_spaces"].items()),
+        inputs["bos_token"],
+        inputs["max_seq_len"],
+        kept_blocks.Same(inputs["dtype"]),
+    )
+    return kept_blocks.key(parts)
+
+
+def _arrays(
+    craft_model: craft_graph_to_model.CraftModel,
+    *,
+    tokens_space: bases.VectorSpaceWithBasis,
+    indices_space: bases.VectorSpaceWithBasis,
+    output_space: bases.VectorSpaceWithBasis,
+    causal: bool,
+    token_constants: Mapping[bases.BasisDirection, float],
+    categorical_spaces: Mapping[str, bases.VectorSpaceWithBasis],
+    bos_token: Any,
+    max_seq_len: int,
+    dtype,
+) -> _Arrays:
+    """The parameter arrays with the reference's names, the unembedding, the residual
+    labels and each categorical SOp's residual columns."""
     one = bases.BasisDirection("one")
     uses_one = one in craft_model.residual_space
     residual = bases.join_vector_spaces(
@@ -166,30 +288,9 @@ def assemble_craft_model(
 
     unembed = np.zeros((dim, output_space.num_dims), dtype=dtype)
     unembed[residual.indices(output_space.basis), np.arange(output_space.num_dims)] = 1.0
-    input_encoder = encoder.CategoricalEncoder(
-        basis=tokens_space.basis,
-        enforce_bos=True,
-        bos_token=bos_token,
-        pad_token=pad_token,
-        max_seq_len=max_seq_len + 1,
-    )
-    if categorical_output:
-        output_encoder: encoder.Encoder = encoder.CategoricalEncoder(basis=output_space.basis)
-    else:
-        output_encoder = encoder.NumericalEncoder()
-
-    return assembled_model.build_model(
-        params=params,
-        config=config,
-        unembed=unembed,
-        categorical_output=categorical_output,
-        input_encoder=input_encoder,
-        output_encoder=output_encoder,
-        residual_labels=[str(d) for d in residual.basis],
-        categorical_sops={
-            label: residual.indices(space.basis)
-            for label, space in categorical_spaces.items()
-            if space.num_dims
-        },
-        mixture_tolerances=mixture_tolerances,
-    )
+    categorical_sops = {
+        label: residual.indices(space.basis)
+        for label, space in categorical_spaces.items()
+        if space.num_dims
+    }
+    return _Arrays(params, config, unembed, tuple(str(d) for d in residual.basis), categorical_sops)

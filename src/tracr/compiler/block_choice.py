@@ -21,7 +21,7 @@ import dataclasses
 
 import numpy as np
 
-from tracr.compiler import expr_blocks, float_bounds, selector_logic
+from tracr.compiler import expr_blocks, float_bounds, kept_blocks, selector_logic
 from tracr.craft import bases, transformers
 from tracr.craft.chamber import categorical_mlp
 from tracr.rasp import rasp
@@ -198,11 +198,12 @@ def cleaner_if_noisy(
     if noise <= CLEAN_ABOVE:
         return node
     if isinstance(expr, rasp.Map) and rasp.is_categorical(expr.inner):
-        table = categorical_mlp.map_indicator_table(
-            spaces[expr.inner.label],
-            node.space,
-            expr_blocks.quiet(expr.f, expr),
-            expr_blocks.hidden_name_of(expr),
+        in_space, hidden = spaces[expr.inner.label], expr_blocks.hidden_name_of(expr)
+        indicators = categorical_mlp.map_indicator_table
+        table = kept_blocks.built(
+            (kept_blocks.Same(indicators), in_space, node.space, hidden),
+            lambda f: indicators(in_space, node.space, f, hidden),
+            [expr_blocks.quiet(expr.f, expr)],
         )
     elif (
         isinstance(expr, rasp.SequenceMap)
@@ -223,8 +224,14 @@ def cleaner_if_noisy(
         )
     else:
         return node
+    clean = categorical_mlp.clean_indicators
     cleaned = dataclasses.replace(
-        node, block=categorical_mlp.clean_indicators(table, ctx.one_space)
+        node,
+        block=kept_blocks.built(
+            (kept_blocks.Same(clean), table, ctx.one_space),
+            lambda: clean(table, ctx.one_space),
+            [],
+        ),
     )
     cleaned = cleaned.with_error(float_bounds.sop_error(cleaned, bounds, errors))
     if max(cleaned.error.abs, cleaned.error.l1) <= max(node.error.abs, node.error.l1) / 2:

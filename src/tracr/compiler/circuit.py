@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from tracr.compiler import craft_graph_to_model, nodes, rasp_to_graph
+from tracr.compiler import bound_cache, craft_graph_to_model, kept_blocks, nodes, rasp_to_graph
 from tracr.craft import transformers
 from tracr.rasp import rasp
 
@@ -222,7 +222,44 @@ def extract_circuit(
     craft_model: craft_graph_to_model.CraftModel,
     residual_labels: Sequence[str],
 ) -> Circuit:
-    """The circuit of a compiled program, from the passes' results and the residual labels."""
+    """The circuit of a compiled program, from the passes' results and the residual labels.
+
+    A Circuit is immutable: one is kept across compiles by everything it is read from
+    (`_key`) and shared by the models of those compiles."""
+    key = _key(extracted, lowered, craft_model, residual_labels)
+    found = None if key is None else _CIRCUITS.get(key)
+    if found is None:
+        found = _extract(extracted, lowered, craft_model, residual_labels)
+        if key is not None:
+            _CIRCUITS.put(key, found, 256 * (len(found.nodes) + len(residual_labels)))
+    return found
+
+
+#: Circuits kept across compiles (least recently used dropped beyond about this many bytes).
+_CIRCUITS = bound_cache.Known(max_bytes=16 << 20)
+
+
+def _key(extracted, lowered, craft_model, residual_labels) -> bound_cache.Key | None:
+    """Everything `_extract` reads, exactly: the traced graph (the same object while its
+    program is unchanged, traced.py, and no pass changes it), each SOp's block (kept
+    across compiles, kept_blocks.py: immutable) or, for an embedded SOp, its space, the
+    layers (where each block sits) and the residual labels; None where a block is not
+    kept."""
+    nodes_read = tuple(
+        (label, kept_blocks.Contents(node.space) if node.block is None else node.block)
+        for label, node in lowered.items()
+    )
+    layers = tuple((layer.heads, layer.mlps) for layer in craft_model.layers)
+    parts = (kept_blocks.Same(extracted), nodes_read, layers, tuple(residual_labels))
+    return kept_blocks.key(parts)
+
+
+def _extract(
+    extracted: rasp_to_graph.ExtractRaspGraphOutput,
+    lowered: Mapping[str, Any],
+    craft_model: craft_graph_to_model.CraftModel,
+    residual_labels: Sequence[str],
+) -> Circuit:
     graph = extracted.graph
     column = {label: i for i, label in enumerate(residual_labels)}
     where = _block_positions(craft_model)

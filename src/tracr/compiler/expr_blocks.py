@@ -19,6 +19,7 @@ from tracr.compiler import (
     basis_inference,
     bound_cache,
     float_bounds,
+    kept_blocks,
     numeric_points,
     selector_logic,
 )
@@ -81,8 +82,9 @@ def labelled_space(name: str, values: Collection | None) -> bases.VectorSpaceWit
     order (`bases.sorted_space`); the single direction `name` where `values` is None.
 
     Kept across compiles by the name and the exact values (`_exact`), where these are
-    plain numbers and strings: spaces are immutable, and a program compiled again lays
-    out the same ones, so its blocks join the same spaces (which keep their joins)."""
+    plain numbers and strings, or tuples of them: spaces are immutable, and a program
+    compiled again lays out the same ones, so its blocks join the same spaces (which keep
+    their joins) and are found among the kept blocks (kept_blocks.py)."""
     exact = () if values is None else _exact(values)
     key = None if exact is None or type(name) is not str else (name, exact)
     space = None if key is None else _SPACES.get(key)
@@ -105,15 +107,10 @@ def direction_space(direction: bases.BasisDirection) -> bases.VectorSpaceWithBas
 
 
 def _exact(values: Iterable) -> frozenset | None:
-    """The values other than None, told apart exactly (`numeric_points.typed`): equal
-    keys give the same space. None where a value is not a str, int, bool or float."""
-    kept = [v for v in values if v is not None]
-    if not all(type(v) in _PLAIN for v in kept):
-        return None
-    return numeric_points.typed(kept)
-
-
-_PLAIN = (str, int, bool, float)
+    """The values other than None, told apart exactly (`kept_blocks.exact_values`: with
+    their types, floats by their bits, tuples item by item): equal keys give the same
+    space. None where a value is not a str, int, bool, float or a tuple of such."""
+    return kept_blocks.exact_values(v for v in values if v is not None)
 
 
 #: Spaces kept by `labelled_space` (least recently used dropped beyond this size), and
@@ -133,6 +130,7 @@ def hidden_name_of(expr: rasp.RASPExpr) -> str:
 
 def lower_map(expr: rasp.Map, space, spaces, ctx):
     inner = expr.inner
+    in_space, hidden = spaces[inner.label], hidden_name_of(expr)
     f = quiet(expr.f, expr)
     if rasp.is_categorical(inner):
         build = (
@@ -140,29 +138,34 @@ def lower_map(expr: rasp.Map, space, spaces, ctx):
             if rasp.is_categorical(expr)
             else categorical_mlp.map_categorical_to_numerical_mlp
         )
-        return build(spaces[inner.label], space, f, hidden_name=hidden_name_of(expr))
+        return kept_blocks.built(
+            (kept_blocks.Same(build), in_space, space, hidden),
+            lambda g: build(in_space, space, g, hidden_name=hidden),
+            [f],
+        )
     fit = (
         None
         if rasp.is_categorical(expr)
         else numeric_points.affine_fit(expr.f, ctx.grouping(inner.label))
     )
+    aux = ctx.one_space, ctx.bos_space
     if fit is not None:
-        return numerical_mlp.map_affine_numerical_mlp(
-            spaces[inner.label], space, *fit, ctx.one_space, ctx.bos_space, hidden_name_of(expr)
+        affine = numerical_mlp.map_affine_numerical_mlp
+        return kept_blocks.built(
+            (kept_blocks.Same(affine), in_space, space, *fit, *aux, hidden),
+            lambda: affine(in_space, space, *fit, *aux, hidden),
+            [],
         )
     build = (
         numerical_mlp.map_numerical_to_categorical_mlp
         if rasp.is_categorical(expr)
         else numerical_mlp.map_numerical_mlp
     )
-    return build(
-        f,
-        spaces[inner.label],
-        space,
-        numeric_points.map_points(expr.f, ctx.grouping(inner.label))[0],
-        ctx.one_space,
-        ctx.bos_space,
-        hidden_name=hidden_name_of(expr),
+    points = tuple(numeric_points.map_points(expr.f, ctx.grouping(inner.label))[0])
+    return kept_blocks.built(
+        (kept_blocks.Same(build), in_space, space, points, *aux, hidden),
+        lambda g: build(g, in_space, space, list(points), *aux, hidden_name=hidden),
+        [f],
     )
 
 
@@ -179,22 +182,20 @@ def feasible_only(expr: rasp.SequenceMap) -> Callable:
 
 
 def lower_sequence_map(expr: rasp.SequenceMap, space, spaces, ctx):
+    fst, snd, hidden = spaces[expr.fst.label], spaces[expr.snd.label], hidden_name_of(expr)
     if rasp.is_numerical(expr.fst) and rasp.is_numerical(expr.snd):
-        return numerical_mlp.linear_sequence_map_numerical_mlp(
-            spaces[expr.fst.label].basis[0],
-            spaces[expr.snd.label].basis[0],
-            space.basis[0],
-            expr.fst_fac,
-            expr.snd_fac,
-            hidden_name=hidden_name_of(expr),
+        linear = numerical_mlp.linear_sequence_map_numerical_mlp
+        args = (fst.basis[0], snd.basis[0], space.basis[0], expr.fst_fac, expr.snd_fac)
+        return kept_blocks.built(
+            (kept_blocks.Same(linear), fst, snd, space, expr.fst_fac, expr.snd_fac, hidden),
+            lambda: linear(*args, hidden_name=hidden),
+            [],
         )
-    return categorical_mlp.sequence_map_categorical_mlp(
-        spaces[expr.fst.label],
-        spaces[expr.snd.label],
-        space,
-        feasible_only(expr),
-        ctx.one_space,
-        hidden_name=hidden_name_of(expr),
+    build = categorical_mlp.sequence_map_categorical_mlp
+    return kept_blocks.built(
+        (kept_blocks.Same(build), fst, snd, space, ctx.one_space, hidden),
+        lambda g: build(fst, snd, space, g, ctx.one_space, hidden_name=hidden),
+        [feasible_only(expr)],
     )
 
 
@@ -216,26 +217,51 @@ def width_terms(expr: rasp.SOp, spaces, tokens_space) -> list[categorical_attn.A
     return selector_terms(expr.selector, spaces)
 
 
+def kept_terms(terms) -> tuple[tuple, list, Callable]:
+    """The attention terms as `kept_blocks.built` takes them: (key parts, the predicates
+    to log, a function of the logged predicates giving the terms). The fixed comparisons
+    (`selector_logic.fixed_comparison`) are key parts, not logged: kept spaces hold plain
+    values, on which they always answer the same."""
+    fixed = [selector_logic.fixed_comparison(t.attn_fn) for t in terms]
+    parts = tuple(
+        (t.query_space, t.key_space, None if op is None else kept_blocks.Same(op))
+        for t, op in zip(terms, fixed)
+    )
+    logged = [t.attn_fn for t, op in zip(terms, fixed) if op is None]
+
+    def with_logged(*predicates):
+        given = iter(predicates)
+        return [
+            t if op is not None else dataclasses.replace(t, attn_fn=next(given))
+            for t, op in zip(terms, fixed)
+        ]
+
+    return parts, logged, with_logged
+
+
 def lower_aggregate(expr: rasp.Aggregate, space, spaces, ctx):
-    return categorical_attn.conjunctive_attn(
-        selector_terms(expr.selector, spaces),
-        spaces[expr.sop.label],
-        space,
-        ctx.bos_space,
-        ctx.one_space,
-        max_seq_len=ctx.max_seq_len,
-        causal=ctx.causal,
+    terms = selector_terms(expr.selector, spaces)
+    parts, logged, with_logged = kept_terms(terms)
+    value_space, aux = spaces[expr.sop.label], (ctx.bos_space, ctx.one_space)
+    build = categorical_attn.conjunctive_attn
+    return kept_blocks.built(
+        (kept_blocks.Same(build), parts, value_space, space, *aux, ctx.max_seq_len, ctx.causal),
+        lambda *predicates: build(
+            with_logged(*predicates),
+            value_space,
+            space,
+            *aux,
+            max_seq_len=ctx.max_seq_len,
+            causal=ctx.causal,
+        ),
+        logged,
     )
 
 
 def lower_width(expr: rasp.SOp, terms, space, ctx, via_one_hot=False, mean_index=None):
-    return selector_width.conjunctive_selector_width(
-        terms,
-        space,
-        ctx.bos_space,
-        ctx.one_space,
-        ctx.value_sets[expr.label],
-        rasp.is_categorical(expr),
+    parts, logged, with_logged = kept_terms(terms)
+    values, categorical = ctx.value_sets[expr.label], rasp.is_categorical(expr)
+    options = dict(
         max_seq_len=ctx.max_seq_len,
         causal=ctx.causal,
         hidden_name=hidden_name_of(expr),
@@ -243,4 +269,13 @@ def lower_width(expr: rasp.SOp, terms, space, ctx, via_one_hot=False, mean_index
         mean_index=mean_index,
         # The reference's name for the head's residual column, which scripts look up.
         attn_output=f"{expr.label}_selector_width_attn_output",
+    )
+    aux = ctx.bos_space, ctx.one_space
+    build = selector_width.conjunctive_selector_width
+    return kept_blocks.built(
+        (kept_blocks.Same(build), parts, space, *aux, values, categorical, *options.items()),
+        lambda *predicates: build(
+            with_logged(*predicates), space, *aux, values, categorical, **options
+        ),
+        logged,
     )

@@ -15,6 +15,7 @@ modules define that users and tests import from here are re-exported below.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
@@ -22,6 +23,7 @@ from tracr.compiler import (
     block_choice,
     expr_blocks,
     float_bounds,
+    kept_blocks,
     nodes,
     rasp_to_graph,
     separable_choice,
@@ -41,8 +43,16 @@ def add_craft_components_to_rasp_graph(
     extracted: rasp_to_graph.ExtractRaspGraphOutput, **options: Any
 ) -> dict[str, LoweredSOp]:
     """Returns, for every SOp label, its subspace and the block that computes it
-    (`lower_with_bounds`, same options, without its bounds context)."""
-    return lower_with_bounds(extracted, **options)[0]
+    (`lower_with_bounds`, same options, without its bounds context), with blocks of
+    their own: `lower_with_bounds` may give blocks kept for later compiles
+    (kept_blocks.py), whose arrays are shared and read-only."""
+    lowered = lower_with_bounds(extracted, **options)[0]
+    return {
+        label: node
+        if node.block is None
+        else dataclasses.replace(node, block=kept_blocks.copied(node.block))
+        for label, node in lowered.items()
+    }
 
 
 def lower_with_bounds(
@@ -57,7 +67,8 @@ def lower_with_bounds(
 ) -> tuple[dict[str, LoweredSOp], float_bounds.Context]:
     """`add_craft_components_to_rasp_graph`, and the bounds context it filled in (the
     clean copies, width one-hots and width numbers it registered), which the final
-    exactness check (`float_bounds.findings`) needs to see as lowering saw it.
+    exactness check (`float_bounds.findings`) needs to see as lowering saw it. Blocks may
+    be kept for later compiles (kept_blocks.py): their arrays are read-only.
     groupings: the numerical value sets validation grouped (`validate_value_sets`)."""
     ctx = LoweringContext(
         value_sets=value_sets,

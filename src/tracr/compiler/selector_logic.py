@@ -130,3 +130,14 @@ def attn_fn(flat: FlatSelector) -> Callable:
 
     compare.numpy_op = op  # see _common.selected_mask
     return compare
+
+
+def fixed_comparison(fn: Callable) -> Callable | None:
+    """The operator of an `attn_fn` that is one of the fixed comparisons (`select_every`,
+    or a standard Comparison: an operator on the values); None for a user's predicate,
+    which `attn_fn` always wraps in a function of its own. On plain values (str, int,
+    bool, float) a fixed comparison always gives the same answer."""
+    if fn is select_every:
+        return select_every
+    op = getattr(fn, "numpy_op", None)
+    return op if op is not None and op in _OPERATORS.values() else None

@@ -10,8 +10,8 @@ None where none fits, and lowering keeps the lookup table.
 
 from __future__ import annotations
 
-from tracr.compiler import basis_inference, block_choice, expr_blocks, float_bounds
-from tracr.craft import bases, transformers
+from tracr.compiler import basis_inference, block_choice, expr_blocks, float_bounds, kept_blocks
+from tracr.craft import transformers
 from tracr.craft.chamber import separable_mlp
 from tracr.rasp import rasp
 
@@ -46,8 +46,14 @@ def separable_if_it_fits(
     f = expr_blocks.quiet(expr.f, expr)
     feasible = basis_inference.pair_constraint(expr.fst, expr.snd)
     hidden = expr_blocks.hidden_name_of(expr)
-    plain_block = separable_mlp.build(
-        fst, snd, node.space, f, ctx.one_space, hidden_name=hidden, feasible=feasible
+    plain_block = _kept(
+        separable_mlp.build,
+        (fst, snd, node.space, ctx.one_space, hidden),
+        f,
+        feasible,
+        lambda g, p: separable_mlp.build(
+            fst, snd, node.space, g, ctx.one_space, hidden_name=hidden, feasible=p
+        ),
     )
     plain = None
     if plain_block is not None:
@@ -57,8 +63,13 @@ def separable_if_it_fits(
     if plain is not None and block_choice.fits(plain, bounds, errors, block_choice.CLEAN_ABOVE):
         return plain
     none = tuple(_may_be_none(ctx.value_sets[s.label]) for s in (expr.fst, expr.snd))
-    robust = separable_mlp.build_robust(
-        fst, snd, node.space, f, ctx.one_space, ctx.bos_space, hidden, feasible, none
+    aux = ctx.one_space, ctx.bos_space
+    robust = _kept(
+        separable_mlp.build_robust,
+        (fst, snd, node.space, *aux, hidden, none),
+        f,
+        feasible,
+        lambda g, p: separable_mlp.build_robust(fst, snd, node.space, g, *aux, hidden, p, none),
     )
     robust = (
         None if robust is None else block_choice.bounded_candidate(node, robust, bounds, errors)
@@ -73,6 +84,18 @@ def separable_if_it_fits(
     if plain is None or not block_choice.fits(plain, bounds, errors):
         return None
     return block_choice.cleaner_if_noisy(plain, bounds, errors, ctx, spaces, bounded=True)
+
+
+def _kept(build, parts: tuple, f, feasible, call):
+    """call(f, feasible), a separable builder's block (or None), kept across compiles by
+    `parts` and the answers of f and of `feasible` (kept_blocks.py; `feasible` may be
+    None)."""
+    functions = [f] if feasible is None else [f, feasible]
+    return kept_blocks.built(
+        (kept_blocks.Same(build), feasible is None, *parts),
+        lambda g, p=None: call(g, p),
+        functions,
+    )
 
 
 def _may_be_none(values: frozenset | None) -> bool:
@@ -115,10 +138,7 @@ def _width_as_number(
         if side == 1:  # the width is the second input: swap the arguments
             g = lambda w, y, f=f: f(y, w)  # noqa: E731
             pairs = None if feasible is None else (lambda w, y, p=feasible: p(y, w))
-        block = separable_mlp.build_robust(
-            *args, node.space, g, ctx.one_space, ctx.bos_space,
-            expr_blocks.hidden_name_of(expr), pairs, (False, none[1 - side]), number1=reading,
-        )  # fmt: skip
+        block = _reading_block(node, args, g, pairs, (False, none[1 - side]), reading, ctx)
         if block is None:
             continue
         numbers = float_bounds.width_numbers(staged.block, width_expr.label, bounds, errors)
@@ -131,6 +151,22 @@ def _width_as_number(
         for name in numbers.directions:
             del bounds.numbers[name]
     return None
+
+
+def _reading_block(node, args, g, pairs, may_be_none, reading, ctx):
+    """The robust block of `node` reading its first input (`args`) as a number, kept
+    across compiles as `_kept` keeps blocks."""
+    hidden, aux = expr_blocks.hidden_name_of(node.expr), (ctx.one_space, ctx.bos_space)
+    number = (kept_blocks.Contents(reading.space), reading.weights, reading.offset)
+    return _kept(
+        separable_mlp.build_robust,
+        (*args, node.space, *aux, hidden, may_be_none, *number, reading.at_bos),
+        g,
+        pairs,
+        lambda f, p: separable_mlp.build_robust(
+            *args, node.space, f, *aux, hidden, p, may_be_none, number1=reading
+        ),
+    )
 
 
 def _selects_every_key(expr: rasp.SOp, value_sets) -> bool:
@@ -158,7 +194,7 @@ def _with_mean_index(width_node: expr_blocks.LoweredSOp, bounds, errors, ctx, to
         return None
     if head.w_ov.output_space.num_dims > 1:
         return width_node
-    indices = bases.VectorSpaceWithBasis.from_values(rasp.indices.label, range(ctx.max_seq_len))
+    indices = expr_blocks.labelled_space(rasp.indices.label, range(ctx.max_seq_len))
     spaces = {k: v.space for k, v in bounds.lowered.items()}
     terms = expr_blocks.width_terms(expr, spaces, tokens_space)
     block = expr_blocks.lower_width(expr, terms, width_node.space, ctx, mean_index=indices)
