@@ -220,6 +220,25 @@ def test_keep_freed_memory_can_be_switched_off():
     assert on.stdout.strip() == ("[True]" if glibc else "[False]"), on.stderr
 
 
+def test_a_compile_keeps_freed_memory_too():
+    """Every compile makes fresh weight arrays: the first one raises glibc's thresholds
+    as the first forward pass does (and leaves them alone with TRACR_KEEP_FREED_MEMORY=0)."""
+    import subprocess
+    import sys
+
+    code = (
+        "from tracr.compiler import compiling, lib\n"
+        "from tracr.transformer import runtime\n"
+        "compiling.compile_rasp_to_model(lib.make_length(), vocab={'a'}, max_seq_len=2)\n"
+        "print(runtime._MALLOC_TUNED)\n"
+    )
+    glibc = sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"
+    for setting, expected in (("0", "[False]"), ("1", "[True]" if glibc else "[False]")):
+        env = {**os.environ, "TRACR_KEEP_FREED_MEMORY": setting}
+        run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+        assert run.stdout.strip() == expected, run.stderr
+
+
 def test_a_weight_moved_outside_the_known_rectangle_takes_effect():
     """The sparse path remembers where each matrix's non-zeros are; an edit that keeps
     their number but moves one elsewhere (a swap) must still be seen on the next call."""

@@ -9,6 +9,8 @@ it and what each one held (its attributes and annotations, by identity), and giv
 back while every one of them still holds exactly those objects. A reassigned attribute or
 annotation of any of them (`expr.annotations = ...`, `aggregate.default = ...`) traces
 the program afresh. The graph is shared by those compiles: no pass changes it.
+Attributes are compared by identity only: a container held in one (a list, say) and
+changed in place is not seen here.
 """
 
 from __future__ import annotations
