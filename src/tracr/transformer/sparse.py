@@ -102,10 +102,12 @@ class Rectangle:
         sum having a single non-zero term. Found once for a frozen array; otherwise
         checked on every call: the rectangle check saw `count` non-zeros, all inside
         it, so when every remembered position still holds one, nothing has moved."""
+        if self.found is not None and self.found[1]:
+            return self.found[0]
         bits = w.view(f"u{w.itemsize}") if w.dtype.kind == "f" else w
         if self.found is not None:
-            rows, trusted = self.found
-            if trusted or np.count_nonzero(bits[rows, self.cols]) == self.count:
+            rows = self.found[0]
+            if np.count_nonzero(bits[rows, self.cols]) == self.count:
                 return rows
         self.found = None
         nonzero = block(bits, self.rows, self.cols, self.row_index, self.col_index) != 0
