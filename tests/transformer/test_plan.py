@@ -382,3 +382,48 @@ def test_an_unembedding_with_one_direction_per_value_reads_them_bit_for_bit(monk
         column = 0
         row = int(np.flatnonzero(unembed[:, column])[0])
         unembed[(row + 1) % 6, column], unembed[row, column] = unembed[row, column], 0.0
+
+
+@pytest.mark.parametrize("frozen", [False, True])
+def test_a_product_over_the_non_zero_columns_of_x_computes_the_same(monkeypatch, frozen):
+    """For a few rows of x, a product reads only the columns of x that hold a non-zero
+    (the terms it drops are exact zeros): the same outputs as the full product, and an
+    edit of a weight in a used row is seen on the next call."""
+    compiled = _compiled_sort()
+    if frozen:
+        compiled.freeze()
+    monkeypatch.setattr(plan, "GATHER_FROM", 10**9)  # every product a product
+    monkeypatch.setattr(plan, "_PLANS", {})
+    monkeypatch.setattr(plan, "_FROZEN_PLANS", {})
+    used = []
+    narrow = plan.Product._sparse_x
+
+    def recording(self, x, w, compact):
+        found = narrow(self, x, w, compact)
+        if found is not None:
+            used.append(self)
+        return found
+
+    monkeypatch.setattr(plan.Product, "_sparse_x", recording)
+    batch = _batch(np.random.default_rng(14), 3)
+    runs = {}
+    for on in (True, False):
+        monkeypatch.setattr(plan, "SPARSE_X_FROM", 1 if on else 10**9)
+        monkeypatch.setattr(plan, "SPARSE_X_SHARE", 1)  # wherever some column is all zero
+        runs[on] = compiled.apply_batch(batch)
+        assert bool(used) == on  # the case under test
+        used.clear()
+    assert runs[True].decoded == runs[False].decoded
+    for name in ("attn_logits", "layer_outputs", "residuals"):
+        for a, b in zip(runs[True][name], runs[False][name]):
+            np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
+    if not frozen:  # a weight of a used row of w, edited in place
+        monkeypatch.setattr(plan, "SPARSE_X_FROM", 1)
+        name = "transformer/layer_0/attn/query"
+        w = compiled.params[name]["w"]
+        before = compiled.apply_batch(batch, strict=False).attn_logits[0].copy()
+        w[w != 0] *= 3.0
+        after = compiled.apply_batch(batch, strict=False).attn_logits[0]
+        dense = _dense_run(monkeypatch, compiled, batch).attn_logits[0]
+        assert not np.allclose(before, after)
+        np.testing.assert_allclose(after, dense, rtol=1e-6, atol=1e-3)

@@ -117,14 +117,30 @@ class Product:
                 known[4] = weights
         return known[2], weights
 
+    def _sparse_x(self, x: np.ndarray, w: np.ndarray, compact: bool) -> np.ndarray | None:
+        """x @ w[rows][:, cols] over only the columns of x (rows of w) that hold a
+        non-zero in some row of x; None where more than 1 / SPARSE_X_SHARE of them do.
+        The terms dropped are exact zeros, as those of w outside its rectangle."""
+        xs = x if compact or self.reads_all else sparse.columns(x, self.row_index)
+        used = np.flatnonzero(xs.any(axis=0))
+        if used.size * SPARSE_X_SHARE > xs.shape[1]:
+            return None
+        block = w[self.rows[used]][:, self.col_index]
+        return xs[:, used] @ block.astype(x.dtype, copy=False)
+
     def __call__(self, x: np.ndarray, linear: Linear, compact: bool = False) -> np.ndarray:
         """x [N, I] (or [N, len(rows)] when compact: x holds just those columns) ->
         [N, len(cols)], in x's dtype."""
         dtype = x.dtype
         gathered = None if self.rect is None else self._gathered(linear["w"], compact)
+        out = None
         if gathered is not None:
             read, weights = gathered
             out = np.multiply(sparse.columns(x, read), weights.astype(dtype, copy=False))
+        elif x.shape[0] <= SPARSE_X_ROWS and self.rows.size * self.cols.size >= SPARSE_X_FROM:
+            out = self._sparse_x(x, linear["w"], compact)
+        if out is not None:
+            pass
         elif self._boxed(x.shape[0], compact):
             if compact:  # rows exactly, columns through their box
                 w = linear["w"][:, self.col_box][self.row_index]
@@ -142,6 +158,17 @@ class Product:
         if self.bias:
             out += linear["b"][self.col_index].astype(dtype, copy=False)
         return out
+
+
+# Up to this many rows of x (one sequence, a few), a product reads only the columns of x
+# that hold a non-zero (one-hot categorical SOps leave most of them zero), where they are
+# at most 1 / SPARSE_X_SHARE of its columns: make_sort's query at max_seq_len 16, 17 rows
+# by 257 by 256, multiplies 18 columns of x by 18 rows of w.
+# Only products of this many multiply-adds per row of x, at least: below, finding the
+# columns costs more than it saves.
+SPARSE_X_ROWS = 64
+SPARSE_X_SHARE = 8
+SPARSE_X_FROM = 16384
 
 
 # From this many rows of x, attention computes q, k and v in one product. Each product
