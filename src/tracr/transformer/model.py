@@ -172,9 +172,10 @@ class TransformerOutput(Deferred):
 
 
 def attention_mask(config: TransformerConfig, key_mask: np.ndarray) -> np.ndarray:
-    """[B, 1, T, T] bool: which key each query may attend to."""
-    _, seq_len = key_mask.shape
-    mask = np.repeat(key_mask[:, None, None, :], seq_len, axis=2)
+    """[B, 1, T, T] bool: which key each query may attend to (a read-only view of
+    key_mask where the model is not causal)."""
+    batch, seq_len = key_mask.shape
+    mask = np.broadcast_to(key_mask[:, None, None, :], (batch, 1, seq_len, seq_len))
     if config.causal:
         mask = mask & np.tril(np.ones((seq_len, seq_len), dtype=bool))
     return mask
@@ -243,12 +244,13 @@ class Write:
 # Each returns a `Write`.
 
 
-def _attention(params, prefix, config, x, mask, distinct=None):
+def _attention(params, prefix, config, x, mask, distinct=None, unmasked=None):
     """One multi-head attention block on x [N, D] (N = B * T): (its Write, logits).
 
     distinct: (table [P, D], rows [N]) where x = table[rows] (layer 0, whose input is
     the embedding): the projections are computed on the table's rows and gathered; heads
-    with few distinct queries read their logits off the table (`query_table`)."""
+    with few distinct queries read their logits off the table (`query_table`).
+    unmasked: whether mask is all True, where the caller knows (else it is counted)."""
     batch, _, seq_len, _ = mask.shape
     planned = plan.attention(params, prefix, config.key_size)
     linears = [params[f"{prefix}/{name}"] for name in planned.projections]
@@ -278,7 +280,9 @@ def _attention(params, prefix, config, x, mask, distinct=None):
         q_h = projected["query"][:, cols].reshape(batch, seq_len, -1)
         k_h = projected["key"][:, cols].reshape(batch, seq_len, -1)
         np.divide(q_h @ k_h.transpose(0, 2, 1), root, out=logits[:, head])  # q.k/sqrt(K)
-    if not mask.all():  # a batch of full-length sequences, say, masks nothing
+    if unmasked is None:
+        unmasked = bool(mask.all())
+    if not unmasked:  # a batch of full-length sequences, say, masks nothing
         logits = np.where(mask, logits, np.asarray(MASKED_LOGIT, dtype=x.dtype))
 
     if not planned.writes:
@@ -396,9 +400,9 @@ def mlp_block(params, prefix: str, config: TransformerConfig, x, width: int | No
     return _mlp_write(params, prefix, config, x, width).full(x.shape, x.dtype)
 
 
-def _attention_write(params, prefix, config, x, mask, distinct=None):
+def _attention_write(params, prefix, config, x, mask, distinct=None, unmasked=None):
     if _sparse_pays(params, prefix, x):
-        return _attention(params, f"{prefix}/attn", config, x, mask, distinct)
+        return _attention(params, f"{prefix}/attn", config, x, mask, distinct, unmasked)
     return _dense_attention(params, f"{prefix}/attn", config, x, mask)
 
 
@@ -427,6 +431,7 @@ def forward(
     batch, seq_len = token_ids.shape
     runtime.keep_freed_memory()
     mask = attention_mask(config, key_mask)
+    unmasked = not config.causal and bool(key_mask.all())
     distinct = _distinct_rows(params, token_ids)
     if distinct is not None and dtype is not None:
         distinct = distinct[0].astype(dtype, copy=False), distinct[1]
@@ -451,7 +456,7 @@ def forward(
         for layer in range(config.num_layers):
             prefix = f"transformer/layer_{layer}"
             write, logits = _attention_write(
-                params, prefix, config, residual, mask, distinct if layer == 0 else None
+                params, prefix, config, residual, mask, distinct if layer == 0 else None, unmasked
             )
             write.add_to(residual)
             width = None if mlp_widths is None else mlp_widths[layer]
