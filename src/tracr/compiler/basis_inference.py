@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterable, Mapping
 
 import numpy as np
 
+from tracr import caches
 from tracr.compiler import bound_cache, nodes, numeric_points, rasp_to_graph
 from tracr.rasp import rasp
 
@@ -111,6 +112,9 @@ def _integer_means(values: frozenset, max_seq_len: int) -> ValueSet:
     ints, so sets that are equal (== is exact on ints) have the same means, and the
     result, a frozenset, can be shared."""
     return _computed_means(values, max_seq_len)
+
+
+caches.register(_integer_means.cache_clear)
 
 
 def _computed_means(values: frozenset, max_seq_len: int) -> ValueSet:

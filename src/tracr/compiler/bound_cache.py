@@ -14,6 +14,8 @@ import threading
 
 import numpy as np
 
+from tracr import caches
+
 
 class Key:
     """A tuple key whose hash is computed once (a key is looked up and stored again)."""
@@ -77,6 +79,13 @@ class Known:
         self.max_bytes, self.bytes = max_bytes, 0
         self._entries: dict[Key, tuple[int, object]] = {}
         self._lock = threading.Lock()
+        caches.register_method(self.clear)
+
+    def clear(self) -> None:
+        """Drops every result."""
+        with self._lock:
+            self._entries.clear()
+            self.bytes = 0
 
     def get(self, key: Key):
         """The result kept under `key` (now the most recently used), or None."""

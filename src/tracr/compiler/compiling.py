@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from tracr import caches
 from tracr.compiler import (
     assemble,
     basis_inference,
@@ -17,6 +18,9 @@ from tracr.compiler import (
 from tracr.craft import bases
 from tracr.rasp import rasp
 from tracr.transformer import runtime
+
+#: Empties every cache the compiler and the forward pass keep (`tracr.caches`).
+clear_caches = caches.clear
 
 COMPILER_BOS = "compiler_bos"
 COMPILER_PAD = "compiler_pad"

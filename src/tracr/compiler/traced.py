@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import threading
 
+from tracr import caches
 from tracr.compiler import rasp_to_graph, validating
 from tracr.rasp import rasp
 
@@ -25,6 +26,12 @@ MAX_KEPT = 64
 
 _kept: dict[int, tuple] = {}  # id(program) -> (program, its expressions, what they hold, graph)
 _lock = threading.Lock()
+
+
+@caches.register
+def _forget_all() -> None:
+    with _lock:
+        _kept.clear()
 
 
 def trace(program: rasp.SOp) -> rasp_to_graph.ExtractRaspGraphOutput:

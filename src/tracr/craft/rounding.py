@@ -62,6 +62,8 @@ import functools
 
 import numpy as np
 
+from tracr import caches
+
 #: float32 unit roundoff.
 U = 2.0**-24
 #: Cells of the [inputs, hidden] tables computed at once: bounded memory, and arrays
@@ -567,6 +569,9 @@ def _logit_bound(arrays: tuple, counts: tuple, numbers: tuple) -> tuple[float, f
     key_noisy = np.frombuffer(key_bytes, bool)
     errors = tuple(map(float.fromhex, numbers))
     return _logit_error(w_qk, query_noisy, key_noisy, counts, errors)
+
+
+caches.register(_logit_bound.cache_clear)
 
 
 def _logit_error(w_qk, query_noisy, key_noisy, counts, errors) -> tuple[float, float]:

@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping
 
 import numpy as np
 
+from tracr import caches
 from tracr.transformer import plan, query_table, runtime
 
 # Kept here for callers of the forward pass's BLAS setting.
@@ -208,6 +209,9 @@ def _distinct_rows(params, token_ids: np.ndarray) -> tuple[np.ndarray, np.ndarra
 def _root(d_head: int, dtype) -> np.generic:
     """sqrt(d_head) in the model's dtype: logits are one division after the dot product."""
     return np.sqrt(np.asarray(d_head, dtype=dtype))[()]  # a scalar: immutable, shareable
+
+
+caches.register(_root.cache_clear)
 
 
 class Write:

@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping
 
 import numpy as np
 
+from tracr import caches
 from tracr.transformer import sparse
 
 Linear = Mapping[str, np.ndarray]  # {"w": [I, O], "b": [O]}
@@ -308,6 +309,8 @@ def _arrays(linears: list[Linear]) -> list[np.ndarray]:
 # their rectangles are the same and need no lookup (a dozen per layer add up for one
 # sequence through a small model).
 _FROZEN_PLANS: dict[tuple, tuple[list, list, AttentionPlan | MLPPlan]] = {}
+caches.register(_PLANS.clear)
+caches.register(_FROZEN_PLANS.clear)
 
 
 def _frozen_plan(key: tuple, arrays: list[np.ndarray]):

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from tracr import caches
+
 
 class TableHead:
     """One head of layer 0 whose queries take Q distinct values."""
@@ -76,6 +78,7 @@ def heads(qk_heads, on_table, rows: np.ndarray, root: np.ndarray, key: tuple) ->
 # compared every call, so models with the same block names only take turns.
 _DISTINCT_QUERIES: dict[tuple, tuple[bytes, np.ndarray, np.ndarray]] = {}
 _MAX_DISTINCT_QUERIES = 256
+caches.register(_DISTINCT_QUERIES.clear)
 
 
 def distinct_queries(q_t: np.ndarray, key: tuple) -> tuple[np.ndarray, np.ndarray]:

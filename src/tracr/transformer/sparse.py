@@ -31,6 +31,8 @@ import weakref
 
 import numpy as np
 
+from tracr import caches
+
 
 class Rectangle:
     """The rows and columns of a matrix (or the entries of a vector, one row) that hold
@@ -144,6 +146,7 @@ def enclosing(indices: np.ndarray) -> slice:
 _RECTANGLES: dict[int, Rectangle] = {}
 # Most rectangles remembered (of live arrays); beyond, all are forgotten.
 _MAX_RECTANGLES = 4096
+caches.register(_RECTANGLES.clear)  # (not _FROZEN below: it says which arrays are frozen)
 
 
 def _forget(key: int, ref: weakref.ref) -> None:

@@ -16,6 +16,8 @@ from collections.abc import Iterable
 
 import numpy as np
 
+from tracr import caches
+
 _F32 = np.float32
 _MAX_PIVOTS = 256  # pivot candidates scored when choosing one (all of them below this)
 _CHUNK = 1 << 20  # entries per block of the [candidates, points] term-size table
@@ -263,6 +265,10 @@ def _margins(points: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         above[:-1] = np.minimum(above[:-1], lo - points[:-1])
     below.flags.writeable = above.flags.writeable = False
     return points, below, above
+
+
+caches.register(_discretised.cache_clear)
+caches.register(_margins.cache_clear)
 
 
 def input_tolerance(values: Iterable[float]) -> float:

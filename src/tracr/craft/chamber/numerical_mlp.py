@@ -57,6 +57,7 @@ from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 
+from tracr import caches
 from tracr.craft import bases, rounding, transformers, vectorspace_fns
 from tracr.craft.chamber import _common, _discretising
 
@@ -126,6 +127,9 @@ def _kept_steps_space(hidden_name: str, n_gaps: int) -> bases.VectorSpaceWithBas
     space = _new_steps_space(hidden_name, n_gaps)
     bases.keep(space)
     return space
+
+
+caches.register(_kept_steps_space.cache_clear)
 
 
 def _layers(disc: Discretisation, rows_out: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

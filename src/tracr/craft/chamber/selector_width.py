@@ -39,6 +39,7 @@ from collections.abc import Hashable, Iterable, Sequence
 
 import numpy as np
 
+from tracr import caches
 from tracr.craft import bases, transformers, vectorspace_fns
 from tracr.craft.chamber import (
     _common,
@@ -116,6 +117,9 @@ def _tolerance_holds(n: int, leakage: float) -> bool:
     pts, below, above = _discretising.point_margins([1.0 / (w + 1) for w in range(n + 1)])
     error = leakage * pts**2 + _T_ROUNDING * pts  # pts = 1/(w+1)
     return not np.any(error >= np.minimum(below, above))
+
+
+caches.register(_tolerance_holds.cache_clear)
 
 
 def _check_tolerance(n: int, leakage: float) -> None:

@@ -120,6 +120,7 @@ from collections.abc import Callable, Hashable, Sequence
 
 import numpy as np
 
+from tracr import caches
 from tracr.craft import bases, transformers, vectorspace_fns
 from tracr.craft.chamber import _common
 
@@ -264,6 +265,7 @@ def _scaled(input1_space, input2_space, output_space, operation, feasible) -> _S
 
 
 _last_scaled: list = [None]  # [(the arguments, their _Scaled)] of the last `_scaled` call
+caches.register(lambda: _last_scaled.__setitem__(0, None))
 
 
 def _scaled_of(input1_space, input2_space, output_space, operation, feasible) -> _Scaled | None:
