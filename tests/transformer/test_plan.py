@@ -187,16 +187,8 @@ def test_heads_with_few_distinct_queries_give_the_per_sequence_numbers(monkeypat
     rng = np.random.default_rng(5)
     widths = rng.integers(0, 9, size=60) if mixed_lengths else [8] * 60
     batch = [["BOS", *rng.choice(["a", "b", "c"], size=w).tolist()] for w in widths]
-    made = []
-    monkeypatch.setattr(query_table, "TableHead", _recording(query_table.TableHead, made))
-    table = compiled.apply_batch(batch)
+    made = _table_heads_give_the_plain_bits(monkeypatch, compiled, batch)
     assert made  # the case under test
-    monkeypatch.setattr(query_table, "heads", lambda *args: {})
-    plain = compiled.apply_batch(batch)
-    assert table.decoded == plain.decoded
-    for name in ("attn_logits", "layer_outputs", "residuals"):
-        assert all(_bits_equal(a, b) for a, b in zip(table[name], plain[name])), name
-    assert _bits_equal(table.transformer_output, plain.transformer_output)
 
 
 def test_a_head_with_as_many_distinct_queries_as_positions_reads_its_logits_off_the_table(
@@ -210,16 +202,23 @@ def test_a_head_with_as_many_distinct_queries_as_positions_reads_its_logits_off_
     )
     rng = np.random.default_rng(7)
     batch = [["BOS", *rng.choice(["a", "b", "c"], size=3).tolist()] for _ in range(50)]
+    made = _table_heads_give_the_plain_bits(monkeypatch, compiled, batch)
+    assert made and not any(head.narrow for head in made)  # the case under test
+
+
+def _table_heads_give_the_plain_bits(monkeypatch, compiled, batch) -> list:
+    """Runs `batch` with layer 0's table heads, then without (one product per sequence),
+    asserts every output is the same bit for bit, and returns the table heads made."""
     made = []
     monkeypatch.setattr(query_table, "TableHead", _recording(query_table.TableHead, made))
     table = compiled.apply_batch(batch)
-    assert made and not any(head.narrow for head in made)  # the case under test
     monkeypatch.setattr(query_table, "heads", lambda *args: {})
     plain = compiled.apply_batch(batch)
     assert table.decoded == plain.decoded
     for name in ("attn_logits", "layer_outputs", "residuals"):
         assert all(_bits_equal(a, b) for a, b in zip(table[name], plain[name])), name
     assert _bits_equal(table.transformer_output, plain.transformer_output)
+    return made
 
 
 def _recording(cls, made):
