@@ -68,11 +68,9 @@ def _exact(part):
     level, never changed) by identity; spaces as `Contents` says. Raises _Unkeyed for
     anything else."""
     kind = type(part)
-    if kind is float:
-        return (float, part.hex())
-    if kind in _PLAIN:
-        return (kind, part)
-    if kind is tuple:
+    if kind is float or kind in _PLAIN:
+        return _exact_value(part)
+    if kind is tuple:  # (its parts may be spaces or blocks too)
         return (tuple, tuple(map(_exact, part)))
     if kind is frozenset:  # a value set: its members exactly, in no order
         return (frozenset, frozenset(map(_exact, part)))
