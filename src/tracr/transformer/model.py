@@ -254,7 +254,7 @@ def _attention(params, prefix, config, x, mask, distinct=None, unmasked=None):
     distinct: (table [P, D], rows [N]) where x = table[rows] (layer 0, whose input is
     the embedding): the projections are computed on the table's rows and gathered; heads
     with few distinct queries read their logits off the table (`query_table`).
-    unmasked: whether mask is all True, where the caller knows (else it is counted)."""
+    unmasked: see `_masked`."""
     batch, _, seq_len, _ = mask.shape
     planned = plan.attention(params, prefix, config.key_size)
     linears = [params[f"{prefix}/{name}"] for name in planned.projections]
@@ -284,11 +284,7 @@ def _attention(params, prefix, config, x, mask, distinct=None, unmasked=None):
         q_h = projected["query"][:, cols].reshape(batch, seq_len, -1)
         k_h = projected["key"][:, cols].reshape(batch, seq_len, -1)
         np.divide(q_h @ k_h.transpose(0, 2, 1), root, out=logits[:, head])  # q.k/sqrt(K)
-    if unmasked is None:
-        unmasked = bool(mask.all())
-    if not unmasked:  # a batch of full-length sequences, say, masks nothing
-        logits = np.where(mask, logits, np.asarray(MASKED_LOGIT, dtype=x.dtype))
-
+    logits = _masked(logits, mask, unmasked)
     if not planned.writes:
         return Write(None, None), logits
     v = projected["value"]  # [N, value columns]
@@ -334,7 +330,17 @@ def _sparse_pays(params, prefix, x) -> bool:
     return x.shape[0] * (weights * 3 + ROW_WORK) >= DENSE_WORK
 
 
-def _dense_attention(params, prefix, config, x, mask):
+def _masked(logits: np.ndarray, mask: np.ndarray, unmasked: bool | None) -> np.ndarray:
+    """logits [B, H, T, T] with MASKED_LOGIT where mask [B, 1, T, T] is False.
+    unmasked: whether mask is all True, where the caller knows (else it is counted)."""
+    if unmasked is None:
+        unmasked = np.count_nonzero(mask) == mask.size
+    if unmasked:  # a batch of full-length sequences, say, masks nothing
+        return logits
+    return np.where(mask, logits, np.asarray(MASKED_LOGIT, dtype=logits.dtype))
+
+
+def _dense_attention(params, prefix, config, x, mask, unmasked=None):
     """`_attention` with the full weight matrices (for small inputs)."""
     batch, _, seq_len, _ = mask.shape
     heads, d_head = config.num_heads, config.key_size
@@ -345,9 +351,7 @@ def _dense_attention(params, prefix, config, x, mask):
         return out.reshape(batch, seq_len, heads, d_head).transpose(0, 2, 1, 3)
 
     q, k, v = project("query"), project("key"), project("value")
-    logits = (q @ k.transpose(0, 1, 3, 2)) / _root(d_head, x.dtype)  # q.k / sqrt(K)
-    if np.count_nonzero(mask) < mask.size:
-        logits = np.where(mask, logits, np.asarray(MASKED_LOGIT, dtype=x.dtype))
+    logits = _masked((q @ k.transpose(0, 1, 3, 2)) / _root(d_head, x.dtype), mask, unmasked)
     weights = _softmax(logits)
     mixed = (weights @ v).transpose(0, 2, 1, 3).reshape(batch * seq_len, heads * d_head)
     linear = params[f"{prefix}/linear"]
@@ -407,7 +411,7 @@ def mlp_block(params, prefix: str, config: TransformerConfig, x, width: int | No
 def _attention_write(params, prefix, config, x, mask, distinct=None, unmasked=None):
     if _sparse_pays(params, prefix, x):
         return _attention(params, f"{prefix}/attn", config, x, mask, distinct, unmasked)
-    return _dense_attention(params, f"{prefix}/attn", config, x, mask)
+    return _dense_attention(params, f"{prefix}/attn", config, x, mask, unmasked)
 
 
 def _mlp_write(params, prefix, config, x, width=None):

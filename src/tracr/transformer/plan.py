@@ -38,6 +38,16 @@ COPY_COST = 16
 # many multiply-adds per row of x (below, the product's call costs less than the gather's).
 GATHER_FROM = 64
 
+# Up to SPARSE_X_ROWS rows of x (one sequence, a few), a product of at least
+# SPARSE_X_FROM multiply-adds per row of x reads only the columns of x that hold a non-zero
+# (one-hot categorical SOps leave most of them zero), where they are at most
+# 1 / SPARSE_X_SHARE of its columns: make_sort's query at max_seq_len 16, 17 rows by 257
+# by 256, multiplies 18 columns of x by 18 rows of w. Below SPARSE_X_FROM, finding the
+# columns costs more than it saves.
+SPARSE_X_ROWS = 64
+SPARSE_X_SHARE = 8
+SPARSE_X_FROM = 16384
+
 
 class Product:
     """x @ w[rows][:, cols] + b[cols]: one projection restricted to the non-zero part of
@@ -103,14 +113,14 @@ class Product:
         known = self.gather
         if known is None or known[0] is not sources or known[1] != compact:
             used = sources[self.pick]  # the row of each output column's one weight
+            read = used
             if compact:  # x holds the columns `rows`: each source's place among them
                 where = np.minimum(np.searchsorted(self.rows, used), self.rows.size - 1)
-                if not np.array_equal(self.rows[where], used):
-                    return None
-                read = where
-            else:
-                read = used
-            known = self.gather = [sources, compact, sparse.run(read), used, None]
+                read = where if np.array_equal(self.rows[where], used) else None
+            read = None if read is None else sparse.run(read)
+            known = self.gather = [sources, compact, read, used, None]
+        if known[2] is None:  # a source x does not hold: the product instead
+            return None
         weights = known[4]
         if weights is None:
             weights = w[known[3], self.cols]
@@ -132,44 +142,34 @@ class Product:
     def __call__(self, x: np.ndarray, linear: Linear, compact: bool = False) -> np.ndarray:
         """x [N, I] (or [N, len(rows)] when compact: x holds just those columns) ->
         [N, len(cols)], in x's dtype."""
-        dtype = x.dtype
         gathered = None if self.rect is None else self._gathered(linear["w"], compact)
         out = None
         if gathered is not None:
             read, weights = gathered
-            out = np.multiply(sparse.columns(x, read), weights.astype(dtype, copy=False))
+            out = np.multiply(sparse.columns(x, read), weights.astype(x.dtype, copy=False))
         elif x.shape[0] <= SPARSE_X_ROWS and self.rows.size * self.cols.size >= SPARSE_X_FROM:
             out = self._sparse_x(x, linear["w"], compact)
-        if out is not None:
-            pass
-        elif self._boxed(x.shape[0], compact):
-            if compact:  # rows exactly, columns through their box
-                w = linear["w"][:, self.col_box][self.row_index]
-            else:
-                w = linear["w"][self.row_box, self.col_box]
-                x = x[:, self.row_box]
-            out = x @ w.astype(dtype, copy=False)
-            if self.box_cols is not None:
-                out = out[:, self.box_cols]
-        else:
-            w = sparse.block(linear["w"], self.rows, self.cols, self.row_index, self.col_index)
-            if not (compact or self.reads_all):
-                x = sparse.columns(x, self.row_index)
-            out = x @ w.astype(dtype, copy=False)
+        if out is None:
+            out = self._product(x, linear["w"], compact)
         if self.bias:
-            out += linear["b"][self.col_index].astype(dtype, copy=False)
+            out += linear["b"][self.col_index].astype(x.dtype, copy=False)
         return out
 
-
-# Up to this many rows of x (one sequence, a few), a product reads only the columns of x
-# that hold a non-zero (one-hot categorical SOps leave most of them zero), where they are
-# at most 1 / SPARSE_X_SHARE of its columns: make_sort's query at max_seq_len 16, 17 rows
-# by 257 by 256, multiplies 18 columns of x by 18 rows of w.
-# Only products of this many multiply-adds per row of x, at least: below, finding the
-# columns costs more than it saves.
-SPARSE_X_ROWS = 64
-SPARSE_X_SHARE = 8
-SPARSE_X_FROM = 16384
+    def _product(self, x: np.ndarray, w: np.ndarray, compact: bool) -> np.ndarray:
+        """x @ w[rows][:, cols] by BLAS, over the box or the exact rows and columns."""
+        dtype = x.dtype
+        if self._boxed(x.shape[0], compact):
+            if compact:  # rows exactly, columns through their box
+                w = w[:, self.col_box][self.row_index]
+            else:
+                w = w[self.row_box, self.col_box]
+                x = x[:, self.row_box]
+            out = x @ w.astype(dtype, copy=False)
+            return out if self.box_cols is None else out[:, self.box_cols]
+        w = sparse.block(w, self.rows, self.cols, self.row_index, self.col_index)
+        if not (compact or self.reads_all):
+            x = sparse.columns(x, self.row_index)
+        return x @ w.astype(dtype, copy=False)
 
 
 # From this many rows of x, attention computes q, k and v in one product. Each product

@@ -210,9 +210,7 @@ TAKE_FROM = 48
 
 def columns(x: np.ndarray, index) -> np.ndarray:
     """x[:, index] [N, C]: a view for a slice, else a gather (see TAKE_FROM)."""
-    if isinstance(index, slice):
-        return x[:, index]
-    if index.size < TAKE_FROM:
+    if isinstance(index, slice) or index.size < TAKE_FROM:
         return x[:, index]
     return np.take(x, index, axis=1)
 
