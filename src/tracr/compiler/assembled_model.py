@@ -391,14 +391,14 @@ class AssembledTransformerModel:
             lengths,
         )
         result = out.transformer_output
-        output = AssembledTransformerModelOutput.__new__(AssembledTransformerModelOutput)
-        output.decoded = decoded_rows if batched else decoded_rows[0]
-        output.unembedded = out.unembedded_output
-        output.attn_logits = result.attn_logits
-        output.transformer_output = result.output
         names = AssembledTransformerModelOutput._DEFERRED
-        output._defer(lambda: {name: getattr(result, name) for name in names})
-        return output
+        return AssembledTransformerModelOutput.deferred(
+            lambda: {name: getattr(result, name) for name in names},
+            decoded=decoded_rows if batched else decoded_rows[0],
+            unembedded=out.unembedded_output,
+            attn_logits=result.attn_logits,
+            transformer_output=result.output,
+        )
 
 
 def build_model(

@@ -119,15 +119,21 @@ class TransformerConfig:
 
 
 class Deferred:
-    """Lets a dataclass leave some fields unset until first read: `_defer(fill)` stores
-    `fill`, a function returning those fields by name, called on the first read of any
-    of `_DEFERRED` (and before copying or pickling). Reading a field then is a plain
+    """Lets a dataclass leave some fields unset until first read: `deferred(fill, ...)`
+    makes an instance whose `_DEFERRED` fields `fill()` returns by name, called on the
+    first read of any of them (and before copying or pickling). Reading a field then is a plain
     attribute read, the same arrays every time."""
 
     _DEFERRED: tuple[str, ...] = ()
 
-    def _defer(self, fill: Callable[[], dict]) -> None:
-        self.__dict__["_fill"] = fill
+    @classmethod
+    def deferred(cls, fill: Callable[[], dict], **fields):
+        """An instance with `fields` set and the `_DEFERRED` ones from `fill()` when one
+        is first read."""
+        out = cls.__new__(cls)
+        out.__dict__.update(fields)
+        out.__dict__["_fill"] = fill
+        return out
 
     def __getattr__(self, name: str):  # only called for attributes not set
         fill = self.__dict__.get("_fill")
@@ -160,16 +166,6 @@ class TransformerOutput(Deferred):
     attn_logits: list[np.ndarray]  # per layer [B, H, T, T]
     output: np.ndarray  # [B, T, D]
     input_embeddings: np.ndarray  # [B, T, D]
-
-    @classmethod
-    def deferred(
-        cls, attn_logits: list[np.ndarray], output: np.ndarray, fill: Callable[[], dict]
-    ) -> TransformerOutput:
-        """An output whose other fields `fill()` returns when first read."""
-        out = cls.__new__(cls)
-        out.attn_logits, out.output = attn_logits, output
-        out._defer(fill)
-        return out
 
 
 def attention_mask(config: TransformerConfig, key_mask: np.ndarray) -> np.ndarray:
@@ -491,4 +487,4 @@ def forward(
             "residuals": [*residuals, output] if writes else [],
         }
 
-    return TransformerOutput.deferred(attn_logits, output, stages)
+    return TransformerOutput.deferred(stages, attn_logits=attn_logits, output=output)
