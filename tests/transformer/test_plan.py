@@ -269,17 +269,23 @@ def _gathers(monkeypatch, every: bool) -> list:
     monkeypatch.setattr(plan, "GATHER_FROM", 1 if every else 10**9)
     monkeypatch.setattr(plan, "_PLANS", {})
     monkeypatch.setattr(plan, "_FROZEN_PLANS", {})
-    done = []
-    gathered = plan.Product._gathered
+    return _products_taking(monkeypatch, "_gathered")
 
-    def recording(self, w, compact):
-        found = gathered(self, w, compact)
+
+def _products_taking(monkeypatch, path: str) -> list:
+    """Records each Product whose method `path` (a faster way to its product) gave a
+    result rather than None."""
+    taken = []
+    method = getattr(plan.Product, path)
+
+    def recording(self, *args):
+        found = method(self, *args)
         if found is not None:
-            done.append(self)
+            taken.append(self)
         return found
 
-    monkeypatch.setattr(plan.Product, "_gathered", recording)
-    return done
+    monkeypatch.setattr(plan.Product, path, recording)
+    return taken
 
 
 @pytest.mark.parametrize("frozen", [False, True])
@@ -394,16 +400,7 @@ def test_a_product_over_the_non_zero_columns_of_x_computes_the_same(monkeypatch,
     monkeypatch.setattr(plan, "GATHER_FROM", 10**9)  # every product a product
     monkeypatch.setattr(plan, "_PLANS", {})
     monkeypatch.setattr(plan, "_FROZEN_PLANS", {})
-    used = []
-    narrow = plan.Product._sparse_x
-
-    def recording(self, x, w, compact):
-        found = narrow(self, x, w, compact)
-        if found is not None:
-            used.append(self)
-        return found
-
-    monkeypatch.setattr(plan.Product, "_sparse_x", recording)
+    used = _products_taking(monkeypatch, "_sparse_x")
     batch = _batch(np.random.default_rng(14), 3)
     runs = {}
     for on in (True, False):
