@@ -45,9 +45,8 @@ class LoweredSOp:
     error: float_bounds.SOpError = float_bounds.EXACT
 
     def with_error(self, error: float_bounds.SOpError) -> LoweredSOp:
-        """This SOp with the error bound `error` (`dataclasses.replace`, made directly:
-        lowering bounds every block it builds)."""
-        return LoweredSOp(self.expr, self.space, self.block, self.constant, error)
+        """This SOp with the error bound `error`."""
+        return dataclasses.replace(self, error=error)
 
 
 @dataclasses.dataclass(frozen=True)
