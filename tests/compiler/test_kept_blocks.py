@@ -130,6 +130,16 @@ def _compile(program, vocab):
     return compiling.compile_rasp_to_model(program, vocab=vocab, max_seq_len=3, compiler_bos="BOS")
 
 
+def _compiled_with_pads(program, pads):
+    """`_compile` over {"a", "b"} once for each pad token, in order."""
+    return [
+        compiling.compile_rasp_to_model(
+            program, vocab={"a", "b"}, max_seq_len=3, compiler_bos="BOS", compiler_pad=pad
+        )
+        for pad in pads
+    ]
+
+
 def test_a_map_whose_function_changed_is_compiled_afresh():
     table = {"a": 1, "b": 2}
     program = _tokens_map(table)
@@ -200,12 +210,7 @@ def test_lowered_blocks_handed_out_are_copies():
 def test_assembled_arrays_are_kept_by_every_input(monkeypatch):
     monkeypatch.setattr(assemble, "_ASSEMBLED", kept_blocks.bound_cache.Known(1 << 30))
     program = _tokens_map({"a": 1, "b": 2})
-    models = [
-        compiling.compile_rasp_to_model(
-            program, vocab={"a", "b"}, max_seq_len=3, compiler_bos="BOS", compiler_pad=pad
-        )
-        for pad in ("P", "Q", "P", "Q", "P")  # noted, then kept, then found
-    ]
+    models = _compiled_with_pads(program, ("P", "Q", "P", "Q", "P"))  # noted, kept, found
     # the pad token is read by assembly only: a kept entry of another pad would show it
     assert "tokens:Q" in models[1].residual_labels and "tokens:P" not in models[1].residual_labels
     assert models[0].residual_labels == models[2].residual_labels == models[4].residual_labels
@@ -228,12 +233,8 @@ def test_a_changed_constant_is_assembled_afresh():
 def test_circuits_are_kept_by_every_input(monkeypatch):
     monkeypatch.setattr(circuit, "_CIRCUITS", kept_blocks.bound_cache.Known(1 << 30))
     program = _tokens_map({"a": 1, "b": 2})
-    models = [
-        compiling.compile_rasp_to_model(
-            program, vocab={"a", "b"}, max_seq_len=3, compiler_bos="BOS", compiler_pad=pad
-        )
-        for pad in ("0", "z", "0", "z", "0")  # the pad sorts before or after the vocab
-    ]
+    # the pad sorts before or after the vocab
+    models = _compiled_with_pads(program, ("0", "z", "0", "z", "0"))
     for model in models:
         writes = model.circuit["tokens"].writes
         assert [model.residual_labels[c] for c in writes] == ["tokens:a", "tokens:b"]

@@ -210,17 +210,9 @@ def cleaner_if_noisy(
         and rasp.is_categorical(expr.fst)
         and rasp.is_categorical(expr.snd)
     ):
+        # its lookup table, as lowered (kept across compiles)
         table = (
-            node.block
-            if first
-            else categorical_mlp.sequence_map_categorical_mlp(
-                spaces[expr.fst.label],
-                spaces[expr.snd.label],
-                node.space,
-                expr_blocks.feasible_only(expr),
-                ctx.one_space,
-                hidden_name=expr_blocks.hidden_name_of(expr),
-            )
+            node.block if first else expr_blocks.lower_sequence_map(expr, node.space, spaces, ctx)
         )
     else:
         return node

@@ -55,6 +55,36 @@ def number_key(x: float) -> str:
     return float(x).hex()
 
 
+class Inexact(Exception):
+    """A value that no exact key stands for (`exact_value`)."""
+
+
+def exact_value(value):
+    """A key part equal to another exactly where the values are the same: str, int, bool
+    and None with their type, floats by their bits (`number_key`), tuples item by item.
+    Raises Inexact for any other value."""
+    kind = type(value)
+    if kind is float:
+        return (float, number_key(value))
+    if kind in _PLAIN:
+        return (kind, value)
+    if kind is tuple:
+        return (tuple, tuple(map(exact_value, value)))
+    raise Inexact
+
+
+_PLAIN = (str, int, bool, type(None))
+
+
+def exact_values(values) -> frozenset | None:
+    """The values told apart exactly (`exact_value`: 1, 1.0 and True differ, and 0.0
+    and -0.0, which == and a frozenset conflate); None where one is of another kind."""
+    try:
+        return frozenset(map(exact_value, values))
+    except Inexact:
+        return None
+
+
 def read_only(result) -> None:
     """Makes the arrays of a dataclass instance read-only (it is shared)."""
     for f in dataclasses.fields(result):

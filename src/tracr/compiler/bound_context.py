@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import numpy as np
 
@@ -121,17 +121,27 @@ class WidthNumbers:
     bos_error: np.ndarray
 
 
-def read_names(ctx: Context, space: bases.VectorSpaceWithBasis) -> list[str]:
-    """The names of the directions of `space` other than BOS and `one`, each once, in
-    basis order; kept for the compile (do not modify the list)."""
-    key = ("names", id(space))
+def per_space(ctx: Context, what: str, space: bases.VectorSpaceWithBasis, make: Callable):
+    """make(space), worked out once per compile for each space (heads and MLPs reading
+    the same SOps share their spaces); `what` names the result."""
+    key = (what, id(space))
     known = ctx.memo.get(key)
     if known is not None and known[0] is space:
         return known[1]
+    found = make(space)
+    ctx.memo[key] = (space, found)  # the space is kept, so its id is not reused
+    return found
+
+
+def read_names(ctx: Context, space: bases.VectorSpaceWithBasis) -> list[str]:
+    """The names of the directions of `space` other than BOS and `one`, each once, in
+    basis order; kept for the compile (do not modify the list)."""
+    return per_space(ctx, "names", space, lambda s: _names(ctx, s))
+
+
+def _names(ctx: Context, space: bases.VectorSpaceWithBasis) -> list[str]:
     aux = {ctx.bos, ctx.one}
-    names = list(dict.fromkeys(d.name for d in space.basis if d not in aux))
-    ctx.memo[key] = (space, names)  # the space is kept, so its id is not reused
-    return names
+    return list(dict.fromkeys(d.name for d in space.basis if d not in aux))
 
 
 def numerical(ctx: Context, label: str) -> bool:

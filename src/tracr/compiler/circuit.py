@@ -317,16 +317,16 @@ def _extract(
         cols = writes.get(label, [])
         out.append(
             Node(
-                label,
-                SOP if is_sop else SELECTOR,
-                type(expr).__name__,
-                rasp.get_encoding(expr).value if is_sop else None,
-                tuple(blocks[label] if is_sop else heads_using(label)),
-                tuple(cols),
-                tuple([residual_labels[c] for c in cols]),
-                tuple(sops_read(label)),
-                tuple(
-                    [c for c in graph.predecessors(label) if isinstance(exprs[c], rasp.Selector)]
+                label=label,
+                kind=SOP if is_sop else SELECTOR,
+                expr=type(expr).__name__,
+                encoding=rasp.get_encoding(expr).value if is_sop else None,
+                blocks=tuple(blocks[label] if is_sop else heads_using(label)),
+                writes=tuple(cols),
+                write_labels=tuple(residual_labels[c] for c in cols),
+                reads=tuple(sops_read(label)),
+                selectors=tuple(
+                    c for c in graph.predecessors(label) if isinstance(exprs[c], rasp.Selector)
                 ),
             )
         )

@@ -45,9 +45,8 @@ class LoweredSOp:
     error: float_bounds.SOpError = float_bounds.EXACT
 
     def with_error(self, error: float_bounds.SOpError) -> LoweredSOp:
-        """This SOp with the error bound `error` (`dataclasses.replace`, made directly:
-        lowering bounds every block it builds)."""
-        return LoweredSOp(self.expr, self.space, self.block, self.constant, error)
+        """This SOp with the error bound `error`."""
+        return dataclasses.replace(self, error=error)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,10 +106,10 @@ def direction_space(direction: bases.BasisDirection) -> bases.VectorSpaceWithBas
 
 
 def _exact(values: Iterable) -> frozenset | None:
-    """The values other than None, told apart exactly (`kept_blocks.exact_values`: with
+    """The values other than None, told apart exactly (`bound_cache.exact_values`: with
     their types, floats by their bits, tuples item by item): equal keys give the same
     space. None where a value is not a str, int, bool, float or a tuple of such."""
-    return kept_blocks.exact_values(v for v in values if v is not None)
+    return bound_cache.exact_values(v for v in values if v is not None)
 
 
 #: Spaces kept by `labelled_space` (least recently used dropped beyond this size), and

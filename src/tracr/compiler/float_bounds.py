@@ -61,17 +61,16 @@ _mlp_error = mlp_bounds.mlp_error
 
 def _noisy(ctx: Context, space: bases.VectorSpaceWithBasis) -> np.ndarray:
     """[dims] bool, read-only: the directions of `space` other than BOS and `one`; kept
-    for the compile (heads reading the same SOps share their spaces)."""
-    key = ("noisy", id(space))
-    known = ctx.memo.get(key)
-    if known is not None and known[0] is space:
-        return known[1]
+    for the compile (`bound_context.per_space`)."""
+    return bound_context.per_space(ctx, "noisy", space, lambda s: _not_aux(ctx, s))
+
+
+def _not_aux(ctx: Context, space: bases.VectorSpaceWithBasis) -> np.ndarray:
     noisy = np.ones(space.num_dims, dtype=bool)
     for d in (ctx.bos, ctx.one):
         if d in space:
             noisy[space.index(d)] = False
     noisy.flags.writeable = False
-    ctx.memo[key] = (space, noisy)  # the space is kept, so its id is not reused
     return noisy
 
 

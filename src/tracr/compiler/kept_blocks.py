@@ -25,7 +25,7 @@ and `expr_to_craft_graph.add_craft_components_to_rasp_graph` hands out copies.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 
 from tracr.compiler import bound_cache
 from tracr.craft import bases, transformers, vectorspace_fns
@@ -57,19 +57,17 @@ class Same:
 SEEN = object()
 
 
-class _Unkeyed(Exception):
-    """A part that no key can stand for exactly (the block is built afresh)."""
+_Unkeyed = bound_cache.Inexact  # a part no key stands for: the block is built afresh
 
 
 def _exact(part):
-    """A key part equal to another exactly where the parts are the same: str, int, bool
-    and None with their type, floats by their bits (-0.0 is not 0.0), tuples part by
-    part, kept spaces and kept blocks (`Same`), and the chamber's own functions (module
-    level, never changed) by identity; spaces as `Contents` says. Raises _Unkeyed for
-    anything else."""
+    """A key part equal to another exactly where the parts are the same: plain values as
+    `bound_cache.exact_value` tells them apart, tuples part by part, kept spaces and
+    kept blocks (`Same`), and the chamber's own functions (module level, never changed)
+    by identity; spaces as `Contents` says. Raises _Unkeyed for anything else."""
     kind = type(part)
     if kind is float or kind in _PLAIN:
-        return _exact_value(part)
+        return bound_cache.exact_value(part)
     if kind is tuple:  # (its parts may be spaces or blocks too)
         return (tuple, tuple(map(_exact, part)))
     if kind is frozenset:  # a value set: its members exactly, in no order
@@ -90,26 +88,6 @@ def _exact(part):
 
 
 _PLAIN = (str, int, bool, type(None))
-
-
-def exact_values(values: Iterable) -> frozenset | None:
-    """The values told apart exactly: str, int, bool, None with their types, floats by
-    their bits, tuples item by item; None where one is of another kind."""
-    try:
-        return frozenset(map(_exact_value, values))
-    except _Unkeyed:
-        return None
-
-
-def _exact_value(value):
-    kind = type(value)
-    if kind is float:
-        return (float, value.hex())
-    if kind in _PLAIN:
-        return (kind, value)
-    if kind is tuple:
-        return (tuple, tuple(map(_exact_value, value)))
-    raise _Unkeyed
 
 
 def built(parts: tuple, build: Callable, functions: Sequence[Callable]):
@@ -210,7 +188,7 @@ def kept_block(block: transformers.Block) -> None:
 class Contents:
     """A key part standing for a space by its contents: the space itself where it is
     kept by its contents (`bases.keep`), otherwise its directions in order, exactly
-    (names and values as `exact_values` tells them apart)."""
+    (names and values as `bound_cache.exact_value` tells them apart)."""
 
     __slots__ = ("space",)
 
@@ -220,7 +198,8 @@ class Contents:
     def exact(self):
         if self.space.__dict__.get("_kept"):
             return Same(self.space)
-        return tuple((_exact_value(d.name), _exact_value(d.value)) for d in self.space.basis)
+        exact = bound_cache.exact_value
+        return tuple((exact(d.name), exact(d.value)) for d in self.space.basis)
 
 
 def key(parts: tuple) -> bound_cache.Key | None:

@@ -46,7 +46,8 @@ class _ExactSet:
     -0.0, but a Map's function may tell them apart, so a Grouping (whose points are the
     set's own elements, which functions are evaluated at) must not be shared between
     them. The same object, the usual case, is equal at once; other equal sets are
-    compared element by element."""
+    compared element by element (`bound_cache.exact_values`), and never where a value
+    has no exact key. (Not a `bound_cache.Key`: that compares its parts with ==.)"""
 
     __slots__ = ("values", "_hash")
 
@@ -61,15 +62,12 @@ class _ExactSet:
         if not isinstance(other, _ExactSet):
             return NotImplemented
         a, b = self.values, other.values
-        return a is b or (a == b and typed(a) == typed(b))
-
-
-def typed(values: Iterable) -> frozenset:
-    """Each value with its type, floats by their exact bits (`bound_cache.number_key`:
-    -0.0 is not 0.0): equal exactly where the values are the same values."""
-    return frozenset(
-        (type(v), bound_cache.number_key(v) if isinstance(v, float) else v) for v in values
-    )
+        if a is b:
+            return True
+        if a != b:
+            return False
+        exact = bound_cache.exact_values(a)
+        return exact is not None and exact == bound_cache.exact_values(b)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -10,8 +10,10 @@ None where none fits, and lowering keeps the lookup table.
 
 from __future__ import annotations
 
+import dataclasses
+
 from tracr.compiler import basis_inference, block_choice, expr_blocks, float_bounds, kept_blocks
-from tracr.craft import transformers
+from tracr.craft import bases, transformers
 from tracr.craft.chamber import separable_mlp
 from tracr.rasp import rasp
 
@@ -155,12 +157,15 @@ def _width_as_number(
 
 def _reading_block(node, args, g, pairs, may_be_none, reading, ctx):
     """The robust block of `node` reading its first input (`args`) as a number, kept
-    across compiles as `_kept` keeps blocks."""
+    across compiles as `_kept` keeps blocks (`reading` by every field)."""
     hidden, aux = expr_blocks.hidden_name_of(node.expr), (ctx.one_space, ctx.bos_space)
-    number = (kept_blocks.Contents(reading.space), reading.weights, reading.offset)
+    number = tuple(
+        kept_blocks.Contents(part) if isinstance(part, bases.VectorSpaceWithBasis) else part
+        for part in (getattr(reading, f.name) for f in dataclasses.fields(reading))
+    )
     return _kept(
         separable_mlp.build_robust,
-        (*args, node.space, *aux, hidden, may_be_none, *number, reading.at_bos),
+        (*args, node.space, *aux, hidden, may_be_none, *number),
         g,
         pairs,
         lambda f, p: separable_mlp.build_robust(
